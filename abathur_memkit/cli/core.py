@@ -1,0 +1,125 @@
+"""``memkit init``, ``memkit validate`` and ``memkit doctor``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sqlite3
+import urllib.error
+import urllib.request
+from typing import Any
+
+from ..database import Database
+from ..driver import EXTENSIONS, load_extension, select_driver
+from . import add_json_flag, emit
+
+__all__ = ["register"]
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser("init", help="create or upgrade a database")
+    p.add_argument("path")
+    add_json_flag(p)
+    p.set_defaults(handler=cmd_init)
+
+    p = subparsers.add_parser("validate", help="run the seeds' health checks")
+    p.add_argument("path")
+    add_json_flag(p)
+    p.set_defaults(handler=cmd_validate)
+
+    p = subparsers.add_parser("doctor", help="SQLite driver, extensions, Ollama")
+    add_json_flag(p)
+    p.set_defaults(handler=cmd_doctor)
+
+
+async def cmd_init(args: argparse.Namespace) -> int:
+    db = Database(args.path)
+    try:
+        applied = await db.initialize()
+        report = {"path": db.path, "applied": applied, "schema_version": await db.schema_version()}
+    finally:
+        await db.close()
+    emit(args, report, _init_text(report))
+    return 0
+
+
+def _init_text(report: dict[str, Any]) -> str:
+    versions = report["applied"]
+    done = f"applied migrations {versions}" if versions else "already up to date"
+    return f"{report['path']}: schema version {report['schema_version']} ({done})"
+
+
+async def cmd_validate(args: argparse.Namespace) -> int:
+    if not os.path.exists(args.path):
+        raise_missing(args.path)
+    async with Database(args.path) as db:
+        report = await db.validate()
+    lines = [f"{'PASS' if c['passed'] else 'FAIL'}  {c['name']:<42} {c['detail']}"
+             for c in report["checks"]]
+    passed = sum(c["passed"] for c in report["checks"])
+    lines.append(f"{passed}/{len(report['checks'])} checks passed")
+    emit(args, report, "\n".join(lines))
+    return 0 if report["ok"] else 1
+
+
+def raise_missing(path: str) -> None:
+    from ..errors import DatabaseFileError
+
+    raise DatabaseFileError(f"no database at {path} (create one with: memkit init {path})")
+
+
+def _ollama_status() -> dict[str, Any]:
+    host = os.environ.get("OLLAMA_HOST", "http://127.0.0.1:11434")
+    if "://" not in host:
+        host = f"http://{host}"
+    try:
+        with urllib.request.urlopen(f"{host}/api/version", timeout=1.0) as response:
+            return {"host": host, "reachable": True, "detail": response.read().decode()[:200]}
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        return {"host": host, "reachable": False, "detail": str(exc)}
+
+
+async def cmd_doctor(args: argparse.Namespace) -> int:
+    driver = select_driver()
+    conn = driver.connect(":memory:")
+    try:
+        extensions: dict[str, dict[str, Any]] = {}
+        for name in EXTENSIONS:
+            try:
+                extensions[name] = {"loads": True, "version": load_extension(conn, name)}
+            except Exception as exc:
+                extensions[name] = {"loads": False, "detail": str(exc)}
+        options = {r[0] for r in conn.execute("PRAGMA compile_options").fetchall()}
+    finally:
+        conn.close()
+    stdlib = sqlite3.connect(":memory:")
+    stdlib_loads = hasattr(stdlib, "enable_load_extension")
+    stdlib.close()
+    report: dict[str, Any] = {
+        "python": platform.python_version(),
+        "driver": driver.name,
+        "driver_sqlite_version": driver.sqlite_version,
+        "stdlib_sqlite_version": sqlite3.sqlite_version,
+        "stdlib_can_load_extensions": stdlib_loads,
+        "extensions": extensions,
+        "fts5": "ENABLE_FTS5" in options,
+        "dbstat": "ENABLE_DBSTAT_VTAB" in options,
+        "ollama": _ollama_status(),
+    }
+    lines = [
+        f"python          {report['python']}",
+        f"sqlite driver   {driver.name} (SQLite {driver.sqlite_version})",
+        f"stdlib sqlite3  SQLite {sqlite3.sqlite_version}, "
+        f"extension loading {'yes' if stdlib_loads else 'no'}",
+    ]
+    for name, info in extensions.items():
+        state = f"loads (v{info['version'].lstrip('v')})" if info["loads"] else info["detail"]
+        lines.append(f"extension {name:<5} {state}")
+    lines.append(f"fts5            {'yes' if report['fts5'] else 'no'}")
+    lines.append(f"dbstat          {'yes' if report['dbstat'] else 'no'}")
+    ollama = report["ollama"]
+    lines.append(f"ollama          {'reachable' if ollama['reachable'] else 'not reachable'}"
+                 f" at {ollama['host']}")
+    emit(args, report, "\n".join(lines))
+    return 0

@@ -1,0 +1,23 @@
+"""Fixtures shared by memkit's own tests (the plugin's fixtures are tested in tests/plugin)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from abathur_memkit import Database
+
+
+@pytest.fixture
+async def db(tmp_path: Path) -> AsyncIterator[Database]:
+    """A fresh, initialized file database in WAL mode."""
+    async with Database(tmp_path / "test.db") as database:
+        yield database
+
+
+@pytest.fixture
+async def memdb() -> AsyncIterator[Database]:
+    async with Database(":memory:") as database:
+        yield database

@@ -1,0 +1,267 @@
+"""The Database of SPEC §2/§4: PRAGMAs, :memory:, transactions, maintenance, backup."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from abathur_memkit import (
+    Database,
+    DatabaseFileError,
+    InvalidInputError,
+    MemkitError,
+)
+from abathur_memkit.driver import select_driver
+from abathur_memkit.schema import schema_version
+
+
+async def test_pragmas_on_writer_and_readers(db: Database) -> None:
+    expected = {"busy_timeout": 5000, "journal_mode": "wal", "synchronous": 1,
+                "foreign_keys": 1, "wal_autocheckpoint": 1000}
+
+    def read(conn: Any) -> dict[str, Any]:
+        return {name: conn.execute(f"PRAGMA {name}").fetchone()[0] for name in expected}
+
+    assert await db.write(read) == expected
+    # Every reader connection (a second, third... connection) has them too.
+    for _ in range(4):
+        assert await db.read(read) == expected
+
+
+async def test_wal_is_persistent_for_other_clients(db: Database) -> None:
+    other = db.driver.connect(db.path)
+    try:
+        assert other.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    finally:
+        other.close()
+
+
+async def test_memory_database_keeps_data() -> None:
+    async with Database(":memory:") as db:
+        assert (await db.pragmas())["journal_mode"] == "memory"
+        await db.execute("INSERT INTO metrics (timestamp, metric_name, metric_value) "
+                         "VALUES ('t', 'm', 1)")
+        await db.execute("INSERT INTO metrics (timestamp, metric_name, metric_value) "
+                         "VALUES ('t', 'm', 2)")
+        rows = await db.fetchall("SELECT metric_value FROM metrics ORDER BY id")
+        assert [r["metric_value"] for r in rows] == [1.0, 2.0]
+
+
+async def test_initialize_is_idempotent(tmp_path: Path) -> None:
+    path = tmp_path / "a.db"
+    async with Database(path) as db:
+        assert await db.schema_version() == schema_version()
+        before = await db.fetchall("SELECT type, name, sql FROM sqlite_master ORDER BY name")
+        assert await db.initialize() == []
+    async with Database(str(path)) as db:
+        assert await db.initialize() == []
+        after = await db.fetchall("SELECT type, name, sql FROM sqlite_master ORDER BY name")
+    assert before == after
+
+
+async def test_two_databases_initialize_one_file_at_once(tmp_path: Path) -> None:
+    path = tmp_path / "race.db"
+    dbs = [Database(path) for _ in range(4)]
+    results = await asyncio.gather(*(d.initialize() for d in dbs))
+    try:
+        # Each migration was applied exactly once across all of them.
+        assert sorted(v for r in results for v in r) == [m for m in range(1, schema_version() + 1)]
+        assert (await dbs[0].get_index_usage())["index_count"] == 32
+    finally:
+        for d in dbs:
+            await d.close()
+
+
+async def test_write_rolls_back_on_any_exception(db: Database) -> None:
+    def insert_then_fail(conn: Any) -> None:
+        conn.execute("INSERT INTO sessions (id, app_name, user_id) VALUES ('s1', 'a', 'u')")
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        await db.write(insert_then_fail)
+    assert await db.fetchone("SELECT * FROM sessions") is None
+    # And the writer is usable afterwards (no transaction left open).
+    await db.execute("INSERT INTO sessions (id, app_name, user_id) VALUES ('s1', 'a', 'u')")
+    assert (await db.fetchone("SELECT id FROM sessions"))  == {"id": "s1"}
+
+
+async def test_constraint_failure_is_a_memkit_value_error(db: Database) -> None:
+    with pytest.raises(InvalidInputError) as info:
+        await db.execute("INSERT INTO sessions (id, app_name, user_id, status) "
+                         "VALUES ('s', 'a', 'u', 'nope')")
+    assert isinstance(info.value, ValueError) and isinstance(info.value, MemkitError)
+    assert "CHECK constraint failed" in str(info.value)
+
+
+async def test_reads_see_committed_writes_only(db: Database) -> None:
+    started, release = asyncio.Event(), asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def slow_write(conn: Any) -> None:
+        conn.execute("INSERT INTO sessions (id, app_name, user_id) VALUES ('s1', 'a', 'u')")
+        loop.call_soon_threadsafe(started.set)
+        asyncio.run_coroutine_threadsafe(release.wait(), loop).result(5)
+
+    task = asyncio.create_task(db.write(slow_write))
+    await started.wait()
+    # The write transaction is open on the writer; a reader does not see it.
+    assert await db.fetchone("SELECT id FROM sessions") is None
+    release.set()
+    await task
+    assert await db.fetchone("SELECT id FROM sessions") == {"id": "s1"}
+
+
+async def test_validate_report(db: Database) -> None:
+    report = await db.validate()
+    json.dumps(report)  # JSON-serializable as is
+    assert report["ok"] is True
+    names = {c["name"] for c in report["checks"]}
+    for name in ("pragma:journal_mode", "pragma:foreign_keys", "pragma:synchronous",
+                 "pragma:busy_timeout", "pragma:wal_autocheckpoint", "integrity_check",
+                 "foreign_key_check", "index_count", "table:memory_entries",
+                 "json_rejects_invalid:session_events.event",
+                 "json_rejects_invalid:memory_entries.value",
+                 "lookup:session_by_id", "lookup:memory_by_namespace_key"):
+        assert name in names
+    for check in report["checks"]:
+        assert set(check) == {"name", "passed", "detail"}
+        assert check["passed"] is True, check
+    # validate() changes nothing: its probe rows were rolled back.
+    assert await db.fetchone("SELECT id FROM sessions") is None
+    assert await db.fetchone("SELECT id FROM memory_entries") is None
+
+
+async def test_validate_reports_a_missing_index(db: Database) -> None:
+    await db.execute("DROP INDEX idx_memory_created_by")
+    report = await db.validate()
+    assert report["ok"] is False
+    failed = [c for c in report["checks"] if not c["passed"]]
+    assert [c["name"] for c in failed] == ["index_count"]
+    assert "idx_memory_created_by" in failed[0]["detail"]
+
+
+async def test_utilities(db: Database) -> None:
+    assert await db.integrity_check() == ["ok"]
+    assert await db.validate_foreign_keys() == []
+    usage = await db.get_index_usage()
+    assert usage["index_count"] == 32
+    assert "idx_memory_namespace_key_version" in usage["by_table"]["memory_entries"]
+    assert "idx_memory_episodic_ttl" in usage["partial"]
+    await db.analyze()
+    assert await db.fetchone("SELECT count(*) AS n FROM sqlite_stat1") is not None
+    await db.vacuum()
+    result = await db.checkpoint()
+    assert result["busy"] == 0
+    with pytest.raises(InvalidInputError):
+        await db.checkpoint("SOMETIMES")
+
+
+async def test_foreign_key_violations_are_listed(db: Database) -> None:
+    # A client without foreign_keys=ON (SQLite's default) can still write orphans.
+    raw = db.driver.connect(db.path)
+    try:
+        raw.execute("INSERT INTO session_events (session_id, seq, event) VALUES ('ghost', 1, '{}')")
+    finally:
+        raw.close()
+    violations = await db.validate_foreign_keys()
+    assert [(v["table"], v["parent"]) for v in violations] == [("session_events", "sessions")]
+
+
+async def test_explain_query_plan(db: Database) -> None:
+    plan = await db.explain_query_plan(
+        "SELECT * FROM memory_entries WHERE namespace = ? AND key = ? AND is_deleted = 0 "
+        "ORDER BY version DESC LIMIT 1", ("user:a", "k"))
+    assert plan == ["SEARCH memory_entries USING INDEX idx_memory_namespace_key_version "
+                    "(namespace=? AND key=? AND is_deleted=?)"]
+
+
+async def test_backup_is_consistent_under_concurrent_writes(db: Database, tmp_path: Path) -> None:
+    stop = asyncio.Event()
+
+    async def writer() -> int:
+        n = 0
+        while not stop.is_set():
+            # Two rows per transaction: a torn copy would hold an odd count.
+            def pair(conn: Any, n: int = n) -> None:
+                for i in (0, 1):
+                    conn.execute("INSERT INTO metrics (timestamp, metric_name, metric_value) "
+                                 "VALUES ('t', ?, ?)", (f"m{n}", i))
+            await db.write(pair)
+            n += 1
+        return n
+
+    task = asyncio.create_task(writer())
+    await asyncio.sleep(0.05)
+    copies = [await db.backup(tmp_path / f"copy{i}.db") for i in range(3)]
+    stop.set()
+    written = await task
+    assert written > 0
+    for copy in copies:
+        async with Database(copy) as restored:
+            count = (await restored.fetchone("SELECT count(*) AS n FROM metrics"))
+            assert count is not None and count["n"] % 2 == 0
+            assert (await restored.validate())["ok"] is True
+
+
+async def test_backup_refuses_to_overwrite(db: Database, tmp_path: Path) -> None:
+    target = tmp_path / "b.db"
+    await db.backup(target)
+    with pytest.raises(InvalidInputError, match="exists"):
+        await db.backup(target)
+    await db.backup(target, overwrite=True)
+    with pytest.raises(InvalidInputError, match="itself"):
+        await db.backup(db.path, overwrite=True)
+
+
+async def test_not_a_database_is_a_clear_error(tmp_path: Path) -> None:
+    bad = tmp_path / "notes.db"
+    bad.write_bytes(b"this is not sqlite, just some text " * 100)
+    with pytest.raises(DatabaseFileError, match="not a usable SQLite database"):
+        await Database(bad).initialize()
+    assert bad.read_bytes() == b"this is not sqlite, just some text " * 100
+
+
+async def test_missing_directory_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(DatabaseFileError, match="does not exist"):
+        await Database(tmp_path / "nope" / "a.db").initialize()
+
+
+def test_bad_path_types() -> None:
+    with pytest.raises(InvalidInputError):
+        Database(b"a.db")  # type: ignore[arg-type]
+    with pytest.raises(InvalidInputError):
+        Database("")
+
+
+async def test_uninitialized_use_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(MemkitError, match="not initialized"):
+        await Database(tmp_path / "a.db").fetchall("SELECT 1")
+
+
+def test_driver_selection() -> None:
+    assert select_driver("sqlite3").name == "sqlite3"
+    assert select_driver("sqlean").name == "sqlean"
+    with pytest.raises(InvalidInputError, match="Invalid SQLite driver"):
+        select_driver("postgres")
+    stdlib_loads = hasattr(sqlite3.connect(":memory:"), "enable_load_extension")
+    auto = select_driver("auto")
+    # Falls back to the wheel-shipped driver exactly when stdlib cannot load extensions.
+    assert auto.name == ("sqlite3" if stdlib_loads else "sqlean")
+    assert auto.can_load_extensions
+
+
+async def test_vec_extension_loads_through_the_fallback_driver(tmp_path: Path) -> None:
+    async with Database(tmp_path / "v.db", extensions=("vec",)) as db:
+        row = await db.fetchone("SELECT vec_version() AS v")
+        assert row is not None and row["v"].startswith("v")
+
+
+async def test_stdlib_driver_works_without_extensions(tmp_path: Path) -> None:
+    async with Database(tmp_path / "s.db", driver="sqlite3") as db:
+        assert db.driver.name == "sqlite3"
+        assert (await db.validate())["ok"] is True
