@@ -29,6 +29,17 @@ from .errors import DatabaseFileError, InvalidInputError, MemkitError
 if TYPE_CHECKING:
     from types import TracebackType
 
+    from .agents import AgentService
+    from .audit import AuditService
+    from .checkpoints import CheckpointService
+    from .documents import DocumentIndexService
+    from .embeddings import Embedder
+    from .memory import MemoryService
+    from .metrics import MetricsService
+    from .search import SearchService
+    from .sessions import SessionService
+    from .tasks import TaskService
+
 __all__ = ["PRAGMAS", "Database"]
 
 T = TypeVar("T")
@@ -57,6 +68,8 @@ class Database:
         driver: str | None = None,
         readers: int = 2,
         extensions: Sequence[str] = (),
+        embedder: str | Embedder | None = None,
+        vector_backend: str = "vec",
     ) -> None:
         if isinstance(path, bytes) or not isinstance(path, str | os.PathLike):
             raise InvalidInputError(f"Database path must be a str or os.PathLike, not {path!r}")
@@ -65,7 +78,17 @@ class Database:
             raise InvalidInputError("Database path is empty; use ':memory:' for a memory database")
         self.in_memory = self.path == ":memory:"
         self.driver: Driver = select_driver(driver)
+        if vector_backend not in ("vec", "vss"):
+            raise InvalidInputError(
+                f"Invalid vector_backend: {vector_backend!r} (choose 'vec' or 'vss')"
+            )
+        self.vector_backend = vector_backend
+        # Vector search needs its extension on every connection, readers included.
+        if embedder is not None and vector_backend not in extensions:
+            extensions = (*extensions, vector_backend)
         self.extensions = tuple(extensions)
+        self._embedder_spec = embedder
+        self._embedder: Embedder | None = None
         self._n_readers = 0 if self.in_memory else max(1, readers)
         self._writer: aiosqlite.Connection | None = None
         self._readers: list[aiosqlite.Connection] = []
@@ -76,6 +99,67 @@ class Database:
 
     def __repr__(self) -> str:
         return f"<Database {self.path!r} driver={self.driver.name}>"
+
+    # -- services (created on first use, one each per Database) --------------
+
+    def _service(self, module: str, name: str) -> Any:
+        service = self._services.get(name)
+        if service is None:
+            import importlib
+
+            cls = getattr(importlib.import_module(f"{__package__}.{module}"), name)
+            service = self._services[name] = cls(self)
+        return service
+
+    @property
+    def sessions(self) -> SessionService:
+        return self._service("sessions", "SessionService")  # type: ignore[no-any-return]
+
+    @property
+    def memory(self) -> MemoryService:
+        return self._service("memory", "MemoryService")  # type: ignore[no-any-return]
+
+    @property
+    def tasks(self) -> TaskService:
+        return self._service("tasks", "TaskService")  # type: ignore[no-any-return]
+
+    @property
+    def agents(self) -> AgentService:
+        return self._service("agents", "AgentService")  # type: ignore[no-any-return]
+
+    @property
+    def checkpoints(self) -> CheckpointService:
+        return self._service("checkpoints", "CheckpointService")  # type: ignore[no-any-return]
+
+    @property
+    def audit(self) -> AuditService:
+        return self._service("audit", "AuditService")  # type: ignore[no-any-return]
+
+    @property
+    def documents(self) -> DocumentIndexService:
+        return self._service("documents", "DocumentIndexService")  # type: ignore[no-any-return]
+
+    @property
+    def search(self) -> SearchService:
+        return self._service("search", "SearchService")  # type: ignore[no-any-return]
+
+    @property
+    def embedder(self) -> Embedder:
+        """The embedder named by ``Database(..., embedder=...)``, created on first use."""
+        if self._embedder is None:
+            if self._embedder_spec is None:
+                raise MemkitError(
+                    "no embedder configured: use Database(path, embedder='default') "
+                    "(offline MiniLM), 'ollama', 'hashing' or an Embedder instance"
+                )
+            from .embeddings import get_embedder
+
+            self._embedder = get_embedder(self._embedder_spec)
+        return self._embedder
+
+    @property
+    def metrics(self) -> MetricsService:
+        return self._service("metrics", "MetricsService")  # type: ignore[no-any-return]
 
     # -- lifecycle -----------------------------------------------------------
 

@@ -21,3 +21,4 @@ async def db(tmp_path: Path) -> AsyncIterator[Database]:
 async def memdb() -> AsyncIterator[Database]:
     async with Database(":memory:") as database:
         yield database
+

@@ -1,0 +1,143 @@
+"""Agents: one row per spawned agent, tied to a task and optionally a session.
+
+States move idle ↔ working ↔ waiting, and any of them to terminated, which
+is final. Every write has its audit row in the same transaction.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import uuid
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from . import audit
+from .errors import AlreadyExistsError
+from .inputs import optional_text, require_object, require_text
+from .lifecycle import Lifecycle
+from .rows import Row, Rows, exists, fetch_all, fetch_one, require_row
+from .values import timestamp, to_json
+
+if TYPE_CHECKING:
+    from .database import Database
+
+__all__ = ["JSON_COLUMNS", "LIFECYCLE", "STATES", "AgentService"]
+
+_LIVE = ("idle", "working", "waiting")
+LIFECYCLE = Lifecycle(
+    "agent",
+    "state",
+    {
+        **{state: frozenset({*_LIVE, "terminated"} - {state}) for state in _LIVE},
+        "terminated": frozenset(),
+    },
+)
+STATES = LIFECYCLE.states
+JSON_COLUMNS = ("resource_usage",)
+
+# -- SQL (module-level so tests can check each plan) -------------------------
+
+GET = "SELECT * FROM agents WHERE id = ?"
+GET_STATE = "SELECT state, task_id FROM agents WHERE id = ?"
+INSERT = (
+    "INSERT INTO agents (id, name, specialization, task_id, state, model, spawned_at, "
+    "session_id) VALUES (?, ?, ?, ?, 'idle', ?, ?, ?)"
+)
+SET_STATE = "UPDATE agents SET state = ? WHERE id = ? RETURNING *"
+TERMINATE = (
+    "UPDATE agents SET state = 'terminated', terminated_at = ?, "
+    "resource_usage = coalesce(?, resource_usage) WHERE id = ? RETURNING *"
+)
+FOR_TASK = "SELECT * FROM agents WHERE task_id = ? ORDER BY spawned_at"
+FOR_SESSION = "SELECT * FROM agents WHERE session_id = ? ORDER BY spawned_at DESC"
+
+
+class AgentService:
+    """Agents: ``db.agents`` or ``AgentService(db)``."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def get(self, agent_id: str) -> Row | None:
+        aid = require_text(agent_id, "agent_id")
+        return await self.db.read(lambda conn: fetch_one(conn, GET, (aid,), JSON_COLUMNS))
+
+    async def for_task(self, task_id: str) -> Rows:
+        """The task's agents, oldest first."""
+        tid = require_text(task_id, "task_id")
+        return await self.db.read(lambda conn: fetch_all(conn, FOR_TASK, (tid,), JSON_COLUMNS))
+
+    async def for_session(self, session_id: str) -> Rows:
+        """The session's agents, newest first."""
+        sid = require_text(session_id, "session_id")
+        return await self.db.read(
+            lambda conn: fetch_all(conn, FOR_SESSION, (sid,), JSON_COLUMNS)
+        )
+
+    async def spawn(
+        self,
+        name: str,
+        specialization: str,
+        task_id: str,
+        model: str,
+        session_id: str | None = None,
+        agent_id: str | None = None,
+    ) -> str:
+        """Register an agent (state ``idle``) working on ``task_id``; return its id."""
+        aid = str(uuid.uuid4()) if agent_id is None else require_text(agent_id, "agent_id")
+        label = require_text(name, "name")
+        role = require_text(specialization, "specialization")
+        tid = require_text(task_id, "task_id")
+        llm = require_text(model, "model")
+        sid = optional_text(session_id, "session_id")
+
+        def insert(conn: sqlite3.Connection) -> None:
+            if exists(conn, "agents", aid):
+                raise AlreadyExistsError(f"Agent {aid} already exists")
+            require_row(conn, "tasks", tid, "Task")
+            if sid is not None:
+                require_row(conn, "sessions", sid, "Session")
+            now = timestamp()
+            conn.execute(INSERT, (aid, label, role, tid, llm, now, sid))
+            audit.record(conn, "agent_spawned", agent_id=aid, task_id=tid, result="idle", at=now,
+                         action_data={"name": label, "specialization": role, "model": llm,
+                                      "session_id": sid})
+
+        await self.db.write(insert)
+        return aid
+
+    async def set_state(self, agent_id: str, state: str) -> Row:
+        """Move the agent to ``state`` (idle, working or waiting; see ``terminate``)."""
+        new = LIFECYCLE.check_state(state)
+        if new == "terminated":
+            return await self.terminate(agent_id)
+        return await self._move(agent_id, new, SET_STATE, lambda now, aid: (new, aid))
+
+    async def terminate(
+        self, agent_id: str, resource_usage: dict[str, Any] | None = None
+    ) -> Row:
+        """Terminate the agent, recording its ``resource_usage`` (a JSON object) if given."""
+        usage = None
+        if resource_usage is not None:
+            usage = to_json(require_object(resource_usage, "resource_usage"), "resource_usage")
+        return await self._move(agent_id, "terminated", TERMINATE,
+                                lambda now, aid: (now, usage, aid))
+
+    async def _move(
+        self, agent_id: str, new: str, sql: str, params: Callable[[str, str], tuple[Any, ...]]
+    ) -> Row:
+        """Check the move, apply ``sql`` with ``params(now, id)`` and audit it: one txn."""
+        aid = require_text(agent_id, "agent_id")
+
+        def move(conn: sqlite3.Connection) -> Row:
+            row = LIFECYCLE.move(conn, GET_STATE, aid, new)
+            now = timestamp()
+            agent = fetch_one(conn, sql, params(now, aid), JSON_COLUMNS)
+            assert agent is not None  # this transaction has just read the row
+            action = "agent_terminated" if new == "terminated" else "agent_state_changed"
+            audit.record(conn, action,
+                         agent_id=aid, task_id=row["task_id"], result=new, at=now,
+                         action_data={"from": row["state"], "to": new})
+            return agent
+
+        return await self.db.write(move)

@@ -1,0 +1,621 @@
+"""Long-term memory: versioned entries in hierarchical namespaces.
+
+Each write adds a row: versions are immutable and ascend per (namespace, key),
+also across a soft delete (seed defect 4), so history stays intact. Reads
+return the latest live version. Every write and its audit row commit in one
+``BEGIN IMMEDIATE`` transaction (``Database.write``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from . import audit
+from .errors import AlreadyExistsError, InvalidInputError, NotFoundError
+from .inputs import optional_text, require_int, require_limit, require_object, require_text
+from .namespaces import (
+    PRECEDENCE,
+    WritePolicy,
+    check_key,
+    parse_namespace,
+    prefix_bounds,
+)
+from .values import timestamp, timestamp_ago, to_json
+
+if TYPE_CHECKING:
+    from .database import Database
+
+__all__ = ["MEMORY_TYPES", "MemoryItem", "MemoryService"]
+
+MEMORY_TYPES = ("semantic", "episodic", "procedural")
+
+_loads = json.loads
+
+# -- SQL (module-level so tests can check each plan) -------------------------
+
+COLUMNS = (
+    "id, namespace, key, value, memory_type, version, is_deleted, metadata, "
+    "created_by, updated_by, created_at, updated_at"
+)
+
+GET_LATEST = (
+    f"SELECT {COLUMNS} FROM memory_entries "
+    "WHERE namespace = ? AND key = ? AND is_deleted = 0 ORDER BY version DESC LIMIT 1"
+)
+GET_VERSION = (
+    f"SELECT {COLUMNS} FROM memory_entries WHERE namespace = ? AND key = ? AND version = ?"
+)
+# The newest row of a key, live or not: the next version number and whether it is live.
+GET_NEWEST = (
+    "SELECT id, version, is_deleted, memory_type, metadata, created_by FROM memory_entries "
+    "WHERE namespace = ? AND key = ? ORDER BY version DESC LIMIT 1"
+)
+HISTORY = (
+    f"SELECT {COLUMNS} FROM memory_entries WHERE namespace = ? AND key = ? ORDER BY version DESC"
+)
+INSERT = (
+    "INSERT INTO memory_entries (namespace, key, value, memory_type, version, metadata, "
+    "created_by, updated_by, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+SOFT_DELETE = (
+    "UPDATE memory_entries SET is_deleted = 1, updated_at = ? "
+    "WHERE namespace = ? AND key = ? AND is_deleted = 0"
+)
+UNDELETE = (
+    "UPDATE memory_entries SET is_deleted = 0, updated_at = ? "
+    "WHERE namespace = ? AND key = ? AND is_deleted = 1"
+)
+# Latest live version of each key under a segment-aware prefix: the range on
+# idx_memory_namespace_prefix, then one index seek per row for its key's max.
+_LATEST_PER_KEY = (
+    "m.is_deleted = 0 AND m.version = (SELECT max(x.version) FROM memory_entries x "
+    "WHERE x.namespace = m.namespace AND x.key = m.key AND x.is_deleted = 0)"
+)
+SEARCH_PREFIX = (
+    f"SELECT {', '.join('m.' + c.strip() for c in COLUMNS.split(','))} FROM memory_entries m "
+    "WHERE (m.namespace = ? OR (m.namespace >= ? AND m.namespace < ?)) "
+    f"AND {_LATEST_PER_KEY} AND (? IS NULL OR m.memory_type = ?) "
+    "ORDER BY m.updated_at DESC, m.id DESC LIMIT ?"
+)
+SEARCH_ALL = (
+    f"SELECT {', '.join('m.' + c.strip() for c in COLUMNS.split(','))} FROM memory_entries m "
+    f"WHERE {_LATEST_PER_KEY} AND (? IS NULL OR m.memory_type = ?) "
+    "ORDER BY m.updated_at DESC, m.id DESC LIMIT ?"
+)
+# Distinct live namespaces by skip-scan: one index seek per namespace, not a
+# scan of every row.
+LIST_NAMESPACES = (
+    "WITH RECURSIVE ns(name) AS ("
+    " SELECT min(namespace) FROM memory_entries WHERE is_deleted = 0 AND namespace >= ?"
+    " UNION ALL"
+    " SELECT (SELECT min(namespace) FROM memory_entries"
+    "         WHERE is_deleted = 0 AND namespace > ns.name)"
+    " FROM ns WHERE ns.name IS NOT NULL"
+    ") SELECT name FROM ns WHERE name IS NOT NULL"
+)
+EXPIRED = (
+    "SELECT DISTINCT namespace, key FROM memory_entries "
+    "WHERE memory_type = 'episodic' AND is_deleted = 0 AND updated_at < ?"
+)
+EXISTING_KEYS = (
+    "SELECT m.namespace, m.key, max(m.version), "
+    "(SELECT x.is_deleted FROM memory_entries x WHERE x.namespace = m.namespace "
+    " AND x.key = m.key ORDER BY x.version DESC LIMIT 1) "
+    "FROM json_each(?) AS j JOIN memory_entries AS m "
+    "ON m.namespace = json_extract(j.value, '$[0]') AND m.key = json_extract(j.value, '$[1]') "
+    "GROUP BY m.namespace, m.key"
+)
+SESSION_SCOPES = "SELECT app_name, user_id, project_id FROM sessions WHERE id = ?"
+SESSION_USER = "SELECT user_id FROM sessions WHERE id = ?"
+AUDIT_FOR_RANGE = (
+    "INSERT INTO audit (timestamp, task_id, action_type, action_data, "
+    "memory_operation_type, memory_namespace, memory_entry_id) "
+    "SELECT created_at, ?, 'memory_create', "
+    "json_object('by', created_by, 'key', key, 'version', version, 'batch', 1), "
+    "'create', namespace, id FROM memory_entries WHERE id BETWEEN ? AND ?"
+)
+
+
+@dataclass(frozen=True)
+class MemoryItem:
+    """One memory for ``add_memories``."""
+
+    namespace: str
+    key: str
+    value: Any
+    memory_type: str = "semantic"
+    metadata: Mapping[str, Any] | None = None
+
+
+def _decode(row: tuple[Any, ...]) -> dict[str, Any]:
+    """A row of COLUMNS, by position, as the dict the API returns."""
+    metadata = row[7]
+    return {
+        "id": row[0], "namespace": row[1], "key": row[2], "value": _loads(row[3]),
+        "memory_type": row[4], "version": row[5], "is_deleted": bool(row[6]),
+        "metadata": {} if metadata is None or metadata == "{}" else _loads(metadata),
+        "created_by": row[8], "updated_by": row[9], "created_at": row[10],
+        "updated_at": row[11],
+    }
+
+
+def _fetch(conn: Any, sql: str, params: tuple[Any, ...]) -> list[dict[str, Any]]:
+    cursor = conn.cursor()
+    cursor.row_factory = None  # plain tuples: decoding by position is ~3x faster than Row
+    return [_decode(row) for row in cursor.execute(sql, params)]
+
+
+def _check_memory_type(memory_type: object) -> str:
+    if memory_type not in MEMORY_TYPES:
+        raise InvalidInputError(
+            f"Invalid memory_type: {memory_type} (expected one of {', '.join(MEMORY_TYPES)})"
+        )
+    return str(memory_type)
+
+
+def _check_metadata(metadata: object) -> str | None:
+    return None if metadata is None else to_json(require_object(metadata, "metadata"), "metadata")
+
+
+class MemoryService:
+    """Versioned memories: ``db.memory`` or ``MemoryService(db)``."""
+
+    def __init__(self, db: Database, *, policy: WritePolicy | None = None) -> None:
+        self.db = db
+        self.policy = policy or WritePolicy()
+
+    # -- reads ---------------------------------------------------------------
+
+    async def get_memory(
+        self, namespace: str, key: str, version: int | None = None
+    ) -> dict[str, Any] | None:
+        """The latest live version of a key, or exactly ``version`` (live or not)."""
+        parse_namespace(namespace)
+        check_key(key)
+        params: tuple[Any, ...]
+        if version is None:
+            sql, params = GET_LATEST, (namespace, key)
+        else:
+            sql, params = GET_VERSION, (namespace, key, _check_version(version))
+
+        def get(conn: Any) -> dict[str, Any] | None:
+            rows = _fetch(conn, sql, params)
+            return rows[0] if rows else None
+
+        return await self.db.read(get)
+
+    async def get_memory_history(self, namespace: str, key: str) -> list[dict[str, Any]]:
+        """Every version of a key, newest first, deleted ones included."""
+        parse_namespace(namespace)
+        check_key(key)
+        return await self.db.read(lambda conn: _fetch(conn, HISTORY, (namespace, key)))
+
+    async def search_memories(
+        self, namespace_prefix: str, memory_type: str | None = None, limit: int = 50
+    ) -> list[dict[str, Any]]:
+        """The latest live version of each key under a prefix, most recent first.
+
+        ``user:alice`` (or ``user:alice:``) matches ``user:alice`` and
+        ``user:alice:…``, never ``user:alice2``; ``""`` matches everything.
+        """
+        bounds = prefix_bounds(namespace_prefix)
+        if memory_type is not None:
+            _check_memory_type(memory_type)
+        limit = require_limit(limit)
+        params: tuple[Any, ...]
+        if bounds is None:
+            sql, params = SEARCH_ALL, (memory_type, memory_type, limit)
+        else:
+            sql, params = SEARCH_PREFIX, (*bounds, memory_type, memory_type, limit)
+        return await self.db.read(lambda conn: _fetch(conn, sql, params))
+
+    async def list_namespaces(self, prefix: str = "") -> list[str]:
+        """Namespaces holding at least one live memory, sorted, optionally under a prefix."""
+        bounds = prefix_bounds(prefix)
+
+        def walk(conn: Any) -> list[str]:
+            names = [r[0] for r in conn.execute(LIST_NAMESPACES, (bounds[0] if bounds else "",))]
+            if bounds is None:
+                return names
+            exact, low, high = bounds
+            # The walk starts at the prefix; stop once past its range.
+            return [n for n in names if n == exact or low <= n < high]
+
+        return await self.db.read(walk)
+
+    async def context_for_session(self, session_id: str) -> dict[str, dict[str, Any]]:
+        """Memories visible to a session, one per key, by scope precedence.
+
+        Looks in ``temp:<session>``, ``session:<session>``, ``user:<user>``,
+        ``app:<app>`` and ``project:<project>`` (and below each); where a key
+        appears in several, temp > session > user > app > project wins, and
+        within one scope the most recently updated. Each value is the memory
+        dict plus its ``scope``.
+        """
+        require_text(session_id, "session_id")
+
+        def collect(conn: Any) -> dict[str, dict[str, Any]]:
+            row = conn.execute(SESSION_SCOPES, (session_id,)).fetchone()
+            if row is None:
+                raise NotFoundError(f"Session {session_id} not found")
+            owners = {"temp": session_id, "session": session_id, "user": row["user_id"],
+                      "app": row["app_name"], "project": row["project_id"]}
+            context: dict[str, dict[str, Any]] = {}
+            for scope in reversed(PRECEDENCE):  # weakest first; stronger ones overwrite
+                if owners[scope] is None:
+                    continue
+                exact = f"{scope}:{owners[scope]}"
+                bounds = (exact, exact + ":", exact + ";")
+                rows = _fetch(conn, SEARCH_PREFIX, (*bounds, None, None, -1))
+                for entry in reversed(rows):  # oldest first
+                    entry["scope"] = scope
+                    context[entry["key"]] = entry
+            return context
+
+        return await self.db.read(collect, snapshot=True)
+
+    # -- writes --------------------------------------------------------------
+
+    async def add_memory(
+        self,
+        namespace: str,
+        key: str,
+        value: Any,
+        memory_type: str,
+        created_by: str | None,
+        task_id: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        *,
+        elevated: bool = False,
+    ) -> int:
+        """Create a key (version 1, or the next version after a delete); return the row id."""
+        parse_namespace(namespace)
+        check_key(key)
+        value_json = to_json(value)
+        _check_memory_type(memory_type)
+        metadata_json = _check_metadata(metadata)
+        optional_text(created_by, "created_by")
+        optional_text(task_id, "task_id")
+
+        def add(conn: Any) -> int:
+            self._authorize(conn, created_by, namespace, elevated)
+            newest = conn.execute(GET_NEWEST, (namespace, key)).fetchone()
+            if newest is not None and not newest["is_deleted"]:
+                raise AlreadyExistsError(
+                    f"Memory already exists: {namespace}:{key} (version {newest['version']}; "
+                    f"use update_memory)"
+                )
+            version = 1 if newest is None else newest["version"] + 1
+            entry_id = self._insert(conn, namespace, key, value_json, memory_type, version,
+                                    metadata_json or "{}", created_by, created_by)
+            audit.record(conn, "memory_create", task_id=task_id,
+                         action_data={"by": created_by, "key": key, "version": version},
+                         memory_operation_type="create", memory_namespace=namespace,
+                         memory_entry_id=entry_id)
+            return entry_id
+
+        return await self.db.write(add)
+
+    async def update_memory(
+        self,
+        namespace: str,
+        key: str,
+        value: Any,
+        updated_by: str | None,
+        task_id: str | None = None,
+        *,
+        memory_type: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        elevated: bool = False,
+    ) -> int:
+        """Write a new version; return its version number.
+
+        The new version keeps the memory_type, metadata and created_by of the
+        one it replaces unless given (seed defect 6).
+        """
+        parse_namespace(namespace)
+        check_key(key)
+        value_json = to_json(value)
+        if memory_type is not None:
+            _check_memory_type(memory_type)
+        metadata_json = _check_metadata(metadata)
+        optional_text(updated_by, "updated_by")
+        optional_text(task_id, "task_id")
+
+        def update(conn: Any) -> int:
+            self._authorize(conn, updated_by, namespace, elevated)
+            newest = self._newest_live(conn, namespace, key)
+            version = int(newest["version"]) + 1
+            entry_id = self._insert(
+                conn, namespace, key, value_json, memory_type or newest["memory_type"], version,
+                metadata_json or newest["metadata"] or "{}", newest["created_by"], updated_by,
+            )
+            audit.record(conn, "memory_update", task_id=task_id,
+                         action_data={"by": updated_by, "key": key, "version": version},
+                         memory_operation_type="update", memory_namespace=namespace,
+                         memory_entry_id=entry_id)
+            return version
+
+        return await self.db.write(update)
+
+    async def delete_memory(
+        self,
+        namespace: str,
+        key: str,
+        task_id: str | None = None,
+        *,
+        deleted_by: str | None = None,
+        elevated: bool = False,
+    ) -> bool:
+        """Soft-delete a key (every version stays in history); False if nothing was live."""
+        parse_namespace(namespace)
+        check_key(key)
+        optional_text(deleted_by, "deleted_by")
+        optional_text(task_id, "task_id")
+
+        def delete(conn: Any) -> bool:
+            self._authorize(conn, deleted_by, namespace, elevated)
+            newest = conn.execute(GET_LATEST, (namespace, key)).fetchone()
+            if newest is None:
+                return False
+            conn.execute(SOFT_DELETE, (timestamp(), namespace, key))
+            audit.record(conn, "memory_delete", task_id=task_id,
+                         action_data={"by": deleted_by, "key": key, "version": newest["version"]},
+                         memory_operation_type="delete", memory_namespace=namespace,
+                         memory_entry_id=newest["id"])
+            return True
+
+        return await self.db.write(delete)
+
+    async def restore_memory(
+        self,
+        namespace: str,
+        key: str,
+        task_id: str | None = None,
+        *,
+        restored_by: str | None = None,
+        elevated: bool = False,
+    ) -> int:
+        """Undo a soft delete: the key's versions are live again; return the latest version."""
+        parse_namespace(namespace)
+        check_key(key)
+        optional_text(restored_by, "restored_by")
+
+        def restore(conn: Any) -> int:
+            self._authorize(conn, restored_by, namespace, elevated)
+            newest = conn.execute(GET_NEWEST, (namespace, key)).fetchone()
+            if newest is None:
+                raise NotFoundError(f"Memory not found: {namespace}:{key}")
+            if not newest["is_deleted"]:
+                raise InvalidInputError(
+                    f"Memory is not deleted: {namespace}:{key} (version {newest['version']})"
+                )
+            conn.execute(UNDELETE, (timestamp(), namespace, key))
+            audit.record(conn, "memory_restore", task_id=task_id,
+                         action_data={"by": restored_by, "key": key, "version": newest["version"]},
+                         memory_operation_type="update", memory_namespace=namespace,
+                         memory_entry_id=newest["id"])
+            return int(newest["version"])
+
+        return await self.db.write(restore)
+
+    async def rollback_memory(
+        self,
+        namespace: str,
+        key: str,
+        version: int,
+        updated_by: str | None,
+        task_id: str | None = None,
+        *,
+        elevated: bool = False,
+    ) -> int:
+        """Make ``version``'s content current again, as a new version; return its number.
+
+        Nothing is rewritten: the rollback is itself a version, so history
+        shows what happened.
+        """
+        parse_namespace(namespace)
+        check_key(key)
+        target_version = _check_version(version)
+        optional_text(updated_by, "updated_by")
+
+        def rollback(conn: Any) -> int:
+            self._authorize(conn, updated_by, namespace, elevated)
+            newest = self._newest_live(conn, namespace, key)
+            target = conn.execute(GET_VERSION, (namespace, key, target_version)).fetchone()
+            if target is None:
+                raise NotFoundError(f"Memory not found: {namespace}:{key} version {version}")
+            new_version = int(newest["version"]) + 1
+            entry_id = self._insert(conn, namespace, key, target["value"], target["memory_type"],
+                                    new_version, target["metadata"] or "{}",
+                                    newest["created_by"], updated_by)
+            audit.record(conn, "memory_rollback", task_id=task_id,
+                         action_data={"by": updated_by, "key": key, "version": new_version,
+                                      "rolled_back_to": target_version},
+                         memory_operation_type="update", memory_namespace=namespace,
+                         memory_entry_id=entry_id)
+            return new_version
+
+        return await self.db.write(rollback)
+
+    async def publish_memory(
+        self,
+        namespace: str,
+        key: str,
+        to_namespace: str,
+        published_by: str | None,
+        task_id: str | None = None,
+        *,
+        to_key: str | None = None,
+        elevated: bool = False,
+    ) -> int:
+        """Copy a session draft (``session:…``) to a ``user:``/``project:``/``app:`` namespace.
+
+        Creates or updates the target key and audits it as ``publish``;
+        returns the target row id. The write policy applies to the target.
+        """
+        source_scope, _ = parse_namespace(namespace)
+        target_scope, _ = parse_namespace(to_namespace)
+        check_key(key)
+        target_key = check_key(to_key) if to_key is not None else key
+        if source_scope != "session":
+            raise InvalidInputError(f"Invalid publish source: {namespace} (must be session:…)")
+        if target_scope not in ("user", "project", "app"):
+            raise InvalidInputError(
+                f"Invalid publish target: {to_namespace} (must be user:…, project:… or app:…)"
+            )
+        optional_text(published_by, "published_by")
+
+        def publish(conn: Any) -> int:
+            self._authorize(conn, published_by, to_namespace, elevated)
+            draft = conn.execute(GET_LATEST, (namespace, key)).fetchone()
+            if draft is None:
+                raise NotFoundError(f"Memory not found: {namespace}:{key}")
+            newest = conn.execute(GET_NEWEST, (to_namespace, target_key)).fetchone()
+            if newest is None or newest["is_deleted"]:
+                version = 1 if newest is None else newest["version"] + 1
+                created_by = published_by
+            else:
+                version, created_by = newest["version"] + 1, newest["created_by"]
+            entry_id = self._insert(conn, to_namespace, target_key, draft["value"],
+                                    draft["memory_type"], version, draft["metadata"] or "{}",
+                                    created_by, published_by)
+            audit.record(conn, "memory_publish", task_id=task_id,
+                         action_data={"by": published_by, "from": f"{namespace}:{key}",
+                                      "from_version": draft["version"], "key": target_key,
+                                      "version": version},
+                         memory_operation_type="publish", memory_namespace=to_namespace,
+                         memory_entry_id=entry_id)
+            return entry_id
+
+        return await self.db.write(publish)
+
+    async def add_memories(
+        self,
+        items: Iterable[MemoryItem | Mapping[str, Any]],
+        created_by: str | None,
+        task_id: str | None = None,
+        *,
+        elevated: bool = False,
+    ) -> list[int]:
+        """Insert many new keys in one transaction, each with its audit row; return ids.
+
+        All or nothing: one bad item (or a key that exists already) rejects the
+        batch, naming the item.
+        """
+        optional_text(created_by, "created_by")
+        rows: list[tuple[Any, ...]] = []
+        seen: set[tuple[str, str]] = set()
+        now = timestamp()
+        for index, raw in enumerate(items):
+            item = _as_item(raw, index)
+            try:
+                parse_namespace(item.namespace)
+                check_key(item.key)
+                _check_memory_type(item.memory_type)
+                row = (item.namespace, item.key, to_json(item.value),
+                       item.memory_type, _check_metadata(item.metadata) or "{}")
+            except InvalidInputError as exc:
+                raise InvalidInputError(f"Item {index}: {exc}") from exc
+            if (item.namespace, item.key) in seen:
+                raise InvalidInputError(f"Item {index}: duplicate key {item.namespace}:{item.key}")
+            seen.add((item.namespace, item.key))
+            rows.append(row)
+        if not rows:
+            return []
+
+        def insert_all(conn: Any) -> list[int]:
+            for namespace in dict.fromkeys(row[0] for row in rows):
+                self._authorize(conn, created_by, namespace, elevated)
+            # Keys of the batch that exist already, found in one statement
+            # (json_each + index seeks in SQLite, not a query per item).
+            keys = to_json([[row[0], row[1]] for row in rows], "batch keys")
+            existing = {(ns, key): (version, deleted)
+                        for ns, key, version, deleted in conn.execute(EXISTING_KEYS, (keys,))}
+            params = []
+            for index, (namespace, key, value, memory_type, metadata) in enumerate(rows):
+                version, deleted = existing.get((namespace, key), (0, True))
+                if not deleted:
+                    raise AlreadyExistsError(
+                        f"Item {index}: memory already exists: {namespace}:{key}"
+                    )
+                params.append((namespace, key, value, memory_type, version + 1, metadata,
+                               created_by, created_by, now, now))
+            conn.executemany(INSERT, params)
+            # Under the write lock AUTOINCREMENT ids of one executemany are
+            # consecutive, so the audit rows come from the id range in one statement.
+            last = int(conn.execute("SELECT last_insert_rowid()").fetchone()[0])
+            first = last - len(params) + 1
+            conn.execute(AUDIT_FOR_RANGE, (task_id, first, last))
+            return list(range(first, last + 1))
+
+        return await self.db.write(insert_all)
+
+    async def cleanup_expired_memories(self, ttl_days: float = 90) -> int:
+        """Soft-delete episodic keys not updated for ``ttl_days``; return how many."""
+        if not isinstance(ttl_days, int | float) or isinstance(ttl_days, bool) or ttl_days < 0:
+            raise InvalidInputError(f"Invalid ttl_days: {ttl_days!r} (expected a number >= 0)")
+        cutoff = timestamp_ago(days=ttl_days)
+
+        def expire(conn: Any) -> int:
+            expired = 0
+            now = timestamp()
+            for namespace, key in conn.execute(EXPIRED, (cutoff,)).fetchall():
+                newest = conn.execute(GET_LATEST, (namespace, key)).fetchone()
+                if newest is None or newest["updated_at"] >= cutoff:
+                    continue  # a newer version is still fresh
+                conn.execute(SOFT_DELETE, (now, namespace, key))
+                audit.record(conn, "memory_expire",
+                             action_data={"key": key, "version": newest["version"],
+                                          "ttl_days": ttl_days},
+                             memory_operation_type="delete", memory_namespace=namespace,
+                             memory_entry_id=newest["id"], at=now)
+                expired += 1
+            return expired
+
+        return await self.db.write(expire)
+
+    # -- helpers -------------------------------------------------------------
+
+    def _authorize(self, conn: Any, writer: str | None, namespace: str, elevated: bool) -> None:
+        def session_user(session_id: str) -> str | None:
+            row = conn.execute(SESSION_USER, (session_id,)).fetchone()
+            return None if row is None else str(row[0])
+
+        self.policy.check(writer, namespace, session_user, elevated=elevated)
+
+    @staticmethod
+    def _newest_live(conn: Any, namespace: str, key: str) -> Any:
+        newest = conn.execute(GET_NEWEST, (namespace, key)).fetchone()
+        if newest is None or newest["is_deleted"]:
+            raise NotFoundError(f"Memory not found: {namespace}:{key}")
+        return newest
+
+    @staticmethod
+    def _insert(conn: Any, namespace: str, key: str, value: str, memory_type: str,
+                version: int, metadata: str, created_by: str | None,
+                updated_by: str | None) -> int:
+        now = timestamp()
+        cursor = conn.execute(INSERT, (namespace, key, value, memory_type, version, metadata,
+                                       created_by, updated_by, now, now))
+        return int(cursor.lastrowid)
+
+
+def _check_version(version: object) -> int:
+    return require_int(version, "version", minimum=1)
+
+
+def _as_item(raw: MemoryItem | Mapping[str, Any], index: int) -> MemoryItem:
+    if isinstance(raw, MemoryItem):
+        return raw
+    if not isinstance(raw, Mapping):
+        raise InvalidInputError(f"Item {index}: expected a MemoryItem or dict, got {raw!r:.60}")
+    unknown = set(raw) - {"namespace", "key", "value", "memory_type", "metadata"}
+    missing = {"namespace", "key", "value"} - set(raw)
+    if unknown or missing:
+        problem = f"unknown fields {sorted(unknown)}" if unknown else f"missing {sorted(missing)}"
+        raise InvalidInputError(f"Item {index}: {problem}")
+    return MemoryItem(**raw)

@@ -1,0 +1,108 @@
+"""Metrics: named, labelled, non-negative measurements over time."""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import TYPE_CHECKING, Any
+
+from .errors import InvalidInputError
+from .inputs import as_timestamp, require_limit, require_object, require_text
+from .rows import Row, Rows, fetch_all, fetch_one, time_range
+from .values import is_finite_number, timestamp, to_json
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from .database import Database
+
+__all__ = ["JSON_COLUMNS", "MetricsService", "query_sql", "summary_sql"]
+
+JSON_COLUMNS = ("labels",)
+
+INSERT = (
+    "INSERT INTO metrics (timestamp, metric_name, metric_value, labels) VALUES (?, ?, ?, ?)"
+)
+
+
+def _where(name: str, since: str | None, until: str | None) -> tuple[str, list[Any]]:
+    # metric_name = ? plus the time range: both on idx_metrics_name_timestamp.
+    terms, params = time_range("timestamp", since, until)
+    return " AND ".join(["metric_name = ?", *terms]), [name, *params]
+
+
+def query_sql(
+    name: str, since: str | None = None, until: str | None = None, limit: int | None = None
+) -> tuple[str, list[Any]]:
+    """The SQL and parameters ``MetricsService.query`` runs (for plan tests)."""
+    where, params = _where(name, since, until)
+    sql = f"SELECT * FROM metrics WHERE {where} ORDER BY timestamp DESC, id DESC"
+    if limit is not None:
+        return f"{sql} LIMIT ?", [*params, limit]
+    return sql, params
+
+
+def summary_sql(
+    name: str, since: str | None = None, until: str | None = None
+) -> tuple[str, list[Any]]:
+    """The SQL and parameters ``MetricsService.summary`` runs (for plan tests)."""
+    where, params = _where(name, since, until)
+    return (
+        "SELECT count(*) AS count, min(metric_value) AS min, max(metric_value) AS max, "
+        f"avg(metric_value) AS avg, total(metric_value) AS sum FROM metrics WHERE {where}",
+        params,
+    )
+
+
+class MetricsService:
+    """Metrics: ``db.metrics`` or ``MetricsService(db)``.
+
+    Time bounds are a ``datetime`` (naive = UTC) or a stored-form string;
+    ``since`` is inclusive, ``until`` exclusive.
+    """
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def record(self, name: str, value: float, labels: dict[str, Any] | None = None) -> int:
+        """Record one measurement now; return its id. ``value`` is finite and >= 0."""
+        metric = require_text(name, "metric name")
+        if not is_finite_number(value) or value < 0:
+            raise InvalidInputError(
+                f"Invalid metric value for {metric}: {value!r:.60} (expected a finite number >= 0)"
+            )
+        labels_json = None if labels is None else to_json(require_object(labels, "labels"),
+                                                           "labels")
+        return await self.db.write(lambda conn: int(conn.execute(
+            INSERT, (timestamp(), metric, float(value), labels_json)).lastrowid or 0))
+
+    async def query(
+        self,
+        name: str,
+        since: datetime | str | None = None,
+        until: datetime | str | None = None,
+        limit: int | None = None,
+    ) -> Rows:
+        """Measurements of ``name`` in the range, newest first."""
+        metric = require_text(name, "metric name")
+        sql, params = query_sql(metric, as_timestamp(since, "since"),
+                                as_timestamp(until, "until"),
+                                None if limit is None else require_limit(limit))
+        return await self.db.read(lambda conn: fetch_all(conn, sql, params, JSON_COLUMNS))
+
+    async def summary(
+        self,
+        name: str,
+        since: datetime | str | None = None,
+        until: datetime | str | None = None,
+    ) -> Row:
+        """``{name, count, min, max, avg, sum}`` over the range (min/max/avg None if empty)."""
+        metric = require_text(name, "metric name")
+        sql, params = summary_sql(metric, as_timestamp(since, "since"),
+                                  as_timestamp(until, "until"))
+
+        def read(conn: sqlite3.Connection) -> Row:
+            row = fetch_one(conn, sql, params)
+            assert row is not None  # an aggregate always returns one row
+            return {"name": metric, **row}
+
+        return await self.db.read(read)

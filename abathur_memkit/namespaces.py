@@ -1,0 +1,126 @@
+"""Hierarchical namespaces (``scope:id[:more]``), prefix ranges and the write policy.
+
+A prefix is segment-aware: ``user:alice`` matches ``user:alice`` and
+``user:alice:…`` but never ``user:alice2:…`` (a plain string prefix would leak
+one user's memories to another). Prefix queries are index ranges, never
+``LIKE`` (seed defect 2: LIKE is case-insensitive so it cannot use the index,
+and ``_``/``%`` in user input would be wildcards).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import lru_cache
+
+from .errors import InvalidInputError, WritePolicyError
+from .inputs import require_text
+
+__all__ = [
+    "MAX_NAME_LENGTH",
+    "PRECEDENCE",
+    "SCOPES",
+    "WritePolicy",
+    "check_key",
+    "parse_namespace",
+    "prefix_bounds",
+]
+
+SCOPES = ("project", "app", "user", "session", "temp")
+
+#: Context precedence, strongest first: temp > session > user > app > project.
+PRECEDENCE = ("temp", "session", "user", "app", "project")
+
+MAX_NAME_LENGTH = 512
+
+
+def _check_text(kind: str, text: object) -> str:
+    return require_text(text, kind, max_length=MAX_NAME_LENGTH)
+
+
+def parse_namespace(namespace: object) -> tuple[str, tuple[str, ...]]:
+    """Validate ``scope:id[:more]``; return the scope and the remaining segments."""
+    if isinstance(namespace, str):
+        return _parse_namespace(namespace)
+    _check_text("namespace format", namespace)  # raises for non-strings
+    raise AssertionError("unreachable")
+
+
+@lru_cache(maxsize=4096)  # agents reuse a few namespaces: batch inserts parse each once
+def _parse_namespace(namespace: str) -> tuple[str, tuple[str, ...]]:
+    text = _check_text("namespace format", namespace)
+    segments = text.split(":")
+    if len(segments) < 2 or segments[0] not in SCOPES or not all(segments):
+        raise InvalidInputError(
+            f"Invalid namespace format: {text!r} (expected scope:id[:more] with scope in "
+            f"{', '.join(SCOPES)} and no empty segments)"
+        )
+    return segments[0], tuple(segments[1:])
+
+
+def check_key(key: object) -> str:
+    return _check_text("key", key)
+
+
+def prefix_bounds(prefix: object) -> tuple[str, str, str] | None:
+    """``(exact, low, high)`` for a segment-aware prefix, or None for "everything".
+
+    A namespace matches when it equals ``exact`` or lies in ``[low, high)``:
+    ``low`` is ``exact + ":"`` and ``high`` is ``exact + ";"`` (";" follows ":"
+    in every encoding SQLite's BINARY collation compares).
+    """
+    if prefix is None or prefix == "":
+        return None
+    text = _check_text("namespace prefix", prefix).rstrip(":")
+    segments = text.split(":")
+    if segments[0] not in SCOPES or not all(segments):
+        raise InvalidInputError(
+            f"Invalid namespace format: {prefix!r} (a prefix starts with a scope: "
+            f"{', '.join(SCOPES)})"
+        )
+    return text, text + ":", text + ";"
+
+
+def within(namespace: str, prefix: str) -> bool:
+    """Whether ``namespace`` is ``prefix`` or below it, segment-aware."""
+    return namespace == prefix or namespace.startswith(prefix + ":")
+
+
+@dataclass(frozen=True)
+class WritePolicy:
+    """Who may write where.
+
+    A writer named ``session:<id>`` may write only its own ``session:<id>``
+    namespaces and the ``user:<user_id>`` namespaces of that session's user,
+    unless the call is elevated. Other writers (``system``, ``agent:…``) are
+    not restricted. ``enforce=False`` turns the policy off.
+    """
+
+    enforce: bool = True
+
+    def check(
+        self,
+        writer: str | None,
+        namespace: str,
+        session_user: Callable[[str], str | None],
+        *,
+        elevated: bool,
+    ) -> None:
+        """Raise WritePolicyError unless ``writer`` may write ``namespace``.
+
+        ``session_user(session_id)`` looks up a session's user; it is called
+        only for session writers outside their own session namespace.
+        """
+        if not self.enforce or elevated or not writer or not writer.startswith("session:"):
+            return
+        session_id = writer[len("session:"):]
+        if within(namespace, f"session:{session_id}"):
+            return
+        user = session_user(session_id)
+        if user is not None and within(namespace, f"user:{user}"):
+            return
+        allowed = f"session:{session_id}" + (f" and user:{user}" if user is not None else "")
+        raise WritePolicyError(
+            f"Write denied: {writer} may write only {allowed} namespaces, not {namespace} "
+            f"(pass elevated=True to override)"
+        )

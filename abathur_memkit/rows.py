@@ -1,0 +1,84 @@
+"""Rows as the services return them: plain dicts with their JSON columns parsed.
+
+The functions take the DB-API connection that ``Database.read``/``write`` pass
+to their function, so a service reads and decodes in one hop.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Collection, Sequence
+from typing import Any
+
+from .errors import NotFoundError
+from .values import from_json
+
+__all__ = [
+    "Row",
+    "Rows",
+    "decode",
+    "exists",
+    "fetch_all",
+    "fetch_one",
+    "require_row",
+    "time_range",
+]
+
+Row = dict[str, Any]
+# An alias, so classes with a ``list`` method can still name the type.
+Rows = list[Row]
+
+
+def decode(row: Any, json_columns: Collection[str] = ()) -> Row:
+    """A driver row as a dict, the named JSON columns parsed (NULL stays None)."""
+    out = dict(row)
+    for column in json_columns:
+        out[column] = from_json(out[column])
+    return out
+
+
+def fetch_one(
+    conn: sqlite3.Connection, sql: str, params: Sequence[Any], json_columns: Collection[str] = ()
+) -> Row | None:
+    row = conn.execute(sql, params).fetchone()
+    return None if row is None else decode(row, json_columns)
+
+
+def fetch_all(
+    conn: sqlite3.Connection, sql: str, params: Sequence[Any], json_columns: Collection[str] = ()
+) -> Rows:
+    return [decode(row, json_columns) for row in conn.execute(sql, params)]
+
+
+def exists(conn: sqlite3.Connection, table: str, row_id: str) -> bool:
+    """Whether ``table`` (one of ours, never caller input) has a row with that id."""
+    return conn.execute(f"SELECT 1 FROM {table} WHERE id = ?", (row_id,)).fetchone() is not None
+
+
+def require_row(conn: sqlite3.Connection, table: str, row_id: str, label: str) -> None:
+    """Raise ``NotFoundError("<label> <id> not found")`` unless ``table`` has that id.
+
+    Checked before an insert that references the row, so the caller gets that
+    message rather than a bare FOREIGN KEY failure.
+    """
+    if not exists(conn, table, row_id):
+        raise NotFoundError(f"{label} {row_id} not found")
+
+
+def time_range(
+    column: str, since: str | None, until: str | None
+) -> tuple[list[str], list[Any]]:
+    """WHERE terms for ``since <= column < until``; either bound may be None.
+
+    Terms are added only for given bounds, so the range reaches the index
+    (``? IS NULL OR ...`` would hide it from the planner).
+    """
+    terms: list[str] = []
+    params: list[Any] = []
+    if since is not None:
+        terms.append(f"{column} >= ?")
+        params.append(since)
+    if until is not None:
+        terms.append(f"{column} < ?")
+        params.append(until)
+    return terms, params

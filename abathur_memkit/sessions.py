@@ -1,0 +1,386 @@
+"""Sessions: a conversation's lifecycle, its ordered events and its state.
+
+Events live one row each in ``session_events(session_id, seq, event)``, not
+in a JSON array on the session row (seed defect 1): an append inserts one
+row and touches the session row only for ``last_update_time`` and the state
+delta, so it costs the same at event #5,000 as at event #10.
+
+State keys starting with ``temp:`` belong to one invocation and are never
+stored: they are dropped from ``initial_state``, ``state_delta`` and
+``set_state``, and ``get_state`` of a ``temp:`` key returns the default.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import sqlite3
+from typing import TYPE_CHECKING, Any
+
+from .errors import AlreadyExistsError, InvalidInputError
+from .inputs import optional_text, require_int, require_limit, require_object, require_text
+from .lifecycle import Lifecycle
+from .rows import Row, Rows, decode, exists, fetch_one
+from .values import from_json, timestamp, to_json
+
+if TYPE_CHECKING:
+    from .database import Database
+
+__all__ = [
+    "LIFECYCLE",
+    "STATUSES",
+    "TEMP_PREFIX",
+    "Page",
+    "SessionService",
+    "list_query",
+    "order_column",
+]
+
+#: Session lifecycle: created → active ↔ paused → terminated → archived.
+LIFECYCLE = Lifecycle(
+    "session",
+    "status",
+    {
+        "created": frozenset({"active", "terminated"}),
+        "active": frozenset({"paused", "terminated"}),
+        "paused": frozenset({"active", "terminated"}),
+        "terminated": frozenset({"archived"}),
+        "archived": frozenset(),
+    },
+)
+STATUSES = LIFECYCLE.states
+TEMP_PREFIX = "temp:"
+# Events and state of a terminated or archived session are history: read-only.
+WRITABLE = frozenset({"created", "active", "paused"})
+# The statuses idx_sessions_status_updated covers (its partial WHERE).
+INDEXED_STATUSES = ("active", "paused")
+
+# -- SQL (module-level so tests can check each plan) -------------------------
+
+COLUMNS = (
+    "id, app_name, user_id, project_id, status, state, metadata, "
+    "created_at, last_update_time, terminated_at, archived_at"
+)
+
+# One query, one hop: the session row and its events, concatenated in seq order
+# by a correlated subquery on the (session_id, seq) primary key. The events are
+# valid JSON already (CHECK json_valid), so joining their text with commas
+# makes the array without SQLite re-parsing each one.
+GET_SESSION = (
+    "SELECT id, app_name, user_id, project_id, status, "
+    "(SELECT '[' || group_concat(event, ',') || ']' FROM "
+    "(SELECT event FROM session_events WHERE session_id = s.id ORDER BY seq)) AS events, "
+    "state, metadata, created_at, last_update_time, terminated_at, archived_at "
+    "FROM sessions AS s WHERE s.id = ?"
+)
+EXISTS = "SELECT 1 FROM sessions WHERE id = ?"
+INSERT = (
+    "INSERT INTO sessions (id, app_name, user_id, project_id, status, state, metadata, "
+    "created_at, last_update_time) VALUES (?, ?, ?, ?, 'created', ?, ?, ?, ?)"
+)
+GET_STATUS = "SELECT status FROM sessions WHERE id = ?"
+GET_STATUS_STATE = "SELECT status, state FROM sessions WHERE id = ?"
+GET_STATE = "SELECT state FROM sessions WHERE id = ?"
+# The last seq of a session: one seek to the end of its range of the primary
+# key, whatever the length of the session (never count(*) or a scan).
+LAST_SEQ = "SELECT seq FROM session_events WHERE session_id = ? ORDER BY seq DESC LIMIT 1"
+INSERT_EVENT = (
+    "INSERT INTO session_events (session_id, seq, event, created_at) VALUES (?, ?, ?, ?)"
+)
+TOUCH = "UPDATE sessions SET last_update_time = ? WHERE id = ?"
+SET_STATE = "UPDATE sessions SET state = ?, last_update_time = ? WHERE id = ?"
+SET_STATUS = (
+    "UPDATE sessions SET status = ?, last_update_time = ?, "
+    "terminated_at = coalesce(?, terminated_at), archived_at = coalesce(?, archived_at) "
+    "WHERE id = ?"
+)
+EVENTS = (
+    "SELECT seq, event, created_at FROM session_events "
+    "WHERE session_id = ? AND seq > ? ORDER BY seq LIMIT ?"
+)
+
+
+def order_column(project_id: str | None, status: str | None, user_id: str | None) -> str:
+    """What a listing sorts by: ``last_update_time`` for status active/paused alone."""
+    alone = project_id is None and user_id is None
+    return "last_update_time" if alone and status in INDEXED_STATUSES else "created_at"
+
+
+def list_query(
+    project_id: str | None = None,
+    status: str | None = None,
+    user_id: str | None = None,
+    *,
+    limit: int = 50,
+    after: tuple[str, str, int] | None = None,
+) -> tuple[str, list[Any]]:
+    """The SQL and parameters ``list_sessions`` runs (public so tests check plans).
+
+    The driving index: ``idx_sessions_project`` for a project, else
+    ``idx_sessions_user_created`` for a user, both newest ``created_at``
+    first; for status active/paused alone ``idx_sessions_status_updated``,
+    most recently updated first. Created/terminated/archived alone, or no
+    filter, has no index to search and scans (see the README).
+    ``after`` is a decoded cursor ``(order column, value, rowid)``; it pages
+    by key, and rowid breaks ties.
+    """
+    order = order_column(project_id, status, user_id)
+    terms: list[str] = []
+    params: list[Any] = []
+    if project_id is not None:
+        terms.append("project_id = ?")
+        params.append(project_id)
+    if user_id is not None:
+        terms.append("user_id = ?")
+        params.append(user_id)
+    if status is not None:
+        if order == "last_update_time":
+            # The partial index's own WHERE term, spelled out so the planner
+            # can prove the index covers the query.
+            terms.append("status IN ('active', 'paused')")
+        terms.append("status = ?")
+        params.append(status)
+    if after is not None:
+        _, value, rowid = after
+        # "<=" is the range the index seeks; the OR only sorts out ties.
+        terms.append(f"{order} <= ? AND ({order} < ? OR rowid > ?)")
+        params += [value, value, rowid]
+    where = f" WHERE {' AND '.join(terms)}" if terms else ""
+    # rowid ascending is the index's own tie order, so no sort step is added.
+    sql = (
+        f"SELECT rowid AS cursor_rowid, {COLUMNS} FROM sessions{where} "
+        f"ORDER BY {order} DESC, rowid LIMIT ?"
+    )
+    return sql, [*params, limit]
+
+
+class Page(Rows):
+    """A page of rows (a plain list) and the cursor of the next page, or None."""
+
+    next_cursor: str | None = None
+
+
+def _encode_cursor(order: str, value: str, rowid: int) -> str:
+    raw = json.dumps([order, value, rowid], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode("ascii")
+
+
+def _decode_cursor(cursor: object, order: str) -> tuple[str, str, int]:
+    try:
+        if not isinstance(cursor, str):
+            raise TypeError(type(cursor).__name__)
+        made_for, value, rowid = json.loads(base64.urlsafe_b64decode(cursor.encode("ascii")))
+        if not isinstance(value, str) or not isinstance(rowid, int):
+            raise TypeError("malformed")
+    except (ValueError, TypeError, UnicodeError, binascii.Error) as exc:
+        raise InvalidInputError(
+            f"Invalid cursor: {cursor!r:.60} (pass the next_cursor of a previous page)"
+        ) from exc
+    if made_for != order:
+        raise InvalidInputError("Invalid cursor: it belongs to a listing with other filters")
+    return made_for, value, rowid
+
+
+def _without_temp(state: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in state.items() if not k.startswith(TEMP_PREFIX)}
+
+
+def _writable_row(conn: sqlite3.Connection, session_id: str, sql: str) -> Any:
+    """The session's row by ``sql``; NotFound, or an error if it is read-only."""
+    row = LIFECYCLE.current(conn, sql, session_id)
+    if row["status"] not in WRITABLE:
+        raise InvalidInputError(
+            f"Session {session_id} is {row['status']}: its events and state are read-only"
+        )
+    return row
+
+
+class SessionService:
+    """Sessions: ``db.sessions`` or ``SessionService(db)``."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    # -- reads ---------------------------------------------------------------
+
+    async def get_session(self, session_id: str) -> Row | None:
+        """The session with its events (in order) and state, or None."""
+        sid = require_text(session_id, "session_id")
+
+        def read(conn: sqlite3.Connection) -> Row | None:
+            session = fetch_one(conn, GET_SESSION, (sid,), ("state", "metadata"))
+            if session is not None:
+                events = session["events"]
+                session["events"] = json.loads(events) if events is not None else []
+            return session
+
+        return await self.db.read(read)
+
+    async def get_events(
+        self, session_id: str, *, after_seq: int = 0, limit: int = 1000
+    ) -> Rows:
+        """Events after ``after_seq`` as ``{seq, event, created_at}``, oldest first.
+
+        For long sessions, a page at a time; ``get_session`` returns them all.
+        """
+        sid = require_text(session_id, "session_id")
+        after = require_int(after_seq, "after_seq", minimum=0)
+        count = require_limit(limit)
+
+        def read(conn: sqlite3.Connection) -> Rows:
+            LIFECYCLE.current(conn, EXISTS, sid)
+            return [decode(r, ("event",)) for r in conn.execute(EVENTS, (sid, after, count))]
+
+        return await self.db.read(read, snapshot=True)
+
+    async def get_state(self, session_id: str, key: str, default: Any = None) -> Any:
+        """One state value, or ``default`` (always for ``temp:`` keys, never stored)."""
+        sid = require_text(session_id, "session_id")
+        name = require_text(key, "state key")
+        row = await self.db.read(lambda conn: LIFECYCLE.current(conn, GET_STATE, sid))
+        if name.startswith(TEMP_PREFIX):
+            return default
+        return from_json(row["state"]).get(name, default)
+
+    async def list_sessions(
+        self,
+        project_id: str | None = None,
+        status: str | None = None,
+        user_id: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> Page:
+        """Sessions newest first, ``limit`` a page; ``page.next_cursor`` fetches the next.
+
+        Rows have every ``get_session`` key except ``events``. Filtered by
+        status active or paused alone, they come most recently updated first
+        (a session updated between two pages can then move to an earlier page).
+        """
+        project = optional_text(project_id, "project_id")
+        wanted = None if status is None else LIFECYCLE.check_state(status)
+        user = optional_text(user_id, "user_id")
+        count = require_limit(limit)
+        order = order_column(project, wanted, user)
+        after = None if cursor is None else _decode_cursor(cursor, order)
+        # One row more than asked: whether a next page exists, without a count.
+        sql, params = list_query(project, wanted, user, limit=count + 1, after=after)
+
+        def read(conn: sqlite3.Connection) -> Page:
+            page = Page(decode(r, ("state", "metadata")) for r in conn.execute(sql, params))
+            if len(page) > count:
+                del page[count:]
+                page.next_cursor = _encode_cursor(
+                    order, page[-1][order], page[-1]["cursor_rowid"]
+                )
+            for row in page:
+                del row["cursor_rowid"]
+            return page
+
+        return await self.db.read(read)
+
+    # -- writes --------------------------------------------------------------
+
+    async def create_session(
+        self,
+        session_id: str,
+        app_name: str,
+        user_id: str,
+        project_id: str | None = None,
+        initial_state: dict[str, Any] | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> Row:
+        """Create a session in status ``created``; return it as ``get_session`` would."""
+        sid = require_text(session_id, "session_id")
+        app = require_text(app_name, "app_name")
+        user = require_text(user_id, "user_id")
+        project = optional_text(project_id, "project_id")
+        state = _without_temp(
+            require_object({} if initial_state is None else initial_state, "initial_state")
+        )
+        meta = require_object({} if metadata is None else metadata, "metadata")
+        state_json, meta_json = to_json(state, "initial_state"), to_json(meta, "metadata")
+        now = timestamp()
+
+        def create(conn: sqlite3.Connection) -> None:
+            # Checked first (in the same BEGIN IMMEDIATE) for a clear message.
+            if exists(conn, "sessions", sid):
+                raise AlreadyExistsError(f"Session {sid} already exists")
+            conn.execute(INSERT, (sid, app, user, project, state_json, meta_json, now, now))
+
+        await self.db.write(create)
+        return {
+            "id": sid, "app_name": app, "user_id": user, "project_id": project,
+            "status": "created", "events": [], "state": state, "metadata": meta,
+            "created_at": now, "last_update_time": now, "terminated_at": None,
+            "archived_at": None,
+        }
+
+    async def append_event(
+        self, session_id: str, event: dict[str, Any], state_delta: dict[str, Any] | None = None
+    ) -> int:
+        """Append ``event`` (a JSON object) and apply ``state_delta``, atomically.
+
+        Returns the event's sequence number (1, 2, ... per session).
+        """
+        sid = require_text(session_id, "session_id")
+        event_json = to_json(require_object(event, "event"), "event")
+        delta: dict[str, Any] | None = None
+        if state_delta is not None:
+            delta = _without_temp(require_object(state_delta, "state_delta"))
+            to_json(delta, "state_delta")  # fail before the transaction, naming the argument
+
+        def append(conn: sqlite3.Connection) -> int:
+            # The state is read only when it changes: its size is not the append's cost.
+            row = _writable_row(conn, sid, GET_STATUS_STATE if delta else GET_STATUS)
+            last = conn.execute(LAST_SEQ, (sid,)).fetchone()
+            seq = 1 if last is None else int(last[0]) + 1
+            now = timestamp()
+            conn.execute(INSERT_EVENT, (sid, seq, event_json, now))
+            if delta:
+                state = from_json(row["state"])
+                state.update(delta)
+                conn.execute(SET_STATE, (to_json(state, "state"), now, sid))
+            else:
+                conn.execute(TOUCH, (now, sid))
+            return seq
+
+        return await self.db.write(append)
+
+    async def set_state(self, session_id: str, key: str, value: Any) -> None:
+        """Set one state key (a ``temp:`` key is accepted and not stored)."""
+        sid = require_text(session_id, "session_id")
+        name = require_text(key, "state key")
+        value_json = to_json(value, f"state value for {name!r}")
+        temporary = name.startswith(TEMP_PREFIX)
+
+        def put(conn: sqlite3.Connection) -> None:
+            row = _writable_row(conn, sid, GET_STATUS_STATE)
+            if temporary:
+                return
+            state = from_json(row["state"])
+            state[name] = json.loads(value_json)  # the stored form, e.g. tuples as lists
+            conn.execute(SET_STATE, (to_json(state, "state"), timestamp(), sid))
+
+        await self.db.write(put)
+
+    async def update_status(self, session_id: str, status: str) -> None:
+        """Move the session to ``status`` if the lifecycle allows it."""
+        sid = require_text(session_id, "session_id")
+        new = LIFECYCLE.check_state(status)
+
+        def move(conn: sqlite3.Connection) -> None:
+            LIFECYCLE.move(conn, GET_STATUS, sid, new)
+            now = timestamp()
+            conn.execute(SET_STATUS, (
+                new, now,
+                now if new == "terminated" else None,
+                now if new == "archived" else None,
+                sid,
+            ))
+
+        await self.db.write(move)
+
+    async def terminate_session(self, session_id: str) -> None:
+        """``update_status(session_id, "terminated")``."""
+        await self.update_status(session_id, "terminated")

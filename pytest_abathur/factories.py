@@ -1,0 +1,313 @@
+"""Factories for custom database setups, and the seed data the fixtures use.
+
+::
+
+    from pytest_abathur import factories
+
+    async def test_custom(tmp_path):
+        async with factories.database(tmp_path / "a.db", seed="initial") as db:
+            ...
+
+    def test_sync(tmp_path):
+        with factories.sync_database(tmp_path / "a.db", seed=["initial", "seeds.json"]) as db:
+            ...
+
+A seed is ``"initial"`` (the three ``app:abathur:...`` memories of seed 004 §3.1),
+a path to a JSON seed file, a dict in that format, or a list of these. A seed
+file is ``{"memories": [...], "sessions": [...]}`` (or just the memories list);
+a memory is ``{"namespace", "key", "value", "memory_type", "created_by",
+"metadata"?, "task_id"?}``, a session ``{"session_id", "app_name", "user_id",
+"project_id"?, "initial_state"?}``. Everything goes through the services, so
+seeded rows get their audit rows and validation like any other write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import json
+import os
+import shutil
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any, TypeVar
+
+from .sync import SyncDatabase
+
+__all__ = [
+    "INITIAL_MEMORIES",
+    "Seed",
+    "apply_seed",
+    "build_template",
+    "clone_template",
+    "database",
+    "embedder",
+    "load_seed",
+    "sync_database",
+]
+
+T = TypeVar("T")
+
+Seed = str | os.PathLike[str] | Mapping[str, Any] | Sequence[Any]
+
+#: Seed 004 §3.1: the application memories every Abathur database starts with.
+INITIAL_MEMORIES: tuple[dict[str, Any], ...] = (
+    {
+        "namespace": "app:abathur:agent_instructions",
+        "key": "default_workflow",
+        "value": {
+            "steps": [
+                "Read and analyze task requirements",
+                "Retrieve relevant context from memory",
+                "Execute task with best practices",
+                "Update session state and memory",
+                "Log comprehensive audit trail",
+            ],
+            "error_handling": "Always provide detailed error messages and rollback on failure",
+            "logging": "Comprehensive audit logging enabled",
+        },
+        "memory_type": "procedural",
+        "created_by": "system",
+    },
+    {
+        "namespace": "app:abathur:config",
+        "key": "memory_lifecycle_policies",
+        "value": {
+            "episodic_ttl_days": 90,
+            "semantic_permanent": True,
+            "procedural_versioned": True,
+            "consolidation_frequency": "weekly",
+            "archival_after_days": 365,
+        },
+        "memory_type": "procedural",
+        "created_by": "system",
+    },
+    {
+        "namespace": "app:abathur:defaults",
+        "key": "user_preference_template",
+        "value": {
+            "communication_style": "balanced",
+            "technical_level": "intermediate",
+            "response_length": "moderate",
+            "code_comments": True,
+        },
+        "memory_type": "semantic",
+        "created_by": "system",
+    },
+)
+
+_MEMORY_KEYS = {"namespace", "key", "value", "memory_type", "created_by", "metadata", "task_id"}
+_SESSION_KEYS = {"session_id", "app_name", "user_id", "project_id", "initial_state"}
+
+
+def load_seed(seed: Seed, base: Path | None = None) -> dict[str, list[dict[str, Any]]]:
+    """Normalise a seed to ``{"memories": [...], "sessions": [...]}``, checked."""
+    if isinstance(seed, str) and seed == "initial":
+        return {"memories": [dict(m) for m in INITIAL_MEMORIES], "sessions": []}
+    if isinstance(seed, str | os.PathLike):
+        path = Path(seed)
+        if base is not None and not path.is_absolute():
+            path = base / path
+        try:
+            data: Any = json.loads(path.read_text("utf-8"))
+        except FileNotFoundError:
+            raise FileNotFoundError(f"memkit seed file not found: {path}") from None
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"memkit seed file {path} is not valid JSON: {exc}") from None
+        return _normalise(data, str(path))
+    if isinstance(seed, Mapping):
+        return _normalise(seed, "seed")
+    if isinstance(seed, Sequence):
+        merged: dict[str, list[dict[str, Any]]] = {"memories": [], "sessions": []}
+        for part in seed:
+            loaded = load_seed(part, base)
+            merged["memories"] += loaded["memories"]
+            merged["sessions"] += loaded["sessions"]
+        return merged
+    raise TypeError(f"not a memkit seed: {seed!r}")
+
+
+def _normalise(data: Any, where: str) -> dict[str, list[dict[str, Any]]]:
+    if isinstance(data, list):
+        data = {"memories": data}
+    if not isinstance(data, Mapping):
+        raise ValueError(f"{where}: a seed is an object or a list of memories")
+    unknown = set(data) - {"memories", "sessions"}
+    if unknown:
+        raise ValueError(f"{where}: unknown seed section(s) {sorted(unknown)}")
+    out: dict[str, list[dict[str, Any]]] = {"memories": [], "sessions": []}
+    for section, allowed, required in (
+        ("memories", _MEMORY_KEYS, {"namespace", "key", "value", "memory_type", "created_by"}),
+        ("sessions", _SESSION_KEYS, {"session_id", "app_name", "user_id"}),
+    ):
+        for i, item in enumerate(data.get(section, [])):
+            if not isinstance(item, Mapping):
+                raise ValueError(f"{where}: {section}[{i}] is not an object")
+            extra, missing = set(item) - allowed, required - set(item)
+            if extra or missing:
+                raise ValueError(
+                    f"{where}: {section}[{i}] "
+                    + (f"has unknown keys {sorted(extra)} " if extra else "")
+                    + (f"lacks {sorted(missing)}" if missing else "")
+                )
+            out[section].append(dict(item))
+    return out
+
+
+async def apply_seed(db: Any, seed: Seed, base: Path | None = None) -> None:
+    """Write a seed through ``db.sessions`` and ``db.memory`` (sessions first)."""
+    data = load_seed(seed, base)
+    if data["sessions"]:
+        sessions = _service(db, "sessions")
+        for session in data["sessions"]:
+            await sessions.create_session(**session)
+    if data["memories"]:
+        memory = _service(db, "memory")
+        for item in data["memories"]:
+            await memory.add_memory(**item)
+
+
+def _service(db: Any, name: str) -> Any:
+    try:  # the services are properties that import their module on first use
+        return getattr(db, name)
+    except (AttributeError, ImportError) as exc:
+        raise RuntimeError(f"seeding needs abathur_memkit's db.{name} service: {exc}") from exc
+
+
+def _run_in_thread(factory: Callable[[], Awaitable[T]]) -> T:
+    """Run a coroutine to completion on a fresh loop in a worker thread.
+
+    Safe to call whether or not an event loop is running in this thread.
+    """
+
+    def run() -> T:
+        async def main() -> T:
+            return await factory()
+
+        return asyncio.run(main())
+
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="memkit-template") as pool:
+        return pool.submit(run).result()
+
+
+def build_template(path: Path, *, seed: Seed | None = None, base: Path | None = None) -> Path:
+    """Create an initialized (optionally seeded) database file to clone tests from.
+
+    The WAL is checkpointed into the main file and removed, so one file copy
+    makes a complete, independent database.
+    """
+    from abathur_memkit import Database
+
+    async def build() -> str:
+        async with Database(path) as db:
+            if seed is not None:
+                await apply_seed(db, seed, base)
+            await db.checkpoint("TRUNCATE")
+            return db.driver.name
+
+    _run_in_thread(build)
+    for suffix in ("-wal", "-shm"):
+        side = Path(f"{path}{suffix}")
+        if side.exists() and suffix == "-wal" and side.stat().st_size:
+            raise RuntimeError(f"template {path} still has an uncheckpointed WAL")
+        side.unlink(missing_ok=True)
+    return path
+
+
+def clone_template(template: Path, dest: Path) -> Path:
+    """Copy the template file to ``dest`` (a new, independent database)."""
+    if dest.exists():
+        raise FileExistsError(f"{dest} exists; memkit will not overwrite a database")
+    shutil.copyfile(template, dest)
+    return dest
+
+
+def embedder(kind: str = "hashing", **kwargs: Any) -> Any:
+    """An embedder by name (``abathur_memkit.embeddings.get_embedder``).
+
+    ``"hashing"`` (the default) is deterministic and offline.
+    """
+    from abathur_memkit.embeddings import HashingEmbedder, get_embedder
+
+    if kind == "hashing":
+        return HashingEmbedder(**kwargs)
+    if kwargs:
+        raise TypeError("keyword arguments are supported for the hashing embedder only")
+    return get_embedder(kind)
+
+
+def _database_kwargs(embedder_value: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+    if embedder_value is None:
+        return kwargs
+    import inspect
+
+    from abathur_memkit import Database
+
+    if "embedder" not in inspect.signature(Database).parameters:
+        raise TypeError("this abathur_memkit.Database takes no embedder")
+    # A name ("hashing", "default", ...) or an Embedder: Database resolves both,
+    # and loads the vector extension its search needs.
+    return {**kwargs, "embedder": embedder_value}
+
+
+class database:
+    """``async with database(path, seed=..., embedder=...) as db``: an initialized Database.
+
+    ``path`` defaults to ``":memory:"``; other keyword arguments go to ``Database``.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] = ":memory:",
+        *,
+        seed: Seed | None = None,
+        embedder: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        self.path = path
+        self.seed = seed
+        self.kwargs = _database_kwargs(embedder, kwargs)
+        self.db: Any = None
+
+    async def __aenter__(self) -> Any:
+        from abathur_memkit import Database
+
+        db = Database(self.path, **self.kwargs)
+        await db.initialize()
+        try:
+            if self.seed is not None:
+                await apply_seed(db, self.seed)
+        except BaseException:
+            await db.close()
+            raise
+        self.db = db
+        return db
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self.db is not None:
+            await self.db.close()
+            self.db = None
+
+
+def sync_database(
+    path: str | os.PathLike[str] = ":memory:",
+    *,
+    seed: Seed | None = None,
+    embedder: Any = None,
+    **kwargs: Any,
+) -> SyncDatabase:
+    """A ``SyncDatabase`` (use it in ``with``, or call ``close()``)."""
+    facade = SyncDatabase.open(path, **_database_kwargs(embedder, kwargs))
+    if seed is not None:
+        try:
+            facade.run(apply_seed(facade.db, seed))
+        except BaseException:
+            facade.close()
+            raise
+    return facade
