@@ -92,6 +92,10 @@ class Database:
         self._n_readers = 0 if self.in_memory else max(1, readers)
         self._writer: aiosqlite.Connection | None = None
         self._readers: list[aiosqlite.Connection] = []
+        self._readers_lock = asyncio.Lock()
+        # Hooks to install on every connection, including readers opened later.
+        self._trace: Callable[[str], object] | None = None
+        self._progress: tuple[Callable[[], int], int] | None = None
         self._next_reader = itertools.count()
         self._init_lock = asyncio.Lock()
         self._initialized = False
@@ -188,13 +192,17 @@ class Database:
                         f"cannot create {self.path}: directory {parent} does not exist"
                     )
             try:
+                applied: list[int]
                 if self._writer is None:
-                    self._writer = await self._connect()
-                applied: list[int] = await self._call(
-                    self._writer, schema.migrate, self._writer_conn(), self._memory_connection
-                )
-                while len(self._readers) < self._n_readers:
-                    self._readers.append(await self._connect())
+                    # Open and migrate in one thread hop; a bad file fails here,
+                    # before aiosqlite (which leaves a stray future behind when
+                    # its connector raises) is involved.
+                    raw, applied = await asyncio.to_thread(self._open_and_migrate)
+                    self._writer = await aiosqlite.Connection(lambda: raw, iter_chunk_size=64)
+                else:
+                    applied = await self._call(
+                        self._writer, schema.migrate, self._writer_conn(), self._memory_connection
+                    )
             except BaseException:
                 await self.close()
                 raise
@@ -223,10 +231,7 @@ class Database:
             if not self.in_memory:
                 # Switching to WAL needs an exclusive lock and, unlike most
                 # statements, does not always wait on busy_timeout.
-                mode = _retry_locked(
-                    lambda: conn.execute("PRAGMA journal_mode = WAL").fetchone()[0],
-                    self.driver.module.OperationalError,
-                )
+                mode = _retry_locked(lambda: _use_wal(conn), self.driver.module.OperationalError)
                 if str(mode).lower() != "wal":
                     raise DatabaseFileError(f"{self.path}: cannot use WAL (journal_mode={mode})")
             conn.execute(f"PRAGMA synchronous = {PRAGMAS['synchronous']}")
@@ -243,13 +248,23 @@ class Database:
             conn.close()
             raise
         conn.row_factory = self.driver.module.Row
+        if self._trace is not None:
+            conn.set_trace_callback(self._trace)
+        if self._progress is not None:
+            conn.set_progress_handler(*self._progress)
         return conn
 
+    def _open_and_migrate(self) -> tuple[sqlite3.Connection, list[int]]:
+        conn = self._open()
+        try:
+            return conn, schema.migrate(conn, self._memory_connection)
+        except BaseException:
+            conn.close()
+            raise
+
     async def _connect(self) -> aiosqlite.Connection:
-        # Open (and fail) in a plain thread first: aiosqlite leaves a stray
-        # future behind when its connector raises.
-        raw = await asyncio.to_thread(self._open)
-        return await aiosqlite.Connection(lambda: raw, iter_chunk_size=64)
+        # Readers open after the writer has proved the file, on aiosqlite's thread.
+        return await aiosqlite.Connection(self._open, iter_chunk_size=64)
 
     # -- running code on a connection's thread -------------------------------
 
@@ -263,15 +278,32 @@ class Database:
     ) -> T:
         # aiosqlite runs queued functions one by one on the connection's
         # thread; queueing a whole function is the one-hop path.
-        result: T = await conn._execute(fn, *args)  # type: ignore[no-untyped-call]
+        try:
+            result: T = await conn._execute(fn, *args)  # type: ignore[no-untyped-call]
+        except self.driver.module.DatabaseError as exc:
+            # Corruption can surface at any read, long after the file opened.
+            if _is_corrupt(exc):
+                raise DatabaseFileError(
+                    f"{self.path} is not a usable SQLite database: {exc}"
+                ) from exc
+            raise
         return result
 
-    def _reader(self) -> aiosqlite.Connection:
-        if self._readers:
-            return self._readers[next(self._next_reader) % len(self._readers)]
+    async def _reader(self) -> aiosqlite.Connection:
         if self._writer is None:
             raise MemkitError("Database is not initialized: await db.initialize() first")
-        return self._writer
+        if self._n_readers == 0:
+            return self._writer
+        if not self._readers:
+            # Opened on the first read, not in initialize(): a database that
+            # only writes (or a test fixture) never pays for them.
+            async with self._readers_lock:
+                if not self._readers:
+                    opened = await asyncio.gather(
+                        *(self._connect() for _ in range(self._n_readers))
+                    )
+                    self._readers = list(opened)
+        return self._readers[next(self._next_reader) % len(self._readers)]
 
     async def read(self, fn: Callable[[sqlite3.Connection], T], *, snapshot: bool = False) -> T:
         """Run ``fn(conn)`` on a reader connection's thread and return its result.
@@ -279,7 +311,7 @@ class Database:
         With ``snapshot=True`` it runs inside one read transaction, so every
         statement sees the same committed state.
         """
-        reader = self._reader()
+        reader = await self._reader()
         if not snapshot:
             return await self._call(reader, fn, reader._conn)
         return await self._call(reader, _in_read_txn, reader._conn, fn)
@@ -331,12 +363,14 @@ class Database:
 
     async def set_trace_callback(self, callback: Callable[[str], object] | None) -> None:
         """Install a trace callback (called with each SQL text) on every connection."""
+        self._trace = callback
         await self._each_connection(
             lambda c: c.set_trace_callback(callback)  # type: ignore[arg-type]
         )
 
     async def set_progress_handler(self, handler: Callable[[], int] | None, n: int) -> None:
         """Install a progress handler (every ``n`` VM steps) on every connection."""
+        self._progress = None if handler is None else (handler, n)
         await self._each_connection(
             lambda c: c.set_progress_handler(handler, n)  # type: ignore[arg-type]
         )
@@ -454,7 +488,7 @@ class Database:
             finally:
                 dst.close()
 
-        reader = self._reader()
+        reader = await self._reader()
         await self._call(reader, copy, reader._conn)
         return target
 
@@ -473,6 +507,26 @@ def _retry_locked(fn: Callable[[], T], operational_error: type[Exception]) -> T:
                     f"could not take the lock in {_LOCK_RETRY_SECONDS:.0f} s: {exc}"
                 ) from exc
             time.sleep(random.uniform(0.001, 0.02))
+
+
+def _use_wal(conn: Any) -> str:
+    """Switch to WAL unless the file is in WAL already (reading is ~4x cheaper)."""
+    mode = str(conn.execute("PRAGMA journal_mode").fetchone()[0])
+    if mode.lower() == "wal":
+        return mode
+    return str(conn.execute("PRAGMA journal_mode = WAL").fetchone()[0])
+
+
+# SQLITE_CORRUPT and SQLITE_NOTADB (primary result codes).
+_CORRUPT_CODES = (11, 26)
+
+
+def _is_corrupt(exc: Exception) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    if isinstance(code, int):
+        return code & 0xFF in _CORRUPT_CODES
+    text = str(exc)
+    return "malformed" in text or "not a database" in text
 
 
 def _begin_immediate(conn: Any, operational_error: type[Exception]) -> None:

@@ -12,6 +12,7 @@ import importlib
 import os
 import sqlite3
 from dataclasses import dataclass
+from functools import cache
 from types import ModuleType
 from typing import Any
 
@@ -43,6 +44,7 @@ class Driver:
         return conn  # type: ignore[no-any-return]
 
 
+@cache  # a property of this Python build; asked once per process
 def _stdlib_can_load() -> bool:
     conn = sqlite3.connect(":memory:")
     try:

@@ -33,7 +33,16 @@ def to_json(value: Any, field: str = "value") -> str:
         raise InvalidInputError(f"Invalid {field}: not JSON-serializable ({exc})") from exc
     except RecursionError as exc:
         raise InvalidInputError(f"Invalid {field}: nested too deeply for JSON") from exc
-    if len(text) > MAX_JSON_BYTES // 4 and len(text.encode()) > MAX_JSON_BYTES:
+    if text.isascii():
+        size = len(text)
+    else:
+        try:
+            size = len(text.encode("utf-8"))
+        except UnicodeEncodeError as exc:  # a lone surrogate: SQLite cannot store it as TEXT
+            raise InvalidInputError(
+                f"Invalid {field}: a string in it is not encodable as UTF-8 ({exc.reason})"
+            ) from exc
+    if size > MAX_JSON_BYTES:
         raise InvalidInputError(f"Invalid {field}: larger than {MAX_JSON_BYTES} bytes of JSON")
     return text
 

@@ -26,7 +26,14 @@ from urllib.parse import quote
 from .assertions import QueryPlanError, explain, explain_sync
 from .plan import PlanNode, QueryPlan
 
-__all__ = ["GuardViolation", "QueryGuard", "QueryGuardError", "install_trace", "remove_trace"]
+__all__ = [
+    "GuardReport",
+    "GuardViolation",
+    "QueryGuard",
+    "QueryGuardError",
+    "install_trace",
+    "remove_trace",
+]
 
 _EXPLAINABLE = frozenset({"SELECT", "WITH", "UPDATE", "DELETE", "INSERT", "REPLACE", "VALUES"})
 _FIRST_WORD = re.compile(r"^(?:\s+|--[^\n]*\n?|/\*.*?\*/)*([A-Za-z]+)", re.DOTALL)
@@ -81,7 +88,7 @@ async def remove_trace(db: Any) -> None:
 
 def _explainable(sql: str) -> bool:
     m = _FIRST_WORD.match(sql)
-    return bool(m) and m.group(1).upper() in _EXPLAINABLE  # type: ignore[union-attr]
+    return m is not None and m.group(1).upper() in _EXPLAINABLE
 
 
 @dataclass
@@ -92,7 +99,9 @@ class GuardViolation:
 
 
 @dataclass
-class _Report:
+class GuardReport:
+    """What a guard saw: scans that fail, scans allowed, statements it could not explain."""
+
     violations: list[GuardViolation] = field(default_factory=list)
     allowed: list[GuardViolation] = field(default_factory=list)
     unexplained: dict[str, str] = field(default_factory=dict)
@@ -112,7 +121,7 @@ class QueryGuard:
         self.db = db
         self.allow = {t.lower(): r for t, r in (allow or {}).items()}
         self.statements: list[str] = []
-        self.report = _Report()
+        self.report = GuardReport()
         self._installed_here = False
 
     # -- capture -------------------------------------------------------------
@@ -152,7 +161,7 @@ class QueryGuard:
         names = {x.lower() for x in (node.table, node.name, node.alias) if x}
         return bool(names & self.allow.keys())
 
-    async def check(self) -> _Report:
+    async def check(self) -> GuardReport:
         """Explain what was captured (through ``db``) and fill ``report``."""
         for sql in self._distinct():
             try:
@@ -164,7 +173,7 @@ class QueryGuard:
             self._classify(sql, plan)
         return self.report
 
-    def check_sync(self) -> _Report:
+    def check_sync(self) -> GuardReport:
         """Like ``check``, through a private read-only connection to the file."""
         path = getattr(self.db, "path", ":memory:")
         if getattr(self.db, "in_memory", False) or path == ":memory:":

@@ -47,13 +47,13 @@ __all__ = [
     "memkit_sync_db",
 ]
 
-try:  # Async fixtures need pytest-asyncio; without it they skip, and nothing else breaks.
+# The async fixtures need pytest-asyncio (pytest itself then reports them as
+# unsupported); importing this plugin, and the sync fixtures, never need it.
+try:
     import pytest_asyncio
 
     _async_fixture: Callable[..., Any] = pytest_asyncio.fixture
-    HAVE_ASYNCIO = True
 except ImportError:  # pragma: no cover - exercised only without pytest-asyncio
-    HAVE_ASYNCIO = False
     _async_fixture = pytest.fixture
 
 VERSION = "0.1.0"
@@ -356,8 +356,6 @@ async def _finish_marker_guard(request: pytest.FixtureRequest, db: Any) -> None:
 @_async_fixture
 async def memkit_db(request: pytest.FixtureRequest, memkit_db_path: Path) -> AsyncIterator[Any]:
     """A fresh, initialized WAL ``Database`` in ``tmp_path``, closed at teardown."""
-    if not HAVE_ASYNCIO:  # pragma: no cover
-        pytest.skip("memkit_db is async and needs pytest-asyncio (or use memkit_sync_db)")
     from abathur_memkit import Database
 
     db = Database(memkit_db_path)

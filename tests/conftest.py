@@ -9,6 +9,9 @@ import pytest
 
 from abathur_memkit import Database
 
+# The plugin's own tests (tests/plugin) run throwaway suites with pytester.
+pytest_plugins = ["pytester"]
+
 
 @pytest.fixture
 async def db(tmp_path: Path) -> AsyncIterator[Database]:

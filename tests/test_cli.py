@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from abathur_memkit.cli import main
+from abathur_memkit.schema import migrations
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -21,7 +22,8 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
 def test_init_then_validate_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = str(tmp_path / "agents.db")
     code, out, _ = run(capsys, "init", path)
-    assert code == 0 and "applied migrations [1, 2, 3]" in out
+    versions = [m.version for m in migrations()]
+    assert code == 0 and f"applied migrations {versions}" in out
     code, out, _ = run(capsys, "init", path, "--json")
     assert code == 0 and json.loads(out)["applied"] == []
     code, out, _ = run(capsys, "validate", path, "--json")

@@ -1,9 +1,5 @@
-"""The plugin's own tests run throwaway test suites with pytester.
-
-``pytest_plugins = ["pytester"]`` is not allowed in a conftest below the
-rootdir's, so the pytester plugin is registered from here when this directory
-is collected (its fixtures and options work the same).
-"""
+"""The plugin's own tests run throwaway test suites with pytester (registered in
+tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -14,14 +10,12 @@ import pytest
 
 # In-process pytester runs drop the modules they imported when they end, and
 # numpy (imported by the embedders) cannot be imported twice in one process:
-# import the heavy modules here, once, before any inner run.
+# import the heavy modules here, once, before any inner run. Hypothesis' plugin,
+# when installed, imports hypothesis at each run's end (about 1 s) otherwise.
 with contextlib.suppress(ImportError):
     import abathur_memkit.embeddings  # noqa: F401
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    if not config.pluginmanager.has_plugin("pytester"):
-        config.pluginmanager.import_plugin("pytester")
+with contextlib.suppress(ImportError):
+    import hypothesis.internal.observability  # noqa: F401
 
 
 INI = """[pytest]

@@ -1,0 +1,169 @@
+"""pandas loaders for the tables: one DataFrame row per table row.
+
+Each loader comes twice: ``await load_audit(db)`` reads through a
+:class:`~abathur_memkit.Database` (any, in-memory ones too) and
+``load_audit_sync(path)`` opens the file read-only, for scripts and notebooks
+that have no Database at hand. Timestamps become timezone-aware UTC
+``datetime64`` columns; JSON columns become Python objects (NULL stays None).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ..errors import InvalidInputError
+from ..values import from_json
+from .optional import pandas
+from .sources import Source, connect_readonly
+
+if TYPE_CHECKING:
+    from ..database import Database
+
+__all__ = [
+    "TABLES",
+    "load_audit",
+    "load_audit_sync",
+    "load_events",
+    "load_events_sync",
+    "load_memories",
+    "load_memories_sync",
+    "load_metrics",
+    "load_metrics_sync",
+    "load_sessions",
+    "load_sessions_sync",
+    "load_table",
+    "load_table_sync",
+]
+
+
+@dataclass(frozen=True)
+class _Table:
+    sql: str
+    json_columns: tuple[str, ...] = ()
+    time_columns: tuple[str, ...] = ()
+    bool_columns: tuple[str, ...] = ()
+
+
+#: What each loadable table's loader runs and converts.
+TABLES: dict[str, _Table] = {
+    "audit": _Table("SELECT * FROM audit ORDER BY timestamp, id",
+                    ("action_data",), ("timestamp",)),
+    "memory_entries": _Table("SELECT * FROM memory_entries ORDER BY id",
+                             ("value", "metadata"), ("created_at", "updated_at"),
+                             ("is_deleted",)),
+    # event_count: one seek per session on session_events' primary key.
+    "sessions": _Table(
+        "SELECT s.*, (SELECT count(*) FROM session_events AS e WHERE e.session_id = s.id) "
+        "AS event_count FROM sessions AS s ORDER BY s.created_at, s.id",
+        ("state", "metadata"), ("created_at", "last_update_time", "terminated_at", "archived_at")),
+    "session_events": _Table("SELECT * FROM session_events ORDER BY session_id, seq",
+                             ("event",), ("created_at",)),
+    "metrics": _Table("SELECT * FROM metrics ORDER BY timestamp, id",
+                      ("labels",), ("timestamp",)),
+    "tasks": _Table("SELECT * FROM tasks ORDER BY submitted_at, id",
+                    ("input_data", "result_data", "dependencies"),
+                    ("submitted_at", "started_at", "completed_at", "last_updated_at")),
+    "agents": _Table("SELECT * FROM agents ORDER BY spawned_at, id",
+                     ("resource_usage",), ("spawned_at", "terminated_at")),
+    "checkpoints": _Table("SELECT * FROM checkpoints ORDER BY task_id, iteration",
+                          ("state",), ("created_at",)),
+}
+
+
+def _spec(table: str) -> _Table:
+    try:
+        return TABLES[table]
+    except KeyError:
+        raise InvalidInputError(
+            f"Invalid table: {table!r} (loadable: {', '.join(sorted(TABLES))})"
+        ) from None
+
+
+def _fetch(conn: Any, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+    cursor = conn.cursor()
+    cursor.row_factory = None  # plain tuples, whatever the connection's row factory
+    cursor.execute(sql)
+    columns = [d[0] for d in cursor.description]
+    return columns, cursor.fetchall()
+
+
+def _frame(spec: _Table, columns: Sequence[str], rows: list[tuple[Any, ...]],
+           parse_json: bool) -> Any:
+    pd = pandas()
+    data: dict[str, Any] = {name: [row[i] for row in rows] for i, name in enumerate(columns)}
+    for column in spec.json_columns if parse_json else ():
+        if column in data:
+            # Parsed before pandas sees them: a NULL stays None, never NaN.
+            data[column] = pd.Series([from_json(v) for v in data[column]], dtype=object)
+    df = pd.DataFrame(data, columns=list(columns))
+    for column in spec.time_columns:
+        if column in df.columns:
+            df[column] = pd.to_datetime(df[column], format="ISO8601", utc=True)
+    for column in spec.bool_columns:
+        if column in df.columns:
+            df[column] = df[column].astype(bool)
+    return df
+
+
+async def load_table(db: Database, table: str, *, parse_json: bool = True) -> Any:
+    """Every row of ``table`` (a key of :data:`TABLES`) as a DataFrame."""
+    spec = _spec(table)
+    pandas()  # fail before touching the database when pandas is missing
+    columns, rows = await db.read(lambda conn: _fetch(conn, spec.sql), snapshot=True)
+    return _frame(spec, columns, rows, parse_json)
+
+
+def load_table_sync(source: Source, table: str, *, parse_json: bool = True) -> Any:
+    """``load_table`` for a database file (or a file-backed Database), read-only."""
+    spec = _spec(table)
+    pandas()
+    with connect_readonly(source) as conn:
+        columns, rows = _fetch(conn, spec.sql)
+    return _frame(spec, columns, rows, parse_json)
+
+
+async def load_audit(db: Database) -> Any:
+    """The audit trail, oldest first: one row per action."""
+    return await load_table(db, "audit")
+
+
+def load_audit_sync(source: Source) -> Any:
+    return load_table_sync(source, "audit")
+
+
+async def load_memories(db: Database, *, parse_json: bool = True) -> Any:
+    """Every version of every memory (deleted ones included), by id."""
+    return await load_table(db, "memory_entries", parse_json=parse_json)
+
+
+def load_memories_sync(source: Source, *, parse_json: bool = True) -> Any:
+    return load_table_sync(source, "memory_entries", parse_json=parse_json)
+
+
+async def load_sessions(db: Database) -> Any:
+    """Sessions (without their events) plus ``event_count``, oldest first."""
+    return await load_table(db, "sessions")
+
+
+def load_sessions_sync(source: Source) -> Any:
+    return load_table_sync(source, "sessions")
+
+
+async def load_events(db: Database) -> Any:
+    """Every session event, by session and sequence number."""
+    return await load_table(db, "session_events")
+
+
+def load_events_sync(source: Source) -> Any:
+    return load_table_sync(source, "session_events")
+
+
+async def load_metrics(db: Database) -> Any:
+    """Every metric measurement, oldest first."""
+    return await load_table(db, "metrics")
+
+
+def load_metrics_sync(source: Source) -> Any:
+    return load_table_sync(source, "metrics")

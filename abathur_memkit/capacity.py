@@ -1,0 +1,270 @@
+"""Grow a database to a target size and measure lookups at 10k rows and at full size.
+
+``run_capacity`` fills a new database with memories through the public batch
+API (``MemoryService.add_memories``: one transaction per batch, each row with
+its audit row, exactly what an application's bulk import does), measures
+``get_memory`` lookups of random keys once the first 10,000 rows are in, keeps
+inserting until the file reaches the target size, and measures again. The
+target of issue 7: lookup p50 at full size ≤ 1.5 × p50 at 10k rows.
+
+Two timings are reported for each size: ``api`` (``await get_memory(...)``,
+what a caller waits, including the hop to the reader thread) and ``sql`` (the
+lookup query alone, timed inside the reader thread: B-tree depth and page
+cache effects without the constant hop). Lookups run with a warm OS page
+cache, as on a server that has been up for a while.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from .database import Database
+from .errors import InvalidInputError
+from .memory import GET_LATEST, MemoryItem
+
+__all__ = ["CapacityConfig", "ProgressBar", "parse_size", "run_capacity"]
+
+#: The issue's target: p50 at full size over p50 at 10k rows.
+MAX_P50_RATIO = 1.5
+
+_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
+          "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
+
+_WORDS = ("agent", "memory", "session", "task", "plan", "result", "vector", "index", "user",
+          "project", "design", "review", "token", "context", "summary", "swarm", "queue")
+
+
+def parse_size(text: str | int) -> int:
+    """``"1GB"`` → 10**9, ``"512MiB"`` → 512 * 2**20, ``"2.5 GB"``, or a byte count."""
+    if isinstance(text, int) and not isinstance(text, bool):
+        size = text
+    else:
+        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*", str(text))
+        unit = match.group(2).upper() if match else ""
+        if not match or unit not in _UNITS:
+            raise InvalidInputError(
+                f"Invalid size: {text!r} (e.g. 1GB, 500MB, 2GiB or a byte count)")
+        size = int(float(match.group(1)) * _UNITS[unit])
+    if size < 1:
+        raise InvalidInputError(f"Invalid size: {text!r} (must be positive)")
+    return size
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"  # pragma: no cover
+
+
+class ProgressBar:
+    """A dependency-free progress bar on stderr (a line per 10% when not a terminal)."""
+
+    def __init__(self, total: float, label: str = "", stream: TextIO | None = None,
+                 fmt: Callable[[float], str] = _human) -> None:
+        self.total = max(total, 1.0)
+        self.label = label
+        self.stream = stream or sys.stderr
+        self.fmt = fmt
+        self.tty = self.stream.isatty()
+        self.started = time.perf_counter()
+        self.last_decile = -1
+
+    def update(self, done: float, extra: str = "") -> None:
+        share = min(done / self.total, 1.0)
+        elapsed = time.perf_counter() - self.started
+        eta = elapsed / share - elapsed if share > 0 else 0.0
+        text = (f"{self.label} {share * 100:5.1f}% {self.fmt(done)}/{self.fmt(self.total)}"
+                f"{'  ' + extra if extra else ''}  {elapsed:.0f}s elapsed, ETA {eta:.0f}s")
+        if self.tty:
+            width = 30
+            filled = int(share * width)
+            bar = "#" * filled + "." * (width - filled)
+            self.stream.write(f"\r[{bar}] {text}\x1b[K")
+        else:
+            decile = int(share * 10)
+            if decile == self.last_decile:
+                return
+            self.last_decile = decile
+            self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.tty:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+@dataclass
+class CapacityConfig:
+    """What ``run_capacity`` builds and measures."""
+
+    size: int = 10**9
+    """target size of the database file in bytes (default 1 GB)"""
+    baseline_rows: int = 10_000
+    value_bytes: int = 1000
+    """approximate JSON size of each memory's value"""
+    batch: int = 5000
+    """memories per add_memories transaction"""
+    samples: int = 2000
+    """timed lookups at each size (after warm-up)"""
+    namespaces: int = 1000
+    seed: int = 0
+
+
+def _ident(i: int, namespaces: int) -> tuple[str, str]:
+    return f"user:u{i % namespaces}:notes", f"k{i:09d}"
+
+
+def _texts(config: CapacityConfig, rng: random.Random, count: int = 512) -> list[str]:
+    """A pool of word salads of about ``value_bytes`` each (generating one per row is slow)."""
+    pool = []
+    for _ in range(count):
+        words: list[str] = []
+        length = 0
+        while length < config.value_bytes:
+            word = rng.choice(_WORDS)
+            words.append(word)
+            length += len(word) + 1
+        pool.append(" ".join(words))
+    return pool
+
+
+def _items(start: int, count: int, config: CapacityConfig, pool: list[str]) -> list[MemoryItem]:
+    items = []
+    for i in range(start, start + count):
+        ns, key = _ident(i, config.namespaces)
+        items.append(MemoryItem(ns, key, {"i": i, "text": pool[(i * 7919) % len(pool)]},
+                                ("semantic", "episodic", "procedural")[i % 3]))
+    return items
+
+
+def _percentiles(samples: list[float]) -> dict[str, float]:
+    ordered = sorted(samples)
+    cut = statistics.quantiles(ordered, n=100)
+    return {"p50_us": round(statistics.median(ordered) * 1e6, 2),
+            "p95_us": round(cut[94] * 1e6, 2), "p99_us": round(cut[98] * 1e6, 2),
+            "mean_us": round(statistics.fmean(ordered) * 1e6, 2), "n": len(ordered)}
+
+
+async def measure_lookups(db: Database, rows: int, config: CapacityConfig,
+                          rng: random.Random) -> dict[str, Any]:
+    """p50/p95/p99 of ``get_memory`` on random existing keys, API and SQL-only."""
+    picks = [_ident(rng.randrange(rows), config.namespaces) for _ in range(config.samples)]
+    warm = [_ident(rng.randrange(rows), config.namespaces) for _ in range(min(500, rows))]
+    for ns, key in warm:
+        await db.memory.get_memory(ns, key)
+    api: list[float] = []
+    for ns, key in picks:
+        start = time.perf_counter()
+        found = await db.memory.get_memory(ns, key)
+        api.append(time.perf_counter() - start)
+        if found is None:
+            raise AssertionError(f"capacity: {ns}:{key} is missing")
+
+    def timed(conn: Any) -> list[float]:
+        out = []
+        for ns, key in picks:
+            start = time.perf_counter()
+            conn.execute(GET_LATEST, (ns, key)).fetchone()
+            out.append(time.perf_counter() - start)
+        return out
+
+    sql = await db.read(timed)
+    return {"rows": rows, "api": _percentiles(api), "sql": _percentiles(sql)}
+
+
+async def _file_size(db: Database) -> int:
+    row = await db.fetchone("SELECT page_count * page_size AS n "
+                            "FROM pragma_page_count(), pragma_page_size()")
+    return int(row["n"]) if row else 0
+
+
+async def run_capacity(
+    path: str | os.PathLike[str],
+    config: CapacityConfig | None = None,
+    *,
+    progress: Callable[[str], object] | None = None,
+    bar: bool = True,
+) -> dict[str, Any]:
+    """Build a database of ``config.size`` bytes at ``path`` (a new file) and measure it."""
+    config = config or CapacityConfig()
+    say = progress or (lambda _m: None)
+    target = Path(os.fspath(path))
+    if target.exists() and target.stat().st_size > 0:
+        raise InvalidInputError(f"{target} exists; capacity runs build a new database")
+    rng = random.Random(config.seed)
+    pool = _texts(config, rng)
+    timings: dict[str, Any] = {}
+    started = time.perf_counter()
+    async with Database(target) as db:
+        rows = 0
+        insert_seconds = 0.0
+
+        async def grow(until_rows: int | None, until_bytes: int | None,
+                       meter: ProgressBar | None) -> None:
+            nonlocal rows, insert_seconds
+            while True:
+                count = config.batch if until_rows is None else min(config.batch,
+                                                                     until_rows - rows)
+                if count <= 0:
+                    return
+                items = _items(rows, count, config, pool)
+                t0 = time.perf_counter()
+                await db.memory.add_memories(items, "capacity", "task:capacity")
+                insert_seconds += time.perf_counter() - t0
+                rows += count
+                if until_bytes is not None:
+                    size = await _file_size(db)
+                    if meter is not None:
+                        meter.update(size, f"{rows:,} rows, "
+                                     f"{rows / max(insert_seconds, 1e-9):,.0f} rows/s")
+                    if size >= until_bytes:
+                        return
+
+        say(f"inserting the first {config.baseline_rows:,} rows")
+        await grow(config.baseline_rows, None, None)
+        await db.checkpoint()
+        await db.analyze()
+        say(f"measuring {config.samples} lookups at {rows:,} rows")
+        timings["baseline"] = await measure_lookups(db, rows, config, rng)
+        timings["baseline"]["file_bytes"] = await _file_size(db)
+        say(f"growing to {_human(config.size)} with add_memories batches of {config.batch:,}")
+        meter = ProgressBar(config.size, "grow") if bar else None
+        await grow(None, config.size, meter)
+        if meter is not None:
+            meter.update(await _file_size(db), f"{rows:,} rows")
+            meter.close()
+        await db.checkpoint()
+        await db.analyze()
+        say(f"measuring {config.samples} lookups at {rows:,} rows")
+        timings["full"] = await measure_lookups(db, rows, config, rng)
+        timings["full"]["file_bytes"] = await _file_size(db)
+        integrity = await db.integrity_check() if rows <= 200_000 else ["skipped (large)"]
+    ratio_api = timings["full"]["api"]["p50_us"] / timings["baseline"]["api"]["p50_us"]
+    ratio_sql = timings["full"]["sql"]["p50_us"] / timings["baseline"]["sql"]["p50_us"]
+    return {
+        "ok": ratio_api <= MAX_P50_RATIO and integrity[0] in ("ok", "skipped (large)"),
+        "path": str(target),
+        "config": asdict(config),
+        "rows": rows,
+        "file_bytes": timings["full"]["file_bytes"],
+        "insert_rows_per_second": round(rows / insert_seconds, 1) if insert_seconds else None,
+        "baseline": timings["baseline"],
+        "full": timings["full"],
+        "p50_ratio_api": round(ratio_api, 3),
+        "p50_ratio_sql": round(ratio_sql, 3),
+        "max_p50_ratio": MAX_P50_RATIO,
+        "integrity_check": integrity,
+        "seconds": round(time.perf_counter() - started, 1),
+    }

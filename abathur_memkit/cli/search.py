@@ -1,0 +1,164 @@
+"""``memkit index DIR``, ``memkit search "…"`` and ``memkit watch DIR``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+from . import add_json_flag, emit
+
+__all__ = ["register"]
+
+DEFAULT_DB = "memkit.db"
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser("index", help="index a folder of markdown files")
+    p.add_argument("directory")
+    _common(p, embedder_default="default")
+    p.add_argument("--pattern", default="**/*.md", help="glob under DIR (default: **/*.md)")
+    p.add_argument("--type", dest="document_type",
+                   choices=("design", "specification", "plan", "report"),
+                   help="document type for files whose front matter names none")
+    p.add_argument("--no-embed", action="store_true",
+                   help="chunk and full-text index only (keyword search)")
+    p.add_argument("--reembed", action="store_true",
+                   help="rebuild every vector with the current embedder first")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_json_flag(p)
+    p.set_defaults(handler=cmd_index)
+
+    p = subparsers.add_parser("search", help="search indexed documents and memories")
+    p.add_argument("query")
+    _common(p, embedder_default=None)
+    p.add_argument("--mode", choices=("semantic", "keyword", "hybrid"), default="hybrid")
+    p.add_argument("-k", type=int, default=5, help="results (default: 5)")
+    p.add_argument("--source", choices=("all", "documents", "memories"), default="all")
+    p.add_argument("--type", dest="document_type",
+                   choices=("design", "specification", "plan", "report"))
+    p.add_argument("--namespace", dest="namespace_prefix", help="memory namespace prefix")
+    p.add_argument("--memory-type", choices=("semantic", "episodic", "procedural"))
+    add_json_flag(p)
+    p.set_defaults(handler=cmd_search)
+
+    p = subparsers.add_parser("watch", help="keep a folder's index up to date")
+    p.add_argument("directory")
+    _common(p, embedder_default="default")
+    p.add_argument("--pattern", default="**/*.md")
+    p.add_argument("--debounce", type=float, default=0.5,
+                   help="seconds of quiet before a sync (default: 0.5)")
+    p.add_argument("--no-embed", action="store_true")
+    add_json_flag(p)
+    p.set_defaults(handler=cmd_watch)
+
+
+def _common(p: argparse.ArgumentParser, *, embedder_default: str | None) -> None:
+    p.add_argument("--db", default=os.environ.get("MEMKIT_DB", DEFAULT_DB),
+                   help=f"database file (default: $MEMKIT_DB or {DEFAULT_DB})")
+    help_text = ("embedder: default (offline MiniLM), hashing, ollama[:model], "
+                 "or an ONNX model directory")
+    if embedder_default is None:
+        help_text += " (default: the one the index was built with)"
+    p.add_argument("--embedder", default=embedder_default, help=help_text)
+    p.add_argument("--backend", choices=("vec", "vss"), default=None,
+                   help="vector backend (default: the index's, else vec)")
+
+
+async def _stored_index(path: str) -> tuple[str | None, str | None]:
+    """(model, backend) of the database's chunk index, if there is one."""
+    from ..database import Database
+
+    if not Path(path).exists():
+        return None, None
+    async with Database(path) as db:
+        row = await db.fetchone(
+            "SELECT model, backend FROM vector_indexes ORDER BY name = 'chunks' DESC LIMIT 1")
+    return (str(row["model"]), str(row["backend"])) if row else (None, None)
+
+
+def _spec_for(model: str) -> str:
+    from ..embeddings import get_embedder
+    from ..errors import InvalidInputError
+
+    try:
+        get_embedder(model)
+    except InvalidInputError:
+        return f"ollama:{model}"
+    return model
+
+
+async def _open(args: argparse.Namespace, *, embed: bool) -> Any:
+    from ..database import Database
+
+    model, backend = await _stored_index(args.db)
+    spec = args.embedder
+    if spec is None and embed and model is not None:
+        spec = _spec_for(model)
+    return Database(args.db, embedder=spec if embed else None,
+                    vector_backend=args.backend or backend or "vec")
+
+
+async def cmd_index(args: argparse.Namespace) -> int:
+    db = await _open(args, embed=not args.no_embed)
+    async with db:
+        if args.reembed and not args.no_embed:
+            await db.search.reembed(progress=False if args.no_progress else None)
+        summary = await db.documents.sync_directory(
+            args.directory, args.pattern, document_type=args.document_type,
+            embed=not args.no_embed, progress=False if args.no_progress else None)
+    emit(args, summary.to_dict(), str(summary))
+    return 0 if summary.ok else 1
+
+
+async def cmd_search(args: argparse.Namespace) -> int:
+    needs_vectors = args.mode != "keyword"
+    db = await _open(args, embed=needs_vectors)
+    filters = {"source": args.source, "document_type": args.document_type,
+               "namespace_prefix": args.namespace_prefix, "memory_type": args.memory_type}
+    async with db:
+        hits = await db.search.search(args.query, args.k, mode=args.mode, **filters)
+    data = {"query": args.query, "mode": args.mode, "hits": [h.to_dict() for h in hits]}
+    emit(args, data, _hits_text(hits))
+    return 0
+
+
+def _hits_text(hits: list[Any]) -> str:
+    if not hits:
+        return "no results"
+    lines = []
+    cwd = Path.cwd()
+    for n, hit in enumerate(hits, start=1):
+        if hit.source == "document":
+            try:
+                where = str(Path(hit.file_path).relative_to(cwd))
+            except ValueError:
+                where = str(hit.file_path)
+            if hit.heading_path:
+                where += f" › {hit.heading_path}"
+        else:
+            where = f"memory {hit.namespace}/{hit.key} (v{hit.version})"
+        lines.append(f"{n:>2}. {hit.score:.4f}  {where}")
+        body = " ".join((hit.snippet or hit.text).split())
+        lines.append(textwrap.indent(textwrap.shorten(body, 160, placeholder=" …"), "    "))
+    return "\n".join(lines)
+
+
+async def cmd_watch(args: argparse.Namespace) -> int:
+    from ..watch import watch_directory
+
+    db = await _open(args, embed=not args.no_embed)
+
+    def report(summary: Any) -> None:
+        emit(args, summary.to_dict(), str(summary))
+        sys.stdout.flush()
+
+    async with db:
+        print(f"watching {Path(args.directory).resolve()} ({args.pattern}); Ctrl-C stops",
+              file=sys.stderr)
+        await watch_directory(db, args.directory, args.pattern, debounce=args.debounce,
+                              on_sync=report, progress=False)
+    return 0

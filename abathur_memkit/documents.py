@@ -1,0 +1,754 @@
+"""The markdown document index (seed decision 17: the files are the source, SQLite the index).
+
+``db.documents`` (or ``DocumentIndexService(db)``) keeps one ``document_index``
+row per file and its chunks in ``document_chunks`` (full-text indexed by
+triggers). ``sync_directory`` walks a folder: unchanged files (same SHA-256)
+are skipped, changed ones re-chunked, gone ones removed from the index (never
+from disk); then the chunks without vectors are embedded in batches.
+
+``sync_status`` moves ``pending`` (new, not yet embedded) → ``synced``; a
+changed file or a new embedding model makes a synced document ``stale``
+until it is embedded again; an embedding error makes it ``failed``, with the
+message in ``metadata.last_error`` (retried by the next sync).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .embeddings.base import check_vectors, l2_normalize
+from .errors import EmbeddingError, InvalidInputError, NotFoundError
+from .search.chunking import (
+    DEFAULT_MAX_TOKENS,
+    DEFAULT_OVERLAP,
+    Chunk,
+    chunk_markdown,
+    embedding_text,
+    front_matter,
+    title_of,
+)
+from .search.service import DOCUMENT_TYPES, EMBED_BATCH, embed_texts, has_embedder
+from .values import timestamp, to_json
+
+if TYPE_CHECKING:
+    from .database import Database
+    from .embeddings import Embedder
+    from .search.backends import VectorBackend
+
+__all__ = ["DOCUMENT_TYPES", "DocumentIndexService", "EmbedSummary", "SyncSummary"]
+
+#: Files larger than this are skipped (with a reason) by ``sync_directory``.
+MAX_FILE_BYTES = 10 * 1024 * 1024
+# Files written per transaction during a sync.
+_WRITE_BATCH = 100
+
+_COLUMNS = (
+    "id, file_path, title, document_type, content_hash, chunk_count, embedding_model, "
+    "metadata, last_synced_at, sync_status, created_at, updated_at"
+)
+
+
+@dataclass
+class EmbedSummary:
+    """What ``embed_pending`` did."""
+
+    documents: int = 0
+    embedded_chunks: int = 0
+    synced: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    model: str | None = None
+    reset: bool = False  # the index was rebuilt for another model/dimension
+
+
+@dataclass
+class SyncSummary:
+    """What ``sync_directory`` found and did; paths are relative to ``root``."""
+
+    root: str
+    pattern: str
+    scanned: int = 0
+    added: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+    unchanged: int = 0
+    removed: list[str] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    chunks_written: int = 0
+    embedded_chunks: int = 0
+    synced: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    model: str | None = None
+    reembedded_all: bool = False
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["skipped"] = [{"path": p, "reason": r} for p, r in self.skipped]
+        out["failed"] = [{"path": p, "error": e} for p, e in self.failed]
+        return out
+
+    def __str__(self) -> str:
+        lines = [
+            f"{self.root}: {self.scanned} files matching {self.pattern} "
+            f"({len(self.added)} added, {len(self.changed)} changed, {self.unchanged} unchanged, "
+            f"{len(self.removed)} removed, {len(self.skipped)} skipped)",
+        ]
+        if self.model is not None:
+            lines.append(
+                f"embedded {self.embedded_chunks} chunks with {self.model}; "
+                f"{self.synced} documents synced, {len(self.failed)} failed"
+                + (" (model changed: everything re-embedded)" if self.reembedded_all else "")
+            )
+        else:
+            lines.append(f"{self.chunks_written} chunks written; no embedder, so keyword "
+                         "search only (documents stay pending)")
+        lines += [f"  removed  {p}" for p in self.removed]
+        lines += [f"  skipped  {p}: {r}" for p, r in self.skipped]
+        lines += [f"  failed   {p}: {e}" for p, e in self.failed]
+        lines.append(f"took {self.seconds:.2f} s")
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class _Scanned:
+    path: str  # absolute, inside the root (symlinks not resolved)
+    relative: str
+    text: str
+    digest: str
+
+
+class DocumentIndexService:
+    """The document index: ``db.documents`` or ``DocumentIndexService(db)``."""
+
+    def __init__(
+        self,
+        db: Database,
+        *,
+        max_tokens: int = DEFAULT_MAX_TOKENS,
+        overlap: int = DEFAULT_OVERLAP,
+    ) -> None:
+        chunk_markdown("", max_tokens=max_tokens, overlap=overlap)  # validates both
+        self.db = db
+        self.max_tokens = max_tokens
+        self.overlap = overlap
+
+    # -- the seed API ------------------------------------------------------------
+
+    async def index_document(
+        self,
+        file_path: str,
+        title: str,
+        content: str,
+        document_type: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> int:
+        """Add or update a document and its chunks; return its id.
+
+        Same content as stored (SHA-256) = chunks and status kept; new content
+        = chunks replaced and the document pending (new) or stale (it had
+        been embedded) until ``embed_pending`` / ``sync_directory`` embeds it.
+        """
+        path = _check_text(file_path, "file_path")
+        title = _check_text(title, "title")
+        if not isinstance(content, str):
+            raise InvalidInputError(f"Invalid content: expected str, got {type(content).__name__}")
+        _check_type(document_type)
+        meta = _check_metadata(metadata)
+        digest = hashlib.sha256(content.encode("utf-8")).hexdigest()
+        chunks = await asyncio.to_thread(self._chunk, content)
+        return await self.db.write(
+            lambda conn: self._upsert(conn, path, title, digest, chunks, document_type, meta)
+        )
+
+    async def get_document(self, file_path: str) -> dict[str, Any] | None:
+        """The row of ``file_path`` (with ``embedding_blob``), or None."""
+        return await self.db.read(lambda conn: _one(
+            conn, f"SELECT {_COLUMNS}, embedding_blob FROM document_index WHERE file_path = ?",
+            (file_path,)))
+
+    async def get_document_by_id(self, doc_id: int) -> dict[str, Any] | None:
+        return await self.db.read(lambda conn: _one(
+            conn, f"SELECT {_COLUMNS}, embedding_blob FROM document_index WHERE id = ?",
+            (_check_id(doc_id),)))
+
+    async def get_chunks(self, doc_id: int) -> list[dict[str, Any]]:
+        """A document's chunks in order: heading path, offsets, token count, text."""
+        return await self.db.fetchall(
+            "SELECT id, chunk_index, heading_path, start_offset, end_offset, token_count, text, "
+            "embedding_model, embedding_dimensions FROM document_chunks "
+            "WHERE document_id = ? ORDER BY chunk_index", (_check_id(doc_id),))
+
+    async def update_embedding(
+        self, doc_id: int, embedding: Any, embedding_model: str
+    ) -> None:
+        """Store a document-level vector (float32, 1-D) made by ``embedding_model``.
+
+        When the database's embedder is that model, the size must be its
+        dimension; a vector of another size is refused either way when the
+        chunk index was built by that model.
+        """
+        doc_id = _check_id(doc_id)
+        model = _check_text(embedding_model, "embedding_model")
+        if not isinstance(embedding, np.ndarray) or embedding.ndim != 1:
+            raise InvalidInputError("embedding must be a 1-D float32 numpy array")
+        expected = await self._expected_dimensions(model)
+        vector = check_vectors(embedding, expected or int(embedding.shape[0]), what="embedding")
+
+        def update(conn: Any) -> None:
+            row = conn.execute("SELECT metadata FROM document_index WHERE id = ?",
+                               (doc_id,)).fetchone()
+            if row is None:
+                raise NotFoundError(f"Document {doc_id} not found")
+            meta = _loads(row[0])
+            meta["embedding_dimensions"] = int(vector.shape[0])
+            conn.execute(
+                "UPDATE document_index SET embedding_blob = ?, embedding_model = ?, "
+                "metadata = ?, updated_at = ? WHERE id = ?",
+                (vector.tobytes(), model, to_json(meta, "metadata"), timestamp(), doc_id),
+            )
+
+        await self.db.write(update)
+
+    async def mark_synced(self, doc_id: int) -> None:
+        """Status ``synced`` now; clears ``metadata.last_error``."""
+        await self._set_status(_check_id(doc_id), "synced", error=None)
+
+    async def mark_failed(self, doc_id: int, error: str) -> None:
+        """Status ``failed``, the message kept in ``metadata.last_error``."""
+        await self._set_status(_check_id(doc_id), "failed", error=str(error))
+
+    async def mark_stale(self, file_path: str, new_content: str | None = None) -> bool:
+        """The file changed: status ``stale`` (and, given ``new_content``, its chunks
+        re-cut from it). Returns False if the content is the same as indexed."""
+        if new_content is None:
+
+            def stale(conn: Any) -> None:
+                row = conn.execute("SELECT id FROM document_index WHERE file_path = ?",
+                                   (file_path,)).fetchone()
+                if row is None:
+                    raise NotFoundError(f"Document {file_path} not found")
+                conn.execute("UPDATE document_index SET sync_status = 'stale', updated_at = ? "
+                             "WHERE id = ?", (timestamp(), row[0]))
+                # Re-embed every chunk: that is what stale asks for.
+                conn.execute("UPDATE document_chunks SET embedding_model = NULL, "
+                             "embedding_dimensions = NULL WHERE document_id = ?", (row[0],))
+
+            await self.db.write(stale)
+            return True
+        row = await self.get_document(file_path)
+        if row is None:
+            raise NotFoundError(f"Document {file_path} not found")
+        digest = hashlib.sha256(new_content.encode("utf-8")).hexdigest()
+        if digest == row["content_hash"]:
+            return False
+        await self.index_document(file_path, row["title"], new_content, row["document_type"])
+        await self.db.write(lambda conn: conn.execute(
+            "UPDATE document_index SET sync_status = 'stale' WHERE file_path = ?", (file_path,)))
+        return True
+
+    async def get_pending_documents(self, limit: int = 100) -> list[dict[str, Any]]:
+        """Documents waiting for embeddings (pending or stale), oldest sync first."""
+        return await self.db.read(lambda conn: _all(
+            conn, f"SELECT {_COLUMNS} FROM document_index WHERE sync_status IN "
+            "('pending', 'stale') ORDER BY last_synced_at LIMIT ?", (_check_limit(limit),)))
+
+    async def search_by_type(self, document_type: str, limit: int = 50) -> list[dict[str, Any]]:
+        """Documents of one type, newest first."""
+        _check_type(document_type)
+        if document_type is None:
+            raise InvalidInputError("Invalid document_type: None")
+        return await self.db.read(lambda conn: _all(
+            conn, f"SELECT {_COLUMNS} FROM document_index WHERE document_type = ? "
+            "ORDER BY created_at DESC LIMIT ?", (document_type, _check_limit(limit))))
+
+    async def list_all_documents(self, limit: int | None = None) -> list[dict[str, Any]]:
+        """Every indexed document, by path."""
+        return await self.db.read(lambda conn: _all(
+            conn, f"SELECT {_COLUMNS} FROM document_index ORDER BY file_path LIMIT ?",
+            (-1 if limit is None else _check_limit(limit),)))
+
+    async def delete_document(self, file_path: str) -> bool:
+        """Remove a document (and its chunks and vectors) from the index; the file stays."""
+        return bool(await self.db.write(lambda conn: conn.execute(
+            "DELETE FROM document_index WHERE file_path = ?", (file_path,)).rowcount))
+
+    # -- embedding ---------------------------------------------------------------
+
+    async def embed_pending(
+        self,
+        *,
+        limit: int | None = None,
+        progress: bool | None = None,
+        retry_failed: bool = False,
+    ) -> EmbedSummary:
+        """Embed the chunks of pending and stale documents (and failed ones, with
+        ``retry_failed``) in batches; a progress bar on stderr when ``progress``
+        (default: when stderr is a terminal).
+
+        If the stored vectors were made by another model or dimension, the
+        index is rebuilt first and every document re-embedded.
+        """
+        embedder = self.db.embedder
+        search = self.db.search
+        summary = EmbedSummary(model=embedder.name)
+        _, summary.reset = await self.db.write(
+            lambda conn: search.prepare_index(conn, "chunks", embedder, reset=True))
+        await search.purge()
+        statuses = ("pending", "stale", "failed") if retry_failed else ("pending", "stale")
+
+        def todo(conn: Any) -> list[tuple[int, str, str, int]]:
+            sql = (
+                "SELECT d.id, d.file_path, d.content_hash, "
+                "(SELECT count(*) FROM document_chunks c WHERE c.document_id = d.id "
+                " AND c.embedding_model IS NULL) "
+                f"FROM document_index d WHERE d.sync_status IN ({','.join('?' * len(statuses))}) "
+                "ORDER BY d.id LIMIT ?"
+            )
+            return [(int(r[0]), str(r[1]), str(r[2]), int(r[3]))
+                    for r in conn.execute(sql, (*statuses, -1 if limit is None else limit))]
+
+        docs = await self.db.read(todo)
+        summary.documents = len(docs)
+        bar = _progress_bar(sum(d[3] for d in docs), progress)
+        try:
+            for group in _groups(docs, EMBED_BATCH):
+                await self._embed_group(group, embedder, summary, bar.update)
+        finally:
+            bar.close()
+        return summary
+
+    async def _embed_group(
+        self,
+        group: list[tuple[int, str, str, int]],
+        embedder: Embedder,
+        summary: EmbedSummary,
+        advance: Callable[[int], object],
+    ) -> None:
+        ids = [d[0] for d in group]
+        rows = await self.db.read(lambda conn: conn.execute(
+            "SELECT id, document_id, heading_path, text FROM document_chunks "
+            "WHERE document_id IN (SELECT value FROM json_each(?)) AND embedding_model IS NULL "
+            "ORDER BY document_id, chunk_index", (json.dumps(ids),)).fetchall())
+        texts = [embedding_text(str(r[2]), str(r[3])) for r in rows]
+        try:
+            vectors = await embed_texts(embedder, texts, on_batch=advance)
+        except (EmbeddingError, InvalidInputError) as exc:
+            message = str(exc)
+            await self.db.write(lambda conn: [
+                _set_status(conn, doc_id, "failed", message) for doc_id in ids])
+            summary.failed.extend((d[1], message) for d in group)
+            return
+        chunk_ids = [int(r[0]) for r in rows]
+        doc_of = [int(r[1]) for r in rows]
+        hashes = {d[0]: d[2] for d in group}
+
+        def store(conn: Any) -> list[str]:
+            backend, _ = self.db.search.prepare_index(conn, "chunks", embedder, reset=False)
+            # Only documents whose content is still what was embedded.
+            current = {int(r[0]): str(r[1]) for r in conn.execute(
+                "SELECT id, content_hash FROM document_index WHERE id IN "
+                "(SELECT value FROM json_each(?))", (json.dumps(ids),))}
+            live = {int(r[0]) for r in conn.execute(
+                "SELECT id FROM document_chunks WHERE id IN (SELECT value FROM json_each(?))",
+                (json.dumps(chunk_ids),))}
+            keep = [n for n, c in enumerate(chunk_ids)
+                    if c in live and current.get(doc_of[n]) == hashes[doc_of[n]]]
+            if keep:
+                backend.upsert(conn, [chunk_ids[n] for n in keep], vectors[keep])
+                conn.executemany(
+                    "UPDATE document_chunks SET embedding_model = ?, embedding_dimensions = ? "
+                    "WHERE id = ?", [(embedder.name, embedder.dimensions, chunk_ids[n])
+                                     for n in keep])
+            synced = []
+            now = timestamp()
+            for doc_id, path, digest, _ in group:
+                if current.get(doc_id) != digest:
+                    continue  # changed meanwhile: stays pending for the next pass
+                remaining = conn.execute(
+                    "SELECT count(*) FROM document_chunks WHERE document_id = ? "
+                    "AND embedding_model IS NULL", (doc_id,)).fetchone()[0]
+                if remaining:
+                    continue
+                _finish(conn, backend, doc_id, embedder, now)
+                synced.append(path)
+            return synced
+
+        synced = await self.db.write(store)
+        summary.synced.extend(synced)
+        summary.embedded_chunks += len(chunk_ids)
+
+    async def _expected_dimensions(self, model: str) -> int | None:
+        if has_embedder(self.db) and self.db.embedder.name == model:
+            return self.db.embedder.dimensions
+        row = await self.db.fetchone(
+            "SELECT dimensions FROM vector_indexes WHERE name = 'chunks' AND model = ?", (model,))
+        return int(row["dimensions"]) if row else None
+
+    # -- directory sync ----------------------------------------------------------
+
+    async def sync_directory(
+        self,
+        root: str | os.PathLike[str],
+        pattern: str = "**/*.md",
+        *,
+        document_type: str | None = None,
+        embed: bool | None = None,
+        progress: bool | None = None,
+    ) -> SyncSummary:
+        """Make the index match the markdown files under ``root``.
+
+        Each file matching ``pattern`` is hashed; unchanged ones are skipped,
+        new and changed ones chunked and stored. Rows of files that are gone
+        are removed (files are never touched). Files outside ``root`` (through
+        symlinks), unreadable or not UTF-8 are skipped with the reason. Then,
+        with an embedder (``embed=None`` means: if the database has one),
+        chunks without vectors are embedded. ``document_type`` applies to
+        files whose front matter names none.
+        """
+        started = time.perf_counter()
+        _check_type(document_type)
+        root_path = _check_root(root)
+        _check_pattern(pattern)
+        summary = SyncSummary(root=str(root_path), pattern=pattern)
+        scanned, skipped = await asyncio.to_thread(_scan, root_path, pattern)
+        summary.scanned = len(scanned) + len(skipped)
+        summary.skipped = skipped
+        low, high = _prefix_range(root_path)
+        existing = {
+            str(r["file_path"]): str(r["content_hash"])
+            for r in await self.db.fetchall(
+                "SELECT file_path, content_hash FROM document_index "
+                "WHERE file_path >= ? AND file_path < ?", (low, high))
+        }
+        todo = [f for f in scanned if existing.get(f.path) != f.digest]
+        for f in todo:
+            (summary.changed if f.path in existing else summary.added).append(f.relative)
+        summary.unchanged = len(scanned) - len(todo)
+        for start in range(0, len(todo), _WRITE_BATCH):
+            batch = todo[start : start + _WRITE_BATCH]
+            prepared = await asyncio.to_thread(self._prepare_files, batch, document_type)
+
+            def write(conn: Any, prepared: list[Any] = prepared) -> int:
+                for path, title, digest, chunks, dtype, meta in prepared:
+                    self._upsert(conn, path, title, digest, chunks, dtype, meta)
+                return sum(len(p[3]) for p in prepared)
+
+            summary.chunks_written += await self.db.write(write)
+        keep = {f.path for f in scanned}
+        refused = {str(root_path / rel) for rel, reason in skipped
+                   if reason.startswith("outside the root")}
+        gone = [p for p in existing if p not in keep and (p in refused or not os.path.isfile(p))]
+        if gone:
+            await self.db.write(lambda conn: conn.executemany(
+                "DELETE FROM document_index WHERE file_path = ?", [(p,) for p in gone]))
+            summary.removed = sorted(_relative(p, root_path) for p in gone)
+        if embed is None:
+            embed = has_embedder(self.db)
+        if embed:
+            result = await self.embed_pending(progress=progress, retry_failed=True)
+            summary.model = result.model
+            summary.reembedded_all = result.reset
+            summary.embedded_chunks = result.embedded_chunks
+            summary.synced = len(result.synced)
+            summary.failed = [(_relative(p, root_path), e) for p, e in result.failed]
+        summary.seconds = time.perf_counter() - started
+        return summary
+
+    # -- internals ---------------------------------------------------------------
+
+    def _chunk(self, content: str) -> list[Chunk]:
+        return chunk_markdown(content, max_tokens=self.max_tokens, overlap=self.overlap)
+
+    def _prepare_files(
+        self, files: Sequence[_Scanned], document_type: str | None
+    ) -> list[tuple[str, str, str, list[Chunk], str | None, str | None]]:
+        out: list[tuple[str, str, str, list[Chunk], str | None, str | None]] = []
+        for f in files:
+            fields, _ = front_matter(f.text)
+            dtype = fields.get("document_type") or fields.get("type")
+            if dtype not in DOCUMENT_TYPES:
+                dtype = document_type
+            title = title_of(f.text, PurePosixPath(f.relative).stem)
+            meta = to_json({"relative_path": f.relative, "bytes": len(f.text.encode("utf-8"))},
+                           "metadata")
+            out.append((f.path, title, f.digest, self._chunk(f.text), dtype, meta))
+        return out
+
+    def _upsert(
+        self,
+        conn: Any,
+        path: str,
+        title: str,
+        digest: str,
+        chunks: Sequence[Chunk],
+        document_type: str | None,
+        metadata: str | None,
+    ) -> int:
+        now = timestamp()
+        row = conn.execute(
+            "SELECT id, content_hash, sync_status, metadata FROM document_index "
+            "WHERE file_path = ?", (path,)).fetchone()
+        if row is not None and row[1] == digest:
+            merged = _merge(row[3], metadata)
+            conn.execute(
+                "UPDATE document_index SET title = ?, document_type = ?, metadata = ?, "
+                "updated_at = ? WHERE id = ? AND (title IS NOT ? OR document_type IS NOT ? "
+                "OR metadata IS NOT ?)",
+                (title, document_type, merged, now, row[0], title, document_type, merged))
+            return int(row[0])
+        if row is None:
+            doc_id = int(conn.execute(
+                "INSERT INTO document_index (file_path, title, document_type, content_hash, "
+                "chunk_count, metadata, sync_status, created_at, updated_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?)",
+                (path, title, document_type, digest, len(chunks), metadata or "{}", now, now),
+            ).lastrowid)
+        else:
+            doc_id = int(row[0])
+            status = "pending" if row[2] == "pending" else "stale"
+            conn.execute("DELETE FROM document_chunks WHERE document_id = ?", (doc_id,))
+            conn.execute(
+                "UPDATE document_index SET title = ?, document_type = ?, content_hash = ?, "
+                "chunk_count = ?, metadata = ?, sync_status = ?, embedding_blob = NULL, "
+                "embedding_model = NULL, updated_at = ? WHERE id = ?",
+                (title, document_type, digest, len(chunks), _merge(row[3], metadata), status,
+                 now, doc_id))
+        conn.executemany(
+            "INSERT INTO document_chunks (document_id, chunk_index, heading_path, start_offset, "
+            "end_offset, token_count, text) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [(doc_id, c.index, c.heading_text, c.start, c.end, c.tokens, c.text)
+             for c in chunks])
+        return doc_id
+
+    async def _set_status(self, doc_id: int, status: str, error: str | None) -> None:
+        def update(conn: Any) -> None:
+            if not _set_status(conn, doc_id, status, error):
+                raise NotFoundError(f"Document {doc_id} not found")
+
+        await self.db.write(update)
+
+
+# -- helpers on a connection's thread ---------------------------------------------
+
+
+def _finish(conn: Any, backend: VectorBackend, doc_id: int, embedder: Embedder, now: str) -> None:
+    """Mark a fully embedded document synced; its vector is the mean of its chunks'."""
+    chunk_ids = [r[0] for r in conn.execute(
+        "SELECT id FROM document_chunks WHERE document_id = ?", (doc_id,))]
+    vectors = backend.get(conn, chunk_ids)
+    blob = None
+    if vectors:
+        mean = l2_normalize(np.mean(np.stack(list(vectors.values())), axis=0))
+        blob = mean.astype(np.float32).tobytes()
+    meta = _loads(conn.execute("SELECT metadata FROM document_index WHERE id = ?",
+                               (doc_id,)).fetchone()[0])
+    meta.pop("last_error", None)
+    meta["embedding_dimensions"] = embedder.dimensions
+    conn.execute(
+        "UPDATE document_index SET sync_status = 'synced', last_synced_at = ?, "
+        "embedding_model = ?, embedding_blob = ?, metadata = ?, updated_at = ? WHERE id = ?",
+        (now, embedder.name, blob, to_json(meta, "metadata"), now, doc_id))
+
+
+def _set_status(conn: Any, doc_id: int, status: str, error: str | None) -> bool:
+    row = conn.execute("SELECT metadata FROM document_index WHERE id = ?", (doc_id,)).fetchone()
+    if row is None:
+        return False
+    meta = _loads(row[0])
+    if error is None:
+        meta.pop("last_error", None)
+    else:
+        meta["last_error"] = error
+    now = timestamp()
+    synced_at = now if status == "synced" else None
+    conn.execute(
+        "UPDATE document_index SET sync_status = ?, metadata = ?, updated_at = ?, "
+        "last_synced_at = COALESCE(?, last_synced_at) WHERE id = ?",
+        (status, to_json(meta, "metadata"), now, synced_at, doc_id))
+    return True
+
+
+def _decode(row: Any) -> dict[str, Any]:
+    out = dict(row)
+    out["metadata"] = _loads(out.get("metadata"))
+    return out
+
+
+def _one(conn: Any, sql: str, params: Sequence[Any]) -> dict[str, Any] | None:
+    row = conn.execute(sql, params).fetchone()
+    return None if row is None else _decode(row)
+
+
+def _all(conn: Any, sql: str, params: Sequence[Any]) -> list[dict[str, Any]]:
+    return [_decode(r) for r in conn.execute(sql, params)]
+
+
+def _loads(text: str | None) -> dict[str, Any]:
+    if not text:
+        return {}
+    value = json.loads(text)
+    return value if isinstance(value, dict) else {}
+
+
+def _merge(old: str | None, new: str | None) -> str:
+    merged = _loads(old)
+    merged.update(_loads(new))
+    return to_json(merged, "metadata")
+
+
+# -- scanning (in a worker thread) -------------------------------------------------
+
+
+def _scan(root: Path, pattern: str) -> tuple[list[_Scanned], list[tuple[str, str]]]:
+    scanned: list[_Scanned] = []
+    skipped: list[tuple[str, str]] = []
+    for path in sorted(root.glob(pattern)):
+        relative = path.relative_to(root).as_posix()
+        if path.is_dir():
+            continue
+        try:
+            real = path.resolve(strict=True)
+        except (OSError, RuntimeError) as exc:
+            skipped.append((relative, f"cannot resolve: {exc}"))
+            continue
+        if not real.is_relative_to(root):
+            skipped.append((relative, f"outside the root (links to {real})"))
+            continue
+        if not real.is_file():
+            skipped.append((relative, "not a regular file"))
+            continue
+        try:
+            data = real.read_bytes()
+        except OSError as exc:
+            skipped.append((relative, f"unreadable: {exc.strerror or exc}"))
+            continue
+        if len(data) > MAX_FILE_BYTES:
+            skipped.append((relative, f"larger than {MAX_FILE_BYTES} bytes"))
+            continue
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            skipped.append((relative, f"not UTF-8 text (invalid byte at offset {exc.start})"))
+            continue
+        scanned.append(_Scanned(str(path), relative, text, hashlib.sha256(data).hexdigest()))
+    return scanned, skipped
+
+
+def _check_root(root: object) -> Path:
+    if not isinstance(root, str | os.PathLike):
+        raise InvalidInputError(f"Invalid root: {root!r} (expected a directory path)")
+    path = Path(root).expanduser()
+    if not path.is_dir():
+        raise InvalidInputError(f"Invalid root: {path} is not a directory")
+    return path.resolve()
+
+
+def _check_pattern(pattern: object) -> None:
+    if not isinstance(pattern, str) or not pattern.strip():
+        raise InvalidInputError(f"Invalid pattern: {pattern!r}")
+    parts = PurePosixPath(pattern.replace("\\", "/")).parts
+    if pattern.startswith(("/", "\\", "~")) or ".." in parts or (parts and ":" in parts[0]):
+        raise InvalidInputError(
+            f"Invalid pattern: {pattern!r} (must stay inside the root: no '..', "
+            "no absolute paths)")
+
+
+def _prefix_range(root: Path) -> tuple[str, str]:
+    prefix = str(root).rstrip(os.sep) + os.sep
+    return prefix, prefix[:-1] + chr(ord(os.sep) + 1)
+
+
+def _relative(path: str, root: Path) -> str:
+    try:
+        return Path(path).relative_to(root).as_posix()
+    except ValueError:
+        return path
+
+
+def _groups(
+    docs: list[tuple[int, str, str, int]], size: int
+) -> list[list[tuple[int, str, str, int]]]:
+    """Whole documents per group, about ``size`` chunks each."""
+    groups: list[list[tuple[int, str, str, int]]] = []
+    current: list[tuple[int, str, str, int]] = []
+    count = 0
+    for doc in docs:
+        current.append(doc)
+        count += doc[3]
+        if count >= size:
+            groups.append(current)
+            current, count = [], 0
+    if current:
+        groups.append(current)
+    return groups
+
+
+class _NoBar:
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _progress_bar(total: int, enabled: bool | None) -> Any:
+    if enabled is None:
+        enabled = sys.stderr.isatty()
+    if not enabled or total == 0:
+        return _NoBar()
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return _NoBar()
+    return tqdm(total=total, unit="chunk", desc="embedding", file=sys.stderr, leave=False)
+
+
+# -- argument checks ----------------------------------------------------------------
+
+
+def _check_text(value: object, name: str) -> str:
+    if not isinstance(value, str) or not value.strip() or "\x00" in value:
+        raise InvalidInputError(f"Invalid {name}: {value!r}")
+    return value
+
+
+def _check_type(document_type: object) -> None:
+    if document_type is not None and document_type not in DOCUMENT_TYPES:
+        raise InvalidInputError(
+            f"Invalid document_type: {document_type} "
+            f"(expected one of {', '.join(DOCUMENT_TYPES)})")
+
+
+def _check_metadata(metadata: object) -> str | None:
+    if metadata is None:
+        return None
+    if not isinstance(metadata, Mapping):
+        raise InvalidInputError(
+            f"Invalid metadata: expected a JSON object (dict), got {type(metadata).__name__}")
+    return to_json(dict(metadata), "metadata")
+
+
+def _check_id(doc_id: object) -> int:
+    if not isinstance(doc_id, int) or isinstance(doc_id, bool) or doc_id < 1:
+        raise InvalidInputError(f"Invalid document id: {doc_id!r}")
+    return doc_id
+
+
+def _check_limit(limit: object) -> int:
+    if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= 100_000:
+        raise InvalidInputError(f"Invalid limit: {limit!r} (expected 1..100000)")
+    return limit

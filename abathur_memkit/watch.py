@@ -1,0 +1,129 @@
+"""Watch a folder and keep the document index in step: ``memkit watch DIR``.
+
+watchdog reports file events from its own thread; they are handed to the
+event loop, and a sync runs once no event has arrived for ``debounce``
+seconds (an editor's save is often several events: write, rename, chmod).
+Each sync is ``sync_directory``, so unchanged files cost a hash and nothing more.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Awaitable, Callable
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any
+
+from .errors import InvalidInputError, MemkitError
+
+if TYPE_CHECKING:
+    from .database import Database
+    from .documents import SyncSummary
+
+__all__ = ["watch_directory"]
+
+OnSync = Callable[["SyncSummary"], Awaitable[None] | None]
+
+
+async def watch_directory(
+    db: Database,
+    root: str | os.PathLike[str],
+    pattern: str = "**/*.md",
+    *,
+    debounce: float = 0.5,
+    on_sync: OnSync | None = None,
+    stop: asyncio.Event | None = None,
+    initial: bool = True,
+    document_type: str | None = None,
+    progress: bool | None = False,
+) -> None:
+    """Sync ``root`` now (``initial``) and after every burst of changes, until
+    ``stop`` is set or the task is cancelled. ``on_sync`` gets each summary."""
+    try:
+        from watchdog.events import FileSystemEvent, FileSystemEventHandler
+        from watchdog.observers import Observer
+    except ImportError as exc:  # pragma: no cover - watchdog is a dependency
+        raise MemkitError("watch needs watchdog: pip install watchdog") from exc
+    if not isinstance(debounce, int | float) or isinstance(debounce, bool) or debounce < 0:
+        raise InvalidInputError(f"Invalid debounce: {debounce!r} (seconds >= 0)")
+    path = Path(root).expanduser()
+    if not path.is_dir():
+        raise InvalidInputError(f"Invalid root: {path} is not a directory")
+    path = path.resolve()
+    wanted = _suffix(pattern)
+    ignored = _database_files(db)
+    loop = asyncio.get_running_loop()
+    changed = asyncio.Event()
+    stop = stop or asyncio.Event()
+
+    def relevant(event: FileSystemEvent) -> bool:
+        paths = [event.src_path, getattr(event, "dest_path", "")]
+        for raw in paths:
+            name = os.fsdecode(raw) if raw else ""
+            if not name or os.path.abspath(name) in ignored:
+                continue
+            if event.is_directory or wanted is None or name.endswith(wanted):
+                return True
+        return False
+
+    class Handler(FileSystemEventHandler):  # type: ignore[misc]
+        def on_any_event(self, event: FileSystemEvent) -> None:
+            if event.event_type in ("opened", "closed_no_write"):
+                return
+            if relevant(event):
+                loop.call_soon_threadsafe(changed.set)
+
+    async def sync() -> None:
+        summary = await db.documents.sync_directory(
+            path, pattern, document_type=document_type, progress=progress)
+        if on_sync is not None:
+            result = on_sync(summary)
+            if result is not None:
+                await result
+
+    observer: Any = Observer()
+    observer.schedule(Handler(), str(path), recursive=True)
+    observer.start()
+    try:
+        if initial:
+            await sync()
+        while not stop.is_set():
+            if not await _first(changed, stop):
+                break
+            # Quiet period: every further event restarts the wait.
+            while True:
+                changed.clear()
+                try:
+                    await asyncio.wait_for(changed.wait(), timeout=debounce)
+                except TimeoutError:
+                    break
+            await sync()
+    finally:
+        observer.stop()
+        await asyncio.to_thread(observer.join, 5.0)
+
+
+async def _first(changed: asyncio.Event, stop: asyncio.Event) -> bool:
+    """Wait for a change (True) or for stop (False)."""
+    waits = [asyncio.ensure_future(changed.wait()), asyncio.ensure_future(stop.wait())]
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waits:
+            w.cancel()
+    return not stop.is_set()
+
+
+def _suffix(pattern: str) -> str | None:
+    """``"**/*.md"`` -> ``".md"``: events for other files are ignored; None = no filter."""
+    last = PurePosixPath(pattern).name
+    if last.startswith("*.") and not any(c in last[2:] for c in "*?["):
+        return last[1:]
+    return None
+
+
+def _database_files(db: Database) -> set[str]:
+    if db.in_memory:
+        return set()
+    base = os.path.abspath(db.path)
+    return {base, base + "-wal", base + "-shm", base + "-journal"}
