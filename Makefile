@@ -27,11 +27,10 @@ lint: venv
 
 test: system-deps venv lint
 	$(BIN)/pytest
+	$(BIN)/pytest --nbmake notebooks/
 
 demo: venv
-	mkdir -p $(DEMO)
-	$(BIN)/memkit init $(DEMO)/agents.db
-	$(BIN)/memkit validate $(DEMO)/agents.db
+	$(BIN)/memkit demo --output $(DEMO)
 
 wheel: venv
 	$(BIN)/python -m pip wheel --no-deps -w dist .

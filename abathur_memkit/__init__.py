@@ -1,5 +1,7 @@
 """abathur-memkit: the memory layer for agent swarms on SQLite."""
 
+from typing import TYPE_CHECKING
+
 from .agents import AgentService
 from .audit import AuditService
 from .checkpoints import CheckpointService
@@ -22,7 +24,25 @@ from .namespaces import WritePolicy
 from .sessions import SessionService
 from .tasks import TaskService
 
+if TYPE_CHECKING:
+    from .documents import DocumentIndexService
+    from .search import SearchService
+
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> object:
+    # Documents and search import numpy; load them only when asked for.
+    if name == "DocumentIndexService":
+        from .documents import DocumentIndexService
+
+        return DocumentIndexService
+    if name == "SearchService":
+        from .search import SearchService
+
+        return SearchService
+    raise AttributeError(f"module 'abathur_memkit' has no attribute {name!r}")
+
 
 __all__ = [
     "AgentService",
@@ -31,6 +51,7 @@ __all__ = [
     "CheckpointService",
     "Database",
     "DatabaseFileError",
+    "DocumentIndexService",
     "EmbeddingError",
     "ExtensionError",
     "InvalidInputError",
@@ -41,6 +62,7 @@ __all__ = [
     "MetricsService",
     "NotFoundError",
     "SchemaError",
+    "SearchService",
     "SessionService",
     "TaskService",
     "WritePolicy",

@@ -25,6 +25,7 @@ import aiosqlite
 from . import schema
 from .driver import Driver, load_extension, select_driver
 from .errors import DatabaseFileError, InvalidInputError, MemkitError
+from .inputs import require_int, show
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -53,6 +54,9 @@ PRAGMAS = {
     "wal_autocheckpoint": 1000,
 }
 
+#: Bytes the WAL file is truncated back to after a checkpoint.
+JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024
+
 # How long write() keeps retrying BEGIN IMMEDIATE when another process holds
 # the write lock past busy_timeout; callers should not see "database is locked".
 _LOCK_RETRY_SECONDS = 60.0
@@ -76,6 +80,15 @@ class Database:
         self.path = os.fspath(path)
         if not self.path:
             raise InvalidInputError("Database path is empty; use ':memory:' for a memory database")
+        if "\x00" in self.path:
+            raise InvalidInputError("Database path contains a NUL character")
+        if driver is not None and not isinstance(driver, str):
+            raise InvalidInputError(f"Invalid driver: {show(driver)} (expected a name or None)")
+        if isinstance(extensions, str | bytes) or not isinstance(extensions, Sequence):
+            raise InvalidInputError(
+                f"Invalid extensions: {show(extensions)} (expected a list of names, e.g. ['vec'])"
+            )
+        readers = require_int(readers, "readers", minimum=0)
         self.in_memory = self.path == ":memory:"
         self.driver: Driver = select_driver(driver)
         if vector_backend not in ("vec", "vss"):
@@ -146,6 +159,11 @@ class Database:
     @property
     def search(self) -> SearchService:
         return self._service("search", "SearchService")  # type: ignore[no-any-return]
+
+    @property
+    def has_embedder(self) -> bool:
+        """Whether ``Database(..., embedder=...)`` configured one (nothing is loaded)."""
+        return self._embedder_spec is not None
 
     @property
     def embedder(self) -> Embedder:
@@ -237,9 +255,13 @@ class Database:
             conn.execute(f"PRAGMA synchronous = {PRAGMAS['synchronous']}")
             conn.execute(f"PRAGMA foreign_keys = {PRAGMAS['foreign_keys']}")
             conn.execute(f"PRAGMA wal_autocheckpoint = {PRAGMAS['wal_autocheckpoint']}")
+            # A long read can hold off checkpoints and grow the WAL to hundreds of MB;
+            # without a limit the file never shrinks back after it.
+            conn.execute(f"PRAGMA journal_size_limit = {JOURNAL_SIZE_LIMIT}")
             for name in self.extensions:
                 load_extension(conn, name)
-        except self.driver.module.DatabaseError as exc:
+        except (self.driver.module.DatabaseError, UnicodeDecodeError) as exc:
+            # UnicodeDecodeError: a damaged schema whose error text is not UTF-8.
             conn.close()
             raise DatabaseFileError(
                 f"{self.path} is not a usable SQLite database: {exc}"
@@ -286,7 +308,11 @@ class Database:
                 raise DatabaseFileError(
                     f"{self.path} is not a usable SQLite database: {exc}"
                 ) from exc
+            if "Could not decode to UTF-8" in str(exc):
+                raise DatabaseFileError(_NOT_UTF8.format(self.path, exc)) from exc
             raise
+        except UnicodeDecodeError as exc:
+            raise DatabaseFileError(_NOT_UTF8.format(self.path, exc)) from exc
         return result
 
     async def _reader(self) -> aiosqlite.Connection:
@@ -516,6 +542,8 @@ def _use_wal(conn: Any) -> str:
         return mode
     return str(conn.execute("PRAGMA journal_mode = WAL").fetchone()[0])
 
+
+_NOT_UTF8 = "{} holds text that is not UTF-8 (damaged, or written by another tool): {}"
 
 # SQLITE_CORRUPT and SQLITE_NOTADB (primary result codes).
 _CORRUPT_CODES = (11, 26)

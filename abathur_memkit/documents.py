@@ -38,7 +38,7 @@ from .search.chunking import (
     front_matter,
     title_of,
 )
-from .search.service import DOCUMENT_TYPES, EMBED_BATCH, embed_texts, has_embedder
+from .search.service import DOCUMENT_TYPES, EMBED_BATCH, embed_texts
 from .values import timestamp, to_json
 
 if TYPE_CHECKING:
@@ -107,10 +107,12 @@ class SyncSummary:
             f"({len(self.added)} added, {len(self.changed)} changed, {self.unchanged} unchanged, "
             f"{len(self.removed)} removed, {len(self.skipped)} skipped)",
         ]
-        if self.model is not None:
+        if self.model is not None and not (self.embedded_chunks or self.failed):
+            lines.append(f"nothing to embed: every chunk has its {self.model} vector")
+        elif self.model is not None:
             lines.append(
-                f"embedded {self.embedded_chunks} chunks with {self.model}; "
-                f"{self.synced} documents synced, {len(self.failed)} failed"
+                f"embedded {_plural(self.embedded_chunks, 'chunk')} with {self.model}; "
+                f"{_plural(self.synced, 'document')} synced, {len(self.failed)} failed"
                 + (" (model changed: everything re-embedded)" if self.reembedded_all else "")
             )
         else:
@@ -121,6 +123,10 @@ class SyncSummary:
         lines += [f"  failed   {p}: {e}" for p, e in self.failed]
         lines.append(f"took {self.seconds:.2f} s")
         return "\n".join(lines)
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
 @dataclass(frozen=True)
@@ -392,7 +398,7 @@ class DocumentIndexService:
         summary.embedded_chunks += len(chunk_ids)
 
     async def _expected_dimensions(self, model: str) -> int | None:
-        if has_embedder(self.db) and self.db.embedder.name == model:
+        if self.db.has_embedder and self.db.embedder.name == model:
             return self.db.embedder.dimensions
         row = await self.db.fetchone(
             "SELECT dimensions FROM vector_indexes WHERE name = 'chunks' AND model = ?", (model,))
@@ -457,7 +463,7 @@ class DocumentIndexService:
                 "DELETE FROM document_index WHERE file_path = ?", [(p,) for p in gone]))
             summary.removed = sorted(_relative(p, root_path) for p in gone)
         if embed is None:
-            embed = has_embedder(self.db)
+            embed = self.db.has_embedder
         if embed:
             result = await self.embed_pending(progress=progress, retry_failed=True)
             summary.model = result.model
@@ -649,7 +655,8 @@ def _scan(root: Path, pattern: str) -> tuple[list[_Scanned], list[tuple[str, str
 
 
 def _check_root(root: object) -> Path:
-    if not isinstance(root, str | os.PathLike):
+    if not isinstance(root, str | os.PathLike) or not os.fspath(root).strip():
+        # "" would be Path("") = the current directory: say so instead of syncing it.
         raise InvalidInputError(f"Invalid root: {root!r} (expected a directory path)")
     path = Path(root).expanduser()
     if not path.is_dir():

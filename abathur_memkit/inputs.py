@@ -7,6 +7,7 @@ reaches the database, and nothing changes).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -18,11 +19,13 @@ __all__ = [
     "MAX_ID_LENGTH",
     "MAX_LIMIT",
     "as_timestamp",
+    "clip",
     "optional_text",
     "require_int",
     "require_limit",
     "require_object",
     "require_text",
+    "show",
 ]
 
 #: Longest id or name accepted (characters).
@@ -53,18 +56,45 @@ def optional_text(value: object, field: str) -> str | None:
     return None if value is None else require_text(value, field)
 
 
+def show(value: object, width: int = 60) -> str:
+    """``repr(value)`` cut to ``width`` characters, for error messages.
+
+    Never raises: Python refuses to print ints of more than 4,300 digits.
+    """
+    try:
+        return f"{value!r:.{width}}"
+    except ValueError:
+        return f"<{type(value).__name__} too large to show>"
+
+
+def clip(value: object, width: int = 60) -> str:
+    """``str(value)`` cut to ``width`` characters (with "…"), for error messages."""
+    try:
+        text = str(value)
+    except ValueError:  # an int of more than 4,300 digits
+        return f"<{type(value).__name__} too large to show>"
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+#: SQLite's INTEGER range (64-bit signed); Python ints outside it cannot be bound.
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
 def require_int(value: object, field: str, *, minimum: int | None = None) -> int:
-    """An ``int`` (not a ``bool``), at least ``minimum`` when given."""
+    """An ``int`` (not a ``bool``) SQLite can store, at least ``minimum`` when given."""
     if not isinstance(value, int) or isinstance(value, bool):
-        raise InvalidInputError(f"Invalid {field}: expected an integer, got {value!r:.60}")
+        raise InvalidInputError(f"Invalid {field}: expected an integer, got {show(value)}")
     if minimum is not None and value < minimum:
-        raise InvalidInputError(f"Invalid {field}: {value} (expected an integer >= {minimum})")
+        shown = value if value >= INT64_MIN else "out of the 64-bit integer range"
+        raise InvalidInputError(f"Invalid {field}: {shown} (expected an integer >= {minimum})")
+    if not INT64_MIN <= value <= INT64_MAX:
+        raise InvalidInputError(f"Invalid {field}: out of the 64-bit integer range")
     return value
 
 
 def require_limit(limit: object) -> int:
     if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_LIMIT:
-        raise InvalidInputError(f"Invalid limit: {limit!r:.60} (expected 1..{MAX_LIMIT})")
+        raise InvalidInputError(f"Invalid limit: {show(limit)} (expected 1..{MAX_LIMIT})")
     return limit
 
 
@@ -81,6 +111,15 @@ def require_object(value: object, field: str) -> dict[str, Any]:
     return dict(value)
 
 
+# A stored-form time or a prefix of one ("2025", "2025-01-02", "2025-01-02 10:00"),
+# with "T" accepted for " " and a UTC suffix ("Z", "+00:00") accepted and dropped.
+_STORED_TIME = re.compile(
+    r"(\d{4}(?:-\d{2}(?:-\d{2}(?:[ T]\d{2}(?::\d{2}(?::\d{2}(?:\.\d{1,6})?)?)?)?)?)?)"
+    r"(?:Z|[+-]00:?00)?",
+    re.ASCII,
+)
+
+
 def as_timestamp(value: object, field: str) -> str | None:
     """A time bound in stored form; a naive ``datetime`` is taken as UTC."""
     if value is None:
@@ -88,8 +127,13 @@ def as_timestamp(value: object, field: str) -> str | None:
     if isinstance(value, datetime):
         aware = value if value.tzinfo else value.replace(tzinfo=UTC)
         return timestamp(aware.astimezone(UTC))
-    if isinstance(value, str) and value and "\x00" not in value:
-        return value
+    if isinstance(value, str):
+        match = _STORED_TIME.fullmatch(value)
+        if match:
+            # The stored form compares as text: "T" would sort after " " and a
+            # UTC suffix after the digits, so both are normalised away.
+            return match.group(1).replace("T", " ")
     raise InvalidInputError(
-        f"Invalid {field}: expected a datetime or a 'YYYY-MM-DD HH:MM:SS' string, got {value!r:.60}"
+        f"Invalid {field}: expected a datetime or a UTC 'YYYY-MM-DD HH:MM:SS' string "
+        f"(or a prefix of one), got {show(value)}"
     )

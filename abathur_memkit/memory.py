@@ -15,7 +15,15 @@ from typing import TYPE_CHECKING, Any
 
 from . import audit
 from .errors import AlreadyExistsError, InvalidInputError, NotFoundError
-from .inputs import optional_text, require_int, require_limit, require_object, require_text
+from .inputs import (
+    clip,
+    optional_text,
+    require_int,
+    require_limit,
+    require_object,
+    require_text,
+    show,
+)
 from .namespaces import (
     PRECEDENCE,
     WritePolicy,
@@ -151,7 +159,8 @@ def _fetch(conn: Any, sql: str, params: tuple[Any, ...]) -> list[dict[str, Any]]
 def _check_memory_type(memory_type: object) -> str:
     if memory_type not in MEMORY_TYPES:
         raise InvalidInputError(
-            f"Invalid memory_type: {memory_type} (expected one of {', '.join(MEMORY_TYPES)})"
+            f"Invalid memory_type: {clip(memory_type)} "
+            f"(expected one of {', '.join(MEMORY_TYPES)})"
         )
     return str(memory_type)
 
@@ -383,6 +392,7 @@ class MemoryService:
         parse_namespace(namespace)
         check_key(key)
         optional_text(restored_by, "restored_by")
+        optional_text(task_id, "task_id")
 
         def restore(conn: Any) -> int:
             self._authorize(conn, restored_by, namespace, elevated)
@@ -421,6 +431,7 @@ class MemoryService:
         check_key(key)
         target_version = _check_version(version)
         optional_text(updated_by, "updated_by")
+        optional_text(task_id, "task_id")
 
         def rollback(conn: Any) -> int:
             self._authorize(conn, updated_by, namespace, elevated)
@@ -468,8 +479,11 @@ class MemoryService:
                 f"Invalid publish target: {to_namespace} (must be user:…, project:… or app:…)"
             )
         optional_text(published_by, "published_by")
+        optional_text(task_id, "task_id")
 
         def publish(conn: Any) -> int:
+            # A session publishes only its own drafts, and only where it may write.
+            self._authorize(conn, published_by, namespace, elevated)
             self._authorize(conn, published_by, to_namespace, elevated)
             draft = conn.execute(GET_LATEST, (namespace, key)).fetchone()
             if draft is None:
@@ -507,6 +521,11 @@ class MemoryService:
         batch, naming the item.
         """
         optional_text(created_by, "created_by")
+        optional_text(task_id, "task_id")
+        if isinstance(items, str | bytes | Mapping) or not isinstance(items, Iterable):
+            raise InvalidInputError(
+                f"Invalid items: expected a list of MemoryItem or dicts, got {type(items).__name__}"
+            )
         rows: list[tuple[Any, ...]] = []
         seen: set[tuple[str, str]] = set()
         now = timestamp()
@@ -556,9 +575,14 @@ class MemoryService:
 
     async def cleanup_expired_memories(self, ttl_days: float = 90) -> int:
         """Soft-delete episodic keys not updated for ``ttl_days``; return how many."""
-        if not isinstance(ttl_days, int | float) or isinstance(ttl_days, bool) or ttl_days < 0:
-            raise InvalidInputError(f"Invalid ttl_days: {ttl_days!r} (expected a number >= 0)")
-        cutoff = timestamp_ago(days=ttl_days)
+        if not isinstance(ttl_days, int | float) or isinstance(ttl_days, bool) or not ttl_days >= 0:
+            raise InvalidInputError(  # "not >= 0" also refuses NaN
+                f"Invalid ttl_days: {show(ttl_days)} (expected a number >= 0)"
+            )
+        try:
+            cutoff = timestamp_ago(days=ttl_days)
+        except (OverflowError, ValueError):
+            return 0  # older than any date Python can hold: nothing is that old
 
         def expire(conn: Any) -> int:
             expired = 0
@@ -612,7 +636,7 @@ def _as_item(raw: MemoryItem | Mapping[str, Any], index: int) -> MemoryItem:
     if isinstance(raw, MemoryItem):
         return raw
     if not isinstance(raw, Mapping):
-        raise InvalidInputError(f"Item {index}: expected a MemoryItem or dict, got {raw!r:.60}")
+        raise InvalidInputError(f"Item {index}: expected a MemoryItem or dict, got {show(raw)}")
     unknown = set(raw) - {"namespace", "key", "value", "memory_type", "metadata"}
     missing = {"namespace", "key", "value"} - set(raw)
     if unknown or missing:

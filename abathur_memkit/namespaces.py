@@ -111,7 +111,8 @@ class WritePolicy:
         ``session_user(session_id)`` looks up a session's user; it is called
         only for session writers outside their own session namespace.
         """
-        if not self.enforce or elevated or not writer or not writer.startswith("session:"):
+        # The scope is matched case-insensitively: "Session:s1" is a session too.
+        if not self.enforce or elevated or not writer or writer[:8].lower() != "session:":
             return
         session_id = writer[len("session:"):]
         if within(namespace, f"session:{session_id}"):

@@ -15,15 +15,17 @@ from __future__ import annotations
 
 import base64
 import html
-import importlib
 import os
+import re
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .analysis.optional import INSTALL_HINT, MissingDependencyError
+from .analysis.optional import require
+from .analysis.sources import notebook_inputs
 from .errors import InvalidInputError, MemkitError
 
 __all__ = [
@@ -79,12 +81,7 @@ class Report:
 
 
 def _module(name: str) -> Any:
-    try:
-        return importlib.import_module(name)
-    except ImportError as exc:
-        raise MissingDependencyError(
-            f"memkit report needs {name.split('.')[0]}, which is not installed: {INSTALL_HINT}"
-        ) from exc
+    return require(name, "memkit report")
 
 
 def notebooks_dir() -> Path:
@@ -126,24 +123,31 @@ def execute_notebook(
     """
     nbformat = _module("nbformat")
     nbclient = _module("nbclient")
+    traitlets_config = _module("traitlets.config")
     _module("ipykernel")
     notebook = Path(path)
     nb = nbformat.read(notebook, as_version=4)
     if parameters:
         _inject(nb, parameters)
-    client = nbclient.NotebookClient(
-        nb, timeout=timeout, kernel_name="python3",
-        resources={"metadata": {"path": str(notebook.parent.resolve())}})
-    try:
-        client.execute()
-    except Exception as exc:  # CellExecutionError, DeadKernelError, timeouts
-        return nb, exc
+    with tempfile.TemporaryDirectory(prefix="memkit-kernel-") as sockets:
+        # Unix sockets in a private directory: no TCP ports, and no warning about them.
+        # Given as configuration, so nbclient still owns (and shuts down) the kernel.
+        config = traitlets_config.Config(
+            {"KernelManager": {"transport": "ipc", "ip": os.path.join(sockets, "kernel")}}
+            if os.name == "posix" else {})
+        client = nbclient.NotebookClient(
+            nb, timeout=timeout, kernel_name="python3", config=config,
+            resources={"metadata": {"path": str(notebook.parent.resolve())}})
+        try:
+            client.execute()
+        except Exception as exc:  # CellExecutionError, DeadKernelError, timeouts
+            return nb, exc
     return nb, None
 
 
 def _figures(nb: Any, name: str, directory: Path) -> list[Path]:
     directory.mkdir(parents=True, exist_ok=True)
-    paths = []
+    paths: list[Path] = []
     for cell in nb.cells:
         for output in cell.get("outputs", []):
             png = output.get("data", {}).get("image/png")
@@ -183,13 +187,11 @@ def build_report(
     """Execute ``notebooks`` on ``data_dir`` and write HTML and PNGs to ``output_dir``.
 
     ``data_dir`` holds ``agents.db`` and ``bench/*.json`` (what ``memkit demo``
-    writes). Raises ``ReportError`` naming the notebook when one fails, after
-    writing its HTML up to the failing cell.
+    writes; see ``analysis.notebook_inputs``). Raises ``ReportError`` naming
+    the notebook when one fails, after writing its HTML up to the failing cell.
     """
     exporter_module = _module("nbconvert")
-    data = Path(data_dir).resolve()
-    if not (data / "agents.db").is_file():
-        raise InvalidInputError(f"Invalid data directory: no agents.db in {data}")
+    data = notebook_inputs(data_dir).directory  # checks it holds a database
     source = Path(source_dir) if source_dir is not None else notebooks_dir()
     unknown = [n for n in notebooks if not (source / f"{n}.ipynb").is_file()]
     if unknown:
@@ -219,8 +221,11 @@ def build_report(
     return report
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
 def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
+    text = _ANSI.sub("", str(error)).strip()
     lines = [line for line in text.splitlines() if line.strip()]
     # nbclient's message ends with the exception line; show that.
     return lines[-1] if lines else type(error).__name__

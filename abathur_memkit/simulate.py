@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import random
+import sys
 import time
 import uuid
 from collections import Counter
@@ -47,7 +48,14 @@ from .values import timestamp
 if TYPE_CHECKING:
     from .database import Database
 
-__all__ = ["TIMESTAMP_COLUMNS", "WorkloadConfig", "WorkloadResult", "backdate", "simulate"]
+__all__ = [
+    "TIMESTAMP_COLUMNS",
+    "WorkloadConfig",
+    "WorkloadResult",
+    "backdate",
+    "progress_bar",
+    "simulate",
+]
 
 T = TypeVar("T")
 
@@ -73,6 +81,7 @@ _WORDS = (
     "token", "budget", "deadline", "failure", "recovery", "wal", "transaction", "snapshot",
     "migration", "benchmark", "regression", "capacity", "growth", "policy",
 )
+_MARK_EVERY = 64
 # Expected outcomes of racing agents, counted rather than raised.
 _CONFLICTS = (AlreadyExistsError, NotFoundError, InvalidTransitionError)
 
@@ -155,6 +164,9 @@ class _Budget:
                          if config.minutes is not None else None)
         self.done = 0
         self.progress = progress
+        # (wall time, operations done) every few operations: backdating spreads
+        # operations, not seconds, over the simulated days.
+        self.marks: list[tuple[float, int]] = [(time.time(), 0)]
 
     @property
     def exhausted(self) -> bool:
@@ -164,6 +176,8 @@ class _Budget:
 
     def spend(self) -> None:
         self.done += 1
+        if self.done % _MARK_EVERY == 0:
+            self.marks.append((time.time(), self.done))
         if self.progress is not None:
             self.progress(1)
 
@@ -232,11 +246,14 @@ class _Swarm:
         db, cfg = self.db, self.config
         user = rng.choices(self.users, self.user_weights)[0]
         project = self.project_of[user]
-        sid = f"sess-{uuid.UUID(int=rng.getrandbits(128)).hex[:12]}"
+        # Random, not seeded: a second run on the same database must not collide.
+        sid = f"sess-{uuid.uuid4().hex[:12]}"
         writer = f"agent:{name}"
-        await self.op("session.create", db.sessions.create_session(
+        created = await self.op("session.create", db.sessions.create_session(
             sid, cfg.app, user, project_id=project,
             initial_state={"goal": _sentence(rng, 4, 10), "turn": 0}))
+        if created is None:
+            return
         await self.op("session.update_status", db.sessions.update_status(sid, "active"))
         submitted = await self.op("task.submit", db.tasks.submit(
             _sentence(rng, 8, 30), input_data={"files": rng.randint(1, 20)},
@@ -357,9 +374,26 @@ async def simulate(
     await asyncio.gather(*(swarm.agent(i) for i in range(config.agents)))
     result.seconds = time.perf_counter() - start
     result.operations = budget.done
+    budget.marks.append((time.time(), budget.done))
     if config.days > 0:
-        result.backdated_values, result.span = await backdate(db, since, config.days)
+        result.backdated_values, result.span = await backdate(
+            db, since, config.days, marks=budget.marks)
     return result
+
+
+def progress_bar(total: int | None, enabled: bool = True) -> Any:
+    """A tqdm bar on stderr counting operations (``total=None``: count and rate only).
+
+    None when disabled or tqdm is not installed; pass ``bar.update`` as ``progress``.
+    """
+    if not enabled:
+        return None
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=total, unit="op", file=sys.stderr, desc="simulate", smoothing=0.1,
+                mininterval=0.5)
 
 
 # -- backdating ------------------------------------------------------------------------
@@ -379,11 +413,21 @@ def _activity_weights(start: datetime, hours: int) -> list[float]:
 
 
 class _Warp:
-    """Maps real timestamps in [first, last] monotonically onto the simulated span."""
+    """Maps real timestamps in [first, last] monotonically onto the simulated span.
 
-    def __init__(self, first: datetime, last: datetime, end: datetime, days: float):
+    With ``marks`` ((wall time, operations done), ascending) a timestamp's
+    position is the share of operations done by then, so the simulated
+    activity follows the profile however fast the run went at each moment;
+    without, it is the share of the real time elapsed.
+    """
+
+    def __init__(self, first: datetime, last: datetime, end: datetime, days: float,
+                 marks: Sequence[tuple[float, int]] = ()) -> None:
         self.first = first
         self.real_span = max((last - first).total_seconds(), 1e-6)
+        self.mark_times = [t for t, _ in marks]
+        total = marks[-1][1] if marks else 0
+        self.mark_shares = [n / total for _, n in marks] if total else []
         hours = max(1, round(days * 24))
         self.start = end - timedelta(hours=hours)
         weights = _activity_weights(self.start, hours)
@@ -392,12 +436,24 @@ class _Warp:
             self.cumulative.append(self.cumulative[-1] + weight)
         self.total = self.cumulative[-1]
 
+    def _share(self, real: datetime) -> float:
+        if not self.mark_shares:
+            return (real - self.first).total_seconds() / self.real_span
+        moment = real.replace(tzinfo=UTC).timestamp()
+        i = bisect.bisect_right(self.mark_times, moment)
+        if i == 0:
+            return 0.0
+        if i == len(self.mark_times):
+            return 1.0
+        t0, t1 = self.mark_times[i - 1], self.mark_times[i]
+        s0, s1 = self.mark_shares[i - 1], self.mark_shares[i]
+        return s0 + (s1 - s0) * ((moment - t0) / (t1 - t0) if t1 > t0 else 1.0)
+
     def __call__(self, value: str | None) -> str | None:
         if value is None:
             return None
-        real = datetime.fromisoformat(value)
-        fraction = min(max((real - self.first).total_seconds() / self.real_span, 0.0), 1.0)
-        target = fraction * self.total
+        share = min(max(self._share(datetime.fromisoformat(value)), 0.0), 1.0)
+        target = share * self.total
         hour = min(bisect.bisect_right(self.cumulative, target) - 1, len(self.cumulative) - 2)
         within = (target - self.cumulative[hour]) / (
             self.cumulative[hour + 1] - self.cumulative[hour])
@@ -409,12 +465,14 @@ def _columns(conn: Any, tables: Sequence[str]) -> list[tuple[str, str]]:
     return [(t, c) for t in tables if t in present for c in TIMESTAMP_COLUMNS[t]]
 
 
-async def backdate(db: Database, since: str, days: float, *,
-                   end: datetime | None = None) -> tuple[int, tuple[str, str] | None]:
+async def backdate(db: Database, since: str, days: float, *, end: datetime | None = None,
+                   marks: Sequence[tuple[float, int]] = ()) -> tuple[int, tuple[str, str] | None]:
     """Spread every timestamp >= ``since`` over the ``days`` days before ``end`` (now).
 
-    Returns (rows changed, (first, last) simulated timestamp). Order is kept:
-    the mapping is monotone. See the module docstring.
+    Returns (values changed, (first, last) simulated timestamp). Order is
+    kept: the mapping is monotone. ``marks`` are ``(epoch seconds, operations
+    done)`` pairs of the run, to spread operations rather than seconds. See
+    the module docstring.
     """
     if days <= 0:
         raise InvalidInputError(f"Invalid days: {days} (expected > 0)")
@@ -422,21 +480,24 @@ async def backdate(db: Database, since: str, days: float, *,
 
     def rewrite(conn: Any) -> tuple[int, tuple[str, str] | None]:
         columns = _columns(conn, list(TIMESTAMP_COLUMNS))
-        bounds = [conn.execute(f'SELECT min("{c}"), max("{c}") FROM "{t}" WHERE "{c}" >= ?',
-                               (since,)).fetchone() for t, c in columns]
+        # Unary +: a TIMESTAMP column has NUMERIC affinity, which would turn a bound
+        # like "2026" into a number (and every text sorts after numbers).
+        bounds = [conn.execute(f'SELECT min("{c}"), max("{c}") FROM "{t}" '
+                               f'WHERE +"{c}" >= ?', (since,)).fetchone()
+                  for t, c in columns]
         found = [(lo, hi) for lo, hi in bounds if lo is not None]
         if not found:
             return 0, None
         first = datetime.fromisoformat(min(lo for lo, _ in found))
         last = datetime.fromisoformat(max(hi for _, hi in found))
-        warp = _Warp(first, last, end_at, days)
+        warp = _Warp(first, last, end_at, days, marks)
         conn.create_function("memkit_backdate", 1, warp, deterministic=True)
         changed = 0
         try:
             for table, column in columns:
                 changed += conn.execute(
                     f'UPDATE "{table}" SET "{column}" = memkit_backdate("{column}") '
-                    f'WHERE "{column}" >= ?', (since,)).rowcount
+                    f'WHERE +"{column}" >= ?', (since,)).rowcount
         finally:
             conn.create_function("memkit_backdate", 1, None)
         return changed, (warp(timestamp(first)) or "", warp(timestamp(last)) or "")

@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from .database import Database
+from .errors import InvalidInputError
 from .memory import MemoryItem
 
 __all__ = [
@@ -65,6 +66,13 @@ OWN_KEYS = tuple(f"k{i}" for i in range(6))
 
 Progress = Callable[[str], object]
 Check = dict[str, Any]
+
+
+def _new_file(path: str | os.PathLike[str]) -> Path:
+    target = Path(os.fspath(path))
+    if target.exists() and (not target.is_file() or target.stat().st_size > 0):
+        raise InvalidInputError(f"{target} exists; stress and crash runs need a new database file")
+    return target
 
 
 def _check(name: str, passed: bool, detail: str = "") -> Check:
@@ -181,18 +189,35 @@ def _deleted_flags_match_audit(conn: Any) -> Check:
     A row is live when created; a delete marks every live row of its key
     deleted; a restore marks every row of the key live again. Audit ids follow
     commit order (they are assigned under the write lock), so the replay is exact.
+    Keys never deleted must be all live (one query); only the others are replayed.
     """
-    rows = {int(r[0]): (r[1], r[2]) for r in
-            conn.execute("SELECT id, namespace, key FROM memory_entries")}
+    flips = "('memory_delete', 'memory_expire', 'memory_restore')"
+    touched = (
+        "SELECT DISTINCT m.namespace, m.key FROM audit a "
+        "JOIN memory_entries m ON m.id = a.memory_entry_id "
+        f"WHERE a.action_type IN {flips}"
+    )
+    untouched_deleted = conn.execute(
+        "SELECT id, namespace, key FROM memory_entries m WHERE is_deleted = 1 AND NOT EXISTS "
+        f"(SELECT 1 FROM ({touched}) t WHERE t.namespace = m.namespace AND t.key = m.key) "
+        "LIMIT 5"
+    ).fetchall()
+    if untouched_deleted:
+        return _check("soft_deletes_match_audit", False,
+                      f"rows deleted without a delete audit row: "
+                      f"{[tuple(r) for r in untouched_deleted]}")
+    rows = {int(r[0]): ((r[1], r[2]), bool(r[3])) for r in conn.execute(
+        f"WITH t AS ({touched}) SELECT m.id, m.namespace, m.key, m.is_deleted "
+        "FROM memory_entries m JOIN t ON t.namespace = m.namespace AND t.key = m.key")}
     expected: dict[int, bool] = {}
     by_key: dict[tuple[str, str], list[int]] = {}
     for action, entry_id in conn.execute(
         "SELECT action_type, memory_entry_id FROM audit "
-        "WHERE action_type LIKE 'memory\\_%' ESCAPE '\\' ORDER BY id"
+        "WHERE action_type LIKE 'memory\\_%' ESCAPE '\\' AND memory_entry_id IN "
+        f"(SELECT m.id FROM memory_entries m JOIN ({touched}) t "
+        " ON t.namespace = m.namespace AND t.key = m.key) ORDER BY id"
     ):
-        if entry_id not in rows:
-            continue  # reported by memory_audit_rows_point_at_rows
-        ident = rows[entry_id]
+        ident = rows[entry_id][0]
         if action in ROW_ACTIONS:
             expected[entry_id] = False
             by_key.setdefault(ident, []).append(entry_id)
@@ -202,22 +227,25 @@ def _deleted_flags_match_audit(conn: Any) -> Check:
         elif action in RESTORE_ACTIONS:
             for row_id in by_key.get(ident, ()):
                 expected[row_id] = False
-    wrong = [
-        (row_id, *rows[row_id], bool(deleted))
-        for row_id, deleted in conn.execute("SELECT id, is_deleted FROM memory_entries")
-        if expected.get(row_id) is not None and expected[row_id] != bool(deleted)
-    ]
+    wrong = [(row_id, *ident, deleted) for row_id, (ident, deleted) in rows.items()
+             if expected.get(row_id) is not None and expected[row_id] != deleted]
     return _check("soft_deletes_match_audit", not wrong,
                   f"rows whose is_deleted disagrees with the audit trail: {wrong[:5]}"
-                  if wrong else "every is_deleted flag follows from the audit trail")
+                  if wrong else f"every is_deleted flag follows from the audit trail "
+                  f"({len(by_key)} keys ever deleted, replayed)")
 
 
-async def database_checks(db: Database) -> list[Check]:
-    """``integrity_check``, the foreign-key check and ``structural_checks`` on ``db``."""
-    integrity = await db.integrity_check()
+async def database_checks(db: Database, *, quick: bool = False) -> list[Check]:
+    """``integrity_check`` (or ``quick_check``), the foreign-key check and the invariants."""
+    if quick:
+        rows = await db.fetchall("PRAGMA quick_check")
+        integrity = [str(next(iter(r.values()))) for r in rows]
+    else:
+        integrity = await db.integrity_check()
     violations = await db.validate_foreign_keys()
     checks = [
-        _check("integrity_check", integrity == ["ok"], "; ".join(integrity[:3])),
+        _check("quick_check" if quick else "integrity_check", integrity == ["ok"],
+               "; ".join(integrity[:3])),
         _check("foreign_key_check", not violations, f"{len(violations)} violations"),
     ]
     return checks + await db.read(structural_checks, snapshot=True)
@@ -438,8 +466,11 @@ class Agent:
 
     async def op_claim(self) -> None:
         task = await self.db.tasks.claim(agent_id=self.name)
-        if task is None:
-            self.counts["claim_empty"] += 1
+        if task is None:  # the queue ran dry: refill it (a soak keeps claiming)
+            for _ in range(3):
+                await self.db.tasks.submit(f"task from {self.name}", created_by=self.by,
+                                           priority=self.rng.randint(0, 9))
+            self.counts["submit"] += 3
             return
         self.claimed.append(str(task["id"]))
         if self.rng.random() < 0.5:
@@ -476,7 +507,8 @@ class Agent:
             "operations": self.done,
             "counts": dict(self.counts),
             "audits": dict(self.audits),
-            "model": [[ns, key, self.live[(ns, key)], values]
+            # Per key: live, latest version, latest value (the history stays here).
+            "model": [[ns, key, self.live[(ns, key)], len(values), values[-1]]
                       for (ns, key), values in self.values.items()],
             "shared_versions": self.shared_versions,
             "shared_seqs": self.shared_seqs,
@@ -516,7 +548,7 @@ def _worker_command(path: Path, index: int, config: StressConfig, go: Path,
                "--index", str(index), "--agents", str(config.agents_per_process),
                "--operations", str(config.worker_agent_operations()),
                "--seed", str(config.seed),
-               "--go", str(go), "--out", str(out)]
+               "--go", str(go), "--out", str(out), "--parent", str(os.getpid())]
     if deadline is not None:
         # Wall-clock: monotonic clocks are not shared between processes.
         command += ["--until", repr(deadline)]
@@ -533,12 +565,13 @@ async def run_stress(
     """Run the stress (or, with ``config.seconds``, soak) workload; return the report.
 
     The report holds ``ok``, the ``checks`` (each ``{name, passed, detail}``),
-    operation counts and timings. ``path`` must not exist yet or be a memkit
-    database this function may add to.
+    operation counts and timings. ``path`` must be a new file (the checks
+    compare the whole database with what the agents wrote). Backups go to
+    ``backup_dir`` (default: a temporary directory, removed afterwards).
     """
     config = config or StressConfig()
     say = progress or (lambda _m: None)
-    db_path = Path(os.fspath(path))
+    db_path = _new_file(path)
     work = Path(tempfile.mkdtemp(prefix="memkit-stress-"))
     backups_at = Path(os.fspath(backup_dir)) if backup_dir is not None else work
     started = time.perf_counter()
@@ -586,10 +619,8 @@ async def run_stress(
                 if worker.poll() is None:
                     worker.kill()
                     worker.wait()
-        backup_reports = []
         for copy in backups:
             backup_checks = await verify_backup(copy, work / f"restored-{copy.name}")
-            backup_reports.append({"path": str(copy), "checks": backup_checks})
             failed = [c["name"] for c in backup_checks if not c["passed"]]
             checks.append(_check(f"backup_restores:{copy.name}", not failed,
                                  f"failed: {failed}" if failed
@@ -631,7 +662,10 @@ async def _take_backups(db: Database, agents: asyncio.Future[Any], config: Stres
     rng = random.Random(config.seed)
     copies: list[Path] = []
     for i in range(config.backups):
-        await asyncio.wait([agents], timeout=rng.uniform(0.02, 0.3))
+        # Early in a bounded run (it may be short); spread out over a soak.
+        pause = (rng.uniform(0.02, 0.3) if config.seconds is None
+                 else config.seconds / (config.backups + 1))
+        await asyncio.wait([agents], timeout=pause)
         if agents.done() and copies:
             break
         target = directory / f"stress-backup-{os.getpid()}-{i}.db"
@@ -675,10 +709,10 @@ async def verify_stress(db: Database, results: Sequence[dict[str, Any]]) -> list
     missing: list[str] = []
     modelled = 0
     for r in results:
-        for ns, key, live, values in r["model"]:
+        for ns, key, live, version, value in r["model"]:
             modelled += 1
             row = newest.get((ns, key))
-            want = (len(values), not live, values[-1], len(values))
+            want = (version, not live, value, version)
             if row != want:
                 missing.append(f"{ns}:{key} db={row and row[:2]} model={want[:2]}")
     checks.append(_check("every_write_present", not missing,
@@ -718,8 +752,7 @@ async def verify_stress(db: Database, results: Sequence[dict[str, Any]]) -> list
     expected: Counter[str] = Counter()
     for r in results:
         expected.update(r["audits"])
-    for key in SHARED_KEYS:
-        expected["memory_create"] += 1  # prepare() created each shared key
+    expected["memory_create"] += len(SHARED_KEYS)  # prepare() created each shared key
     rows = await db.fetchall(
         "SELECT action_type, count(*) AS n FROM audit "
         "WHERE action_type LIKE 'memory\\_%' ESCAPE '\\' GROUP BY action_type")
@@ -751,7 +784,10 @@ async def _stress_worker(args: argparse.Namespace) -> None:
     async with Database(args.path) as db:
         print("ready", flush=True)
         go = Path(args.go)
+        waited = time.monotonic()
         while not go.exists():
+            if _orphaned(args.parent) or time.monotonic() - waited > 300:
+                raise SystemExit("stress worker: no go signal (was the runner killed?)")
             await asyncio.sleep(0.005)
         if args.until is not None:
             config.seconds = max(0.0, args.until - time.time())
@@ -786,10 +822,10 @@ def _crash_worker_command(path: Path, index: int, kill_at: int, target: str,
                           seed: int) -> list[str]:
     return [sys.executable, "-m", "abathur_memkit.stress", "crash-worker", str(path),
             "--index", str(index), "--kill-at", str(kill_at), "--kill-before", target,
-            "--seed", str(seed)]
+            "--seed", str(seed), "--parent", str(os.getpid())]
 
 
-async def _crash_prepare(path: Path, workers: int) -> None:
+async def _crash_prepare(path: Path) -> None:
     async with Database(path) as db:
         if await db.memory.get_memory("project:crash", "shared") is None:
             await db.memory.add_memory("project:crash", "shared", {"v": 0}, "semantic", "system")
@@ -804,15 +840,16 @@ async def run_crash(
     """Kill worker processes mid-write ``config.kills`` times, checking after each kill."""
     config = config or CrashConfig()
     say = progress or (lambda _m: None)
-    db_path = Path(os.fspath(path))
+    db_path = _new_file(path)
     rng = random.Random(config.seed)
-    await _crash_prepare(db_path, config.workers)
+    await _crash_prepare(db_path)
     started = time.perf_counter()
     live: dict[int, subprocess.Popen[str]] = {}
     kill_points: Counter[str] = Counter()
     failures: list[str] = []
     kills = 0
     checks_run = 0
+    reported = 0
 
     def spawn(index: int) -> None:
         self_kill = rng.random() < config.self_kill_share
@@ -853,16 +890,20 @@ async def run_crash(
             deadline = time.monotonic() + rng.uniform(config.min_run, config.max_run)
             while time.monotonic() < deadline and all(live[v].poll() is None for v in victims):
                 await asyncio.sleep(0.005)
-            for victim in victims[:config.kills - kills]:
+            victims = victims[:config.kills - kills]
+            for victim in victims:
                 kill_points[reap(live.pop(victim))] += 1
                 kills += 1
             async with Database(db_path) as db:  # opens: WAL recovery if every worker died
-                checks = await database_checks(db)
+                # The full integrity_check every 10th time (and at the end); the
+                # quick_check (no index-content cross-check) in between.
+                checks = await database_checks(db, quick=checks_run % 10 != 0)
             checks_run += 1
             failed = [c for c in checks if not c["passed"]]
             if failed:
                 failures.append(f"after kill {kills}: {failed}")
-            if kills % 10 == 0 or kills >= config.kills:
+            if kills // 10 > reported or kills >= config.kills or failures:
+                reported = kills // 10
                 say(f"{kills}/{config.kills} kills, every check passed so far"
                     if not failures else f"{kills} kills: FAILED {failures[-1]}")
             for victim in victims:
@@ -947,7 +988,7 @@ async def _crash_worker(args: argparse.Namespace) -> None:
         if args.kill_at:
             await db.set_trace_callback(_KillInsideTransaction(args.kill_at, args.kill_before))
         print("ready", flush=True)
-        while True:
+        while not _orphaned(args.parent):
             op = rng.choices(
                 ("counter", "event", "batch", "flip", "publish", "claim", "shared", "ckpt"),
                 (20, 20, 8, 10, 5, 10, 10, 1))[0]
@@ -987,9 +1028,15 @@ async def _crash_worker(args: argparse.Namespace) -> None:
                 await mem.update_memory("project:crash", "shared", {"w": w}, by)
             else:
                 await db.checkpoint("PASSIVE")
+            await asyncio.sleep(0.001)  # many kills matter here, not a huge file
 
 
 # -- entry point for worker processes ------------------------------------------------
+
+
+def _orphaned(parent: int) -> bool:
+    """Whether the runner that started this worker is gone (never loop on without it)."""
+    return parent > 0 and os.getppid() != parent
 
 
 def _worker_main(argv: Sequence[str] | None = None) -> int:
@@ -1004,12 +1051,14 @@ def _worker_main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--go", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--until", type=float)
+    p.add_argument("--parent", type=int, default=0)
     c = sub.add_parser("crash-worker")
     c.add_argument("path")
     c.add_argument("--index", type=int, required=True)
     c.add_argument("--kill-at", type=int, default=0)
     c.add_argument("--kill-before", default="")
     c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--parent", type=int, default=0)
     args = parser.parse_args(argv)
     asyncio.run(_stress_worker(args) if args.role == "worker" else _crash_worker(args))
     return 0

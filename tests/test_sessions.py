@@ -313,7 +313,8 @@ BAD_INPUT: list[tuple[str, Call, str]] = [
     ("status id", lambda s: s.update_status("", "active"), "Invalid session_id: empty"),
     ("limit", lambda s: s.list_sessions(limit=0), "Invalid limit: 0"),
     ("limit bool", lambda s: s.list_sessions(limit=True), "Invalid limit: True"),
-    ("after_seq", lambda s: s.get_events("s1", after_seq=-1), "Invalid after_seq: -1 (expected an integer >= 0)"),
+    ("after_seq", lambda s: s.get_events("s1", after_seq=-1),
+     "Invalid after_seq: -1 (expected an integer >= 0)"),
     ("cursor", lambda s: s.list_sessions(cursor="not a cursor"), "Invalid cursor"),
     ("cursor type", lambda s: s.list_sessions(cursor=3),  # type: ignore[arg-type]
      "Invalid cursor"),

@@ -14,7 +14,14 @@ from typing import Any
 
 from ..errors import MemkitError
 
-__all__ = ["INSTALL_HINT", "MissingDependencyError", "dates", "new_figure", "pandas"]
+__all__ = [
+    "INSTALL_HINT",
+    "MissingDependencyError",
+    "dates",
+    "new_figure",
+    "pandas",
+    "require",
+]
 
 INSTALL_HINT = "pip install 'abathur-memkit[notebooks]'"
 
@@ -23,23 +30,24 @@ class MissingDependencyError(MemkitError, ImportError):
     """An optional library of the ``notebooks`` extra is not installed."""
 
 
-def _require(module: str, package: str) -> ModuleType:
+def require(module: str, purpose: str = "abathur_memkit.analysis") -> ModuleType:
+    """Import ``module`` (of the ``notebooks`` extra), or say what to install."""
     try:
         return importlib.import_module(module)
     except ImportError as exc:
         raise MissingDependencyError(
-            f"abathur_memkit.analysis needs {package}, which is not installed: {INSTALL_HINT}"
+            f"{purpose} needs {module.split('.')[0]}, which is not installed: {INSTALL_HINT}"
         ) from exc
 
 
 def pandas() -> Any:
     """The ``pandas`` module."""
-    return _require("pandas", "pandas")
+    return require("pandas")
 
 
 def dates() -> Any:
     """The ``matplotlib.dates`` module."""
-    return _require("matplotlib.dates", "matplotlib")
+    return require("matplotlib.dates")
 
 
 def new_figure(width: float = 8.0, height: float = 4.5) -> Any:
@@ -49,8 +57,8 @@ def new_figure(width: float = 8.0, height: float = 4.5) -> Any:
     makes many of them leaks nothing; ``fig.savefig`` renders with Agg, and
     Jupyter shows them inline (``%matplotlib inline`` registers the formatter).
     """
-    figure = _require("matplotlib.figure", "matplotlib")
-    agg = _require("matplotlib.backends.backend_agg", "matplotlib")
+    figure = require("matplotlib.figure")
+    agg = require("matplotlib.backends.backend_agg")
     fig = figure.Figure(figsize=(width, height), layout="constrained")
     agg.FigureCanvasAgg(fig)
     return fig

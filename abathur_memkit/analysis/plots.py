@@ -57,7 +57,7 @@ def _empty(fig: Any, ax: Any, message: str) -> Any:
 
 def _stacked_bars(ax: Any, table: Any, *, horizontal: bool = False,
                   scale: float = 1.0, width: float = 0.8) -> None:
-    """One bar per index value, stacked by column, with a legend."""
+    """One bar per index value, stacked by column, with a legend (and totals, horizontal)."""
     base = [0.0] * len(table)
     positions = list(table.index) if not horizontal else list(range(len(table)))
     for column in table.columns:
@@ -70,7 +70,15 @@ def _stacked_bars(ax: Any, table: Any, *, horizontal: bool = False,
     if horizontal:
         ax.set_yticks(positions, [str(i) for i in table.index])
         ax.invert_yaxis()
-    ax.legend(fontsize="small", title=table.columns.name)
+        for y, total in zip(positions, base, strict=True):
+            ax.annotate(f" {total:,.0f}" if scale == 1.0 else f" {total:,.2f}", (total, y),
+                        va="center", fontsize="x-small")
+        ax.set_xlim(0, max(base, default=1.0) * 1.12 or 1.0)
+    if horizontal:
+        ax.legend(fontsize="small", title=table.columns.name, loc="best")
+    else:  # beside the plot: bars fill the axes' width
+        ax.legend(fontsize="small", title=table.columns.name, loc="upper left",
+                  bbox_to_anchor=(1.0, 1.0))
 
 
 # -- benchmarks ------------------------------------------------------------------
@@ -165,6 +173,9 @@ def plot_runs(benchmarks: Any, compared: Any = None, *, threshold: float = 0.10)
     ax = fig.add_subplot()
     if rows.empty:
         return _empty(fig, ax, "no per-call benchmarks")
+    if rows["run"].nunique() < 2:
+        return _empty(fig, ax, "one run so far: nothing to compare yet\n"
+                               "(run the benchmark again, e.g. memkit demo a second time)")
     colors = _colors(rows["fullname"].nunique())
     first: dict[str, float] = {}
     for color, (fullname, runs) in zip(colors, rows.groupby("fullname", sort=True),

@@ -9,9 +9,12 @@ same machine, and a change is reported only when both hold:
 The test uses the raw samples when both runs have them (pytest-benchmark's
 files, the plugin's ``--memkit-json``): a one-sided Mann-Whitney U, the same
 test the plugin's latency gates use. Without samples (``memkit bench`` writes
-summary statistics only) it is Welch's test on mean, standard deviation and
-rounds, in its normal approximation. A benchmark with a single round (a
-throughput run) cannot be tested and is never reported.
+summary statistics only) it compares the medians with the large-sample
+standard error of a median, estimated robustly from the interquartile range
+(``1.2533 · (IQR / 1.349) / √n``), so one slow outlier moves neither the
+threshold nor the test; without quartiles, Welch's test on the means. Runs with
+fewer than ``MIN_ROUNDS`` rounds (a throughput run has one) are not tested
+and never reported: the normal approximations need more.
 """
 
 from __future__ import annotations
@@ -25,34 +28,48 @@ from pytest_abathur.latency import mann_whitney_greater
 from ..errors import InvalidInputError
 from .optional import pandas
 
-__all__ = ["VERDICTS", "compare_runs", "detect_regressions"]
+__all__ = ["MIN_ROUNDS", "VERDICTS", "compare_runs", "detect_regressions"]
 
 #: What ``compare_runs`` concludes for each pair of consecutive runs.
 VERDICTS = ("regression", "improvement", "unchanged", "untestable")
+#: Fewest rounds (samples) each run needs for a test.
+MIN_ROUNDS = 10
 
 
-def _welch_greater(after: Any, before: Any) -> float:
-    """One-sided p that ``after``'s mean is greater, from summary statistics."""
-    n1, n2 = after["rounds"], before["rounds"]
-    s1, s2 = after["stddev_ms"], before["stddev_ms"]
-    if not (n1 and n2) or n1 < 2 or n2 < 2 or math.isnan(s1) or math.isnan(s2):
-        return math.nan
-    se = math.sqrt(s1**2 / n1 + s2**2 / n2)
+def _normal_greater(diff: float, se: float) -> float:
     if se == 0:
-        return 0.0 if after["mean_ms"] > before["mean_ms"] else 1.0
-    z = (after["mean_ms"] - before["mean_ms"]) / se
-    return 0.5 * math.erfc(z / math.sqrt(2))
+        return 0.0 if diff > 0 else 1.0
+    return 0.5 * math.erfc(diff / se / math.sqrt(2))
+
+
+def _summary_greater(after: Any, before: Any) -> tuple[float, str]:
+    """One-sided p that ``after`` is slower, from summary statistics, and the test's name."""
+    n1, n2 = after["rounds"], before["rounds"]
+    iqr1, iqr2 = after["iqr_ms"], before["iqr_ms"]
+    if not (math.isnan(iqr1) or math.isnan(iqr2)):
+        # Standard error of a median: sqrt(pi/2) * sigma / sqrt(n), sigma from the IQR.
+        se = math.sqrt(sum((1.2533 * iqr / 1.349) ** 2 / n
+                           for iqr, n in ((iqr1, n1), (iqr2, n2))))
+        return _normal_greater(after["median_ms"] - before["median_ms"], se), "median-iqr"
+    s1, s2 = after["stddev_ms"], before["stddev_ms"]
+    if math.isnan(s1) or math.isnan(s2):
+        return math.nan, "none"
+    se = math.sqrt(s1**2 / n1 + s2**2 / n2)
+    return _normal_greater(after["mean_ms"] - before["mean_ms"], se), "welch"
 
 
 def _p_values(after: Any, before: Any) -> tuple[float, float, str]:
     """(p slower, p faster, test name)."""
+    rounds = (after["rounds"], before["rounds"])
+    if any(not isinstance(n, int | float) or math.isnan(n) or n < MIN_ROUNDS for n in rounds):
+        return math.nan, math.nan, "none"
     a, b = after.get("data_ms"), before.get("data_ms")
     if isinstance(a, list) and isinstance(b, list) and len(a) > 1 and len(b) > 1:
         return mann_whitney_greater(a, b), mann_whitney_greater(b, a), "mann-whitney"
-    slower = _welch_greater(after, before)
+    slower, test = _summary_greater(after, before)
     if math.isnan(slower):
         return math.nan, math.nan, "none"
-    return slower, 1.0 - slower, "welch"
+    return slower, 1.0 - slower, test
 
 
 def compare_runs(
@@ -65,7 +82,7 @@ def compare_runs(
     pair: machine, fullname, name, before_run/after_run, before_commit/
     after_commit, before_time/after_time, before/after (``metric``, ms),
     change (after / before - 1), p_value (for the direction of the change),
-    test (``mann-whitney``, ``welch`` or ``none``) and verdict (one of
+    test (``mann-whitney``, ``median-iqr``, ``welch`` or ``none``) and verdict (one of
     :data:`VERDICTS`).
     """
     if threshold < 0 or not 0 < alpha < 1:

@@ -28,6 +28,7 @@ __all__ = [
     "NotebookInputs",
     "Source",
     "connect_readonly",
+    "find_database",
     "notebook_inputs",
 ]
 
@@ -37,8 +38,14 @@ Source = Union["Database", str, "os.PathLike[str]"]
 #: Environment variable naming the notebooks' input directory.
 DATA_ENV = "MEMKIT_DATA"
 
-#: The database file inside an input directory (what ``memkit demo`` writes).
-DATABASE_NAME = "agents.db"
+#: The database file of an input directory: what ``memkit demo`` writes, or the
+#: shipped sample's name (``*.db`` is git-ignored in this repository).
+DATABASE_NAMES = ("agents.db", "agents.sqlite3")
+
+
+def find_database(directory: Path) -> Path | None:
+    """The input directory's database file, or None."""
+    return next((directory / n for n in DATABASE_NAMES if (directory / n).is_file()), None)
 
 
 def _locate(source: Source) -> tuple[Path, str | None]:
@@ -88,9 +95,13 @@ class NotebookInputs:
 
 
 def _inputs(directory: Path, origin: str) -> NotebookInputs:
+    database = find_database(directory)
+    if database is None:
+        raise InvalidInputError(
+            f"Invalid data directory: {directory} holds no {' or '.join(DATABASE_NAMES)}")
     bench_dir = directory / "bench"
     benchmarks = sorted(bench_dir.glob("*.json")) if bench_dir.is_dir() else []
-    return NotebookInputs(directory.resolve(), (directory / DATABASE_NAME).resolve(),
+    return NotebookInputs(directory.resolve(), database.resolve(),
                           [p.resolve() for p in benchmarks], origin)
 
 
@@ -106,7 +117,7 @@ def notebook_inputs(data_dir: str | os.PathLike[str] | None = None) -> NotebookI
     In order: ``data_dir`` when given; ``$MEMKIT_DATA``; the output of
     ``memkit demo`` (``./memkit-demo`` or ``../memkit-demo``, when it holds a
     database); else the sample shipped in ``notebooks/data/``. The directory
-    holds ``agents.db`` and ``bench/*.json``.
+    holds ``agents.db`` (or ``agents.sqlite3``) and ``bench/*.json``.
     """
     if data_dir is not None and os.fspath(data_dir) != "":
         chosen = Path(os.fspath(data_dir))
@@ -120,10 +131,10 @@ def notebook_inputs(data_dir: str | os.PathLike[str] | None = None) -> NotebookI
             raise InvalidInputError(f"Invalid ${DATA_ENV}: {chosen} does not exist")
         return _inputs(chosen, f"${DATA_ENV}")
     for demo in (Path("memkit-demo"), Path("..") / "memkit-demo"):
-        if (demo / DATABASE_NAME).is_file():
+        if find_database(demo) is not None:
             return _inputs(demo, "memkit demo output")
     for sample in _sample_dirs():
-        if (sample / DATABASE_NAME).is_file():
+        if find_database(sample) is not None:
             return _inputs(sample, "sample data")
     raise InvalidInputError(
         "no notebook inputs found: run `memkit demo`, or set $MEMKIT_DATA to a directory "

@@ -19,7 +19,9 @@ from ..errors import MemkitError
 __all__ = ["build_parser", "emit", "main"]
 
 # The command modules, in the order they appear in --help.
-COMMAND_MODULES = ("core", "bench", "reliability", "search")
+COMMAND_MODULES = (
+    "core", "bench", "reliability", "search", "memory", "session", "admin", "workload",
+)
 
 Handler = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
 

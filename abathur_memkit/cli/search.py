@@ -115,13 +115,23 @@ async def cmd_index(args: argparse.Namespace) -> int:
 
 
 async def cmd_search(args: argparse.Namespace) -> int:
-    needs_vectors = args.mode != "keyword"
-    db = await _open(args, embed=needs_vectors)
+    if not Path(args.db).exists():
+        from ..errors import DatabaseFileError
+
+        raise DatabaseFileError(
+            f"no database at {args.db} (build one with: memkit index DIR --db {args.db})")
+
+    mode = args.mode
+    db = await _open(args, embed=mode != "keyword")
+    if mode != "keyword" and not db.has_embedder:
+        print(f"memkit: {args.db} has no vector index (indexed with --no-embed?): "
+              "keyword search only", file=sys.stderr)
+        mode = "keyword"
     filters = {"source": args.source, "document_type": args.document_type,
                "namespace_prefix": args.namespace_prefix, "memory_type": args.memory_type}
     async with db:
-        hits = await db.search.search(args.query, args.k, mode=args.mode, **filters)
-    data = {"query": args.query, "mode": args.mode, "hits": [h.to_dict() for h in hits]}
+        hits = await db.search.search(args.query, args.k, mode=mode, **filters)
+    data = {"query": args.query, "mode": mode, "hits": [h.to_dict() for h in hits]}
     emit(args, data, _hits_text(hits))
     return 0
 

@@ -61,6 +61,13 @@ VEC_MAX_K = 4096
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,40}$")
 
+# sqlite-vss reads a blob that starts with b"v\x01" as its own vector format
+# (header, then float32s) and any other blob as bare float32s. A bare vector
+# whose first float happens to start with those two bytes (1 in 65,536) is
+# then misread two bytes short, and faiss's flat buffer shifts: every vector
+# after it in that table is garbage. Always sending the header avoids that.
+_VSS_HEADER = b"v\x01"
+
 #: (id, cosine similarity), best first.
 Neighbour = tuple[int, float]
 
@@ -89,6 +96,10 @@ class IdFilter:
 
 class VectorBackend(ABC):
     """One vector index: ids (integers chosen by the caller) to unit vectors.
+
+    Vectors must be L2-normalised (every embedder here returns them so): the
+    similarity is their dot product, and sqlite-vss ranks by L2 distance,
+    which orders unit vectors the same way.
 
     ``name`` prefixes every table the index owns; ``dimensions`` is fixed for
     its life (a new model with another size means a new index).
@@ -147,6 +158,12 @@ class VectorBackend(ABC):
             return
         if len(set(ids)) != len(ids):
             raise InvalidInputError("ids must be unique within one upsert")
+        norms = np.linalg.norm(vectors, axis=1)
+        if not np.allclose(norms, 1.0, atol=1e-3):
+            worst = float(norms[np.argmax(np.abs(norms - 1.0))])
+            raise InvalidInputError(
+                f"vectors must be L2-normalised (cosine = dot product); one has norm {worst:.4g}"
+            )
         existing = self._shards_of(conn, ids)
         if existing:
             self._remove(conn, existing)
@@ -343,6 +360,7 @@ class VecBackend(VectorBackend):
 class VssBackend(VectorBackend):
     """sqlite-vss: exact faiss indexes in ``vss0`` shards of bounded size.
 
+    Vectors are sent in sqlite-vss's own blob format (see ``_VSS_HEADER``).
     sqlite-vss 0.1.2 loads a table's faiss index once per connection and never
     reloads it, so other connections would keep answering from an old index
     (deleted rows included). Every write therefore also replaces a view,
@@ -418,7 +436,7 @@ class VssBackend(VectorBackend):
     ) -> None:
         by_shard: dict[int, list[tuple[int, bytes]]] = {}
         for i, shard, blob in zip(ids, shards, _blobs(vectors), strict=True):
-            by_shard.setdefault(shard, []).append((i, blob))
+            by_shard.setdefault(shard, []).append((i, _VSS_HEADER + blob))
         for shard, rows in by_shard.items():
             conn.executemany(
                 f"INSERT INTO {self.shard_table(shard)} (rowid, embedding) VALUES (?, ?)", rows
@@ -450,7 +468,7 @@ class VssBackend(VectorBackend):
         return len(self._shard_rows(conn))
 
     def _candidates(self, conn: Any, query: Vectors, k: int) -> list[int]:
-        blob = np.ascontiguousarray(query, dtype=np.float32).tobytes()
+        blob = _VSS_HEADER + np.ascontiguousarray(query, dtype=np.float32).tobytes()
         out: list[int] = []
         for shard, rows in self._shard_rows(conn):
             if rows <= 0:

@@ -44,7 +44,6 @@ __all__ = [
     "Source",
     "StaleIndexError",
     "fts_query",
-    "has_embedder",
 ]
 
 #: The vector indexes memkit keeps: document chunks and memories.
@@ -168,6 +167,10 @@ class SearchService:
         embedder = self.db.embedder
         vector = check_vectors(await embedder.embed_query(query), embedder.dimensions,
                                what="query vector")
+        if vector.ndim != 1:
+            raise InvalidInputError(
+                f"query vector from {embedder.name} has shape {vector.shape}, "
+                f"expected ({embedder.dimensions},)")
         if filters.memories:
             await self.sync_memories()
         await self.purge()
@@ -199,8 +202,8 @@ class SearchService:
             await self.sync_memories(embed=False)
         try:
             return await self.db.read(lambda conn: self._keyword(conn, match, k, filters))
-        except Exception as exc:
-            if raw and "fts5" in str(exc).lower():
+        except self.db.driver.module.OperationalError as exc:
+            if raw:  # the caller's FTS5 syntax
                 raise InvalidInputError(f"Invalid FTS5 query {query!r}: {exc}") from exc
             raise
 
@@ -336,7 +339,7 @@ class SearchService:
                 break
         embedded = 0
         if embed is None:
-            embed = has_embedder(self.db)
+            embed = self.db.has_embedder
         if embed:
             embedded = await self._embed_memories()
         return {"changed": changed, "embedded": embedded}
@@ -418,7 +421,7 @@ class SearchService:
     # -- index management (on a connection's thread) -------------------------------
 
     def _current(self) -> tuple[str, int] | None:
-        if not has_embedder(self.db):
+        if not self.db.has_embedder:
             return None
         embedder = self.db.embedder
         return embedder.name, embedder.dimensions
@@ -581,11 +584,6 @@ class SearchService:
 # -- helpers -----------------------------------------------------------------------
 
 
-def has_embedder(db: Database) -> bool:
-    """Whether ``db`` was given an embedder (without building it)."""
-    return db._embedder_spec is not None
-
-
 def fts_query(text: str) -> str:
     """An FTS5 query for free text: its words, stopwords dropped, quoted and OR-ed."""
     words = [w.lower() for w in _WORD.findall(text)]
@@ -640,7 +638,7 @@ def _filters(
             f"Invalid memory_type: {memory_type} (expected one of {', '.join(MEMORY_TYPES)})"
         )
     bounds = prefix_bounds(namespace_prefix) if namespace_prefix is not None else None
-    chosen: Source = source  # type: ignore[assignment]
+    chosen: Source = source
     if source == "all":
         # A filter that only one source has narrows the search to that source.
         if document_type is not None and (namespace_prefix or memory_type):
@@ -652,8 +650,7 @@ def _filters(
             chosen = "documents"
         elif namespace_prefix or memory_type:
             chosen = "memories"
-    return _Filters(chosen, document_type,  # type: ignore[arg-type]
-                    bounds, memory_type)  # type: ignore[arg-type]
+    return _Filters(chosen, document_type, bounds, memory_type)
 
 
 def _check_k(k: object) -> int:

@@ -205,8 +205,13 @@ def test_json_is_readable_by_pytest_benchmark_compare(suite: pytest.Pytester) ->
     assert "Min" in compare.stdout and "Median" in compare.stdout
 
 
-def test_pytest_benchmark_keeps_working_alongside(suite: pytest.Pytester) -> None:
+def test_pytest_benchmark_keeps_working_alongside(
+    suite: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
     pytest.importorskip("pytest_benchmark")
+    # When this suite itself runs under xdist, pytest-benchmark would see the
+    # worker's variable and switch itself off in the inner run.
+    monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)
     suite.makepyfile(
         """
         def test_bench(benchmark):

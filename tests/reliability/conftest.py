@@ -1,62 +1,16 @@
-"""Shared pieces of the reliability tests: hypothesis profiles and a sync harness.
-
-Hypothesis profiles (chosen with ``MEMKIT_HYPOTHESIS_PROFILE``):
-
-- ``reliability-ci`` (default): a bounded number of examples per property, no
-  deadline (a 2-core CI machine has slow moments), no example database on disk.
-- ``reliability-long``: many more examples, for a run by hand.
-
-The profiles are applied per test (``@PROFILE``), not loaded globally, so other
-test suites' hypothesis settings are untouched.
-"""
+"""Fixtures of the reliability tests (helpers live in reliability_support.py)."""
 
 from __future__ import annotations
 
-import asyncio
-import os
-from collections.abc import Coroutine, Iterator
-from pathlib import Path
-from typing import Any, TypeVar
+from collections.abc import Iterator
 
 import pytest
-from hypothesis import HealthCheck, settings
-
-from abathur_memkit import Database
-
-T = TypeVar("T")
-
-settings.register_profile(
-    "reliability-ci", max_examples=75, deadline=None, database=None, derandomize=False,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
-settings.register_profile(
-    "reliability-long", max_examples=2000, deadline=None, database=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
-
-
-class Harness:
-    """A Database driven from synchronous code (hypothesis tests are sync).
-
-    One event loop for the harness's life, so the Database's connections stay
-    bound to it across examples.
-    """
-
-    def __init__(self, path: Path) -> None:
-        self.runner = asyncio.Runner()
-        self.db = Database(path)
-        self.run(self.db.initialize())
-
-    def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        return self.runner.run(coro)
-
-    def close(self) -> None:
-        self.run(self.db.close())
-        self.runner.close()
+from reliability_support import TRIED, Harness
 
 
 @pytest.fixture(scope="module")
 def harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Harness]:
+    """One file database for a module's property tests, driven synchronously."""
     h = Harness(tmp_path_factory.mktemp("reliability") / "harness.db")
     try:
         yield h
@@ -64,5 +18,9 @@ def harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Harness]:
         h.close()
 
 
-def profile_name() -> str:
-    return os.environ.get("MEMKIT_HYPOTHESIS_PROFILE", "reliability-ci")
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if TRIED:
+        total = sum(TRIED.values())
+        terminalreporter.write_line(
+            f"reliability: {total} generated inputs tried "
+            f"({', '.join(f'{k} {v}' for k, v in sorted(TRIED.items()))})")

@@ -1,0 +1,147 @@
+"""``memkit stats`` and ``memkit backup``: what a database holds, and a consistent copy."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import Any
+
+from ..database import Database
+from . import add_json_flag, emit
+from .core import raise_missing
+
+__all__ = ["collect_stats", "open_existing", "register"]
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser("stats", help="rows, sizes and storage of a database")
+    p.add_argument("path")
+    add_json_flag(p)
+    p.set_defaults(handler=cmd_stats)
+
+    p = subparsers.add_parser("backup", help="copy a database with SQLite's online backup API")
+    p.add_argument("path")
+    p.add_argument("dest", help="the copy (a new file)")
+    p.add_argument("--overwrite", action="store_true", help="replace dest if it exists")
+    add_json_flag(p)
+    p.set_defaults(handler=cmd_backup)
+
+
+def open_existing(path: str) -> Database:
+    """A Database for a file that must exist (commands that read never create one)."""
+    if not os.path.exists(path):
+        raise_missing(path)
+    return Database(path)
+
+
+_GROUPED = {
+    "sessions by status": "SELECT status, count(*) FROM sessions GROUP BY 1 ORDER BY 2 DESC",
+    "tasks by status": "SELECT status, count(*) FROM tasks GROUP BY 1 ORDER BY 2 DESC",
+    "agents by state": "SELECT state, count(*) FROM agents GROUP BY 1 ORDER BY 2 DESC",
+    "memory rows by type": "SELECT memory_type, count(*) FROM memory_entries GROUP BY 1 "
+                           "ORDER BY 2 DESC",
+    "memory writes by operation": "SELECT memory_operation_type, count(*) FROM audit "
+                                  "WHERE memory_operation_type IS NOT NULL GROUP BY 1 "
+                                  "ORDER BY 2 DESC",
+}
+_MEMORY = {
+    "live_keys": "SELECT count(*) FROM (SELECT DISTINCT namespace, key FROM memory_entries "
+                 "WHERE is_deleted = 0)",
+    "namespaces": "SELECT count(*) FROM (SELECT DISTINCT namespace FROM memory_entries "
+                  "WHERE is_deleted = 0)",
+    "deleted_rows": "SELECT count(*) FROM memory_entries WHERE is_deleted = 1",
+    "max_version": "SELECT coalesce(max(version), 0) FROM memory_entries",
+}
+
+
+def _read_stats(conn: Any) -> dict[str, Any]:
+    from ..analysis.storage import btree_sizes, page_totals
+
+    entries = conn.execute(
+        "SELECT name, sql LIKE 'CREATE VIRTUAL%' FROM sqlite_master WHERE type = 'table' "
+        "AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name").fetchall()
+    virtual = [name for name, is_virtual in entries if is_virtual]
+    # Tables of our own: not virtual, not a virtual table's shadow (fts/vec internals).
+    tables = [name for name, is_virtual in entries if not is_virtual
+              and not any(name.startswith(f"{v}_") for v in virtual)]
+    rows = {t: int(conn.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0]) for t in tables}
+    grouped = {name: {str(k): int(v) for k, v in conn.execute(sql)}
+               for name, sql in _GROUPED.items()}
+    memory = {name: int(conn.execute(sql).fetchone()[0]) for name, sql in _MEMORY.items()}
+    btrees = btree_sizes(conn)
+    storage: dict[str, dict[str, int]] | None = None
+    if btrees is not None:
+        storage = {}
+        for b in btrees:
+            kinds = storage.setdefault(b.kind, {})
+            kinds[b.role] = kinds.get(b.role, 0) + b.bytes
+    return {"pages": page_totals(conn), "rows": rows, "memory": memory, **grouped,
+            "storage_by_kind": storage,
+            "schema_version": int(conn.execute("PRAGMA user_version").fetchone()[0])}
+
+
+async def collect_stats(db: Database) -> dict[str, Any]:
+    """What ``memkit stats --json`` prints for an open database."""
+    stats = await db.read(_read_stats, snapshot=True)
+    path = Path(db.path)
+    wal = Path(f"{db.path}-wal")
+    stats["file"] = {"path": str(path.resolve()), "bytes": path.stat().st_size,
+                     "wal_bytes": wal.stat().st_size if wal.exists() else 0}
+    return stats
+
+
+def _stats_text(stats: dict[str, Any]) -> str:
+    file, pages = stats["file"], stats["pages"]
+    lines = [
+        f"{file['path']}: {file['bytes'] / 1e6:,.2f} MB (+ {file['wal_bytes'] / 1e6:,.2f} MB WAL)"
+        f", schema version {stats['schema_version']}",
+        f"pages: {pages['page_count']:,} of {pages['page_size']:,} bytes, "
+        f"{pages['freelist_count']:,} free",
+        "",
+        "rows:",
+    ]
+    lines += [f"  {name:<28} {count:>10,}" for name, count in stats["rows"].items()]
+    memory = stats["memory"]
+    lines += ["", f"memory: {memory['live_keys']:,} live keys in {memory['namespaces']:,} "
+                  f"namespaces; {memory['deleted_rows']:,} deleted rows; "
+                  f"highest version {memory['max_version']}"]
+    for name in _GROUPED:
+        values = ", ".join(f"{k} {v:,}" for k, v in stats[name].items()) or "none"
+        lines.append(f"{name}: {values}")
+    storage = stats["storage_by_kind"]
+    if storage is None:
+        lines.append("\nstorage: this SQLite build has no dbstat")
+    else:
+        lines += ["", f"{'storage (dbstat)':<16} {'data MB':>9} {'index MB':>9} "
+                      f"{'search MB':>10} {'other MB':>9}"]
+        order = sorted(storage, key=lambda k: -sum(storage[k].values()))
+        for kind in order:
+            roles = storage[kind]
+            lines.append(f"  {kind:<14} {roles.get('data', 0) / 1e6:>9.2f} "
+                         f"{roles.get('index', 0) / 1e6:>9.2f} "
+                         f"{roles.get('search', 0) / 1e6:>10.2f} "
+                         f"{roles.get('other', 0) / 1e6:>9.2f}")
+    return "\n".join(lines)
+
+
+async def cmd_stats(args: argparse.Namespace) -> int:
+    async with open_existing(args.path) as db:
+        stats = await collect_stats(db)
+    emit(args, stats, _stats_text(stats))
+    return 0
+
+
+async def cmd_backup(args: argparse.Namespace) -> int:
+    async with open_existing(args.path) as db:
+        target = await db.backup(args.dest, overwrite=args.overwrite)
+        conn = db.driver.connect(f"{target.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            check = str(conn.execute("PRAGMA quick_check").fetchone()[0])
+        finally:
+            conn.close()
+    report = {"source": os.path.abspath(args.path), "dest": str(target.resolve()),
+              "bytes": target.stat().st_size, "quick_check": check, "ok": check == "ok"}
+    emit(args, report, f"{args.path} -> {target}: {report['bytes'] / 1e6:,.2f} MB, "
+                       f"quick_check {check}")
+    return 0 if report["ok"] else 1

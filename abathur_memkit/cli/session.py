@@ -1,0 +1,77 @@
+"""``memkit session list|show``: sessions, their state and their latest events."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from ..errors import NotFoundError
+from ..sessions import STATUSES
+from . import add_json_flag, emit
+from .admin import open_existing
+from .memory import preview
+
+__all__ = ["register"]
+
+
+def register(subparsers: Any) -> None:
+    group = subparsers.add_parser("session", help="list and show sessions")
+    commands = group.add_subparsers(dest="session_command", metavar="ACTION", required=True)
+
+    p = commands.add_parser("list", help="sessions, newest first (a page at a time)")
+    p.add_argument("path", help="database file")
+    p.add_argument("--project")
+    p.add_argument("--user")
+    p.add_argument("--status", choices=STATUSES)
+    p.add_argument("--limit", type=int, default=20)
+    p.add_argument("--cursor", help="the next_cursor a previous page printed")
+    add_json_flag(p)
+    p.set_defaults(handler=cmd_list)
+
+    p = commands.add_parser("show", help="one session: status, state and its last events")
+    p.add_argument("path", help="database file")
+    p.add_argument("session_id")
+    p.add_argument("--events", type=int, default=10,
+                   help="how many of the latest events to show (default 10; -1: all)")
+    add_json_flag(p)
+    p.set_defaults(handler=cmd_show)
+
+
+async def cmd_list(args: argparse.Namespace) -> int:
+    async with open_existing(args.path) as db:
+        page = await db.sessions.list_sessions(args.project, args.status, args.user,
+                                               args.limit, args.cursor)
+    lines = [f"{'id':<24} {'status':<10} {'user':<12} {'project':<10} {'created_at':<26} "
+             "last_update_time"]
+    lines += [f"{s['id']:<24} {s['status']:<10} {s['user_id']:<12} {s['project_id'] or '-':<10} "
+              f"{s['created_at']:<26} {s['last_update_time']}" for s in page]
+    lines.append(f"{len(page)} session(s)" + (f"; next page: --cursor {page.next_cursor}"
+                                             if page.next_cursor else ""))
+    emit(args, {"sessions": list(page), "next_cursor": page.next_cursor}, "\n".join(lines))
+    return 0
+
+
+async def cmd_show(args: argparse.Namespace) -> int:
+    async with open_existing(args.path) as db:
+        session = await db.sessions.get_session(args.session_id)
+    if session is None:
+        raise NotFoundError(f"Session {args.session_id} not found")
+    events = session["events"]
+    count = len(events)
+    shown = events if args.events < 0 else events[max(count - args.events, 0):]
+    first_seq = count - len(shown) + 1
+    data = {**session, "event_count": count, "events": shown}
+    lines = [
+        f"session {session['id']}: {session['status']}",
+        f"  app {session['app_name']}, user {session['user_id']}, "
+        f"project {session['project_id'] or '-'}",
+        f"  created {session['created_at']}, last update {session['last_update_time']}"
+        + (f", terminated {session['terminated_at']}" if session["terminated_at"] else "")
+        + (f", archived {session['archived_at']}" if session["archived_at"] else ""),
+        f"  state {json.dumps(session['state'], ensure_ascii=False)}",
+        f"  {count} event(s)" + (f", the last {len(shown)}:" if shown else ""),
+    ]
+    lines += [f"  #{first_seq + i:<5} {preview(event, 90)}" for i, event in enumerate(shown)]
+    emit(args, data, "\n".join(lines))
+    return 0

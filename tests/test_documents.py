@@ -1,0 +1,272 @@
+"""The document index: the seed API, directory sync, path safety, watch mode, the CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from abathur_memkit import Database, InvalidInputError, NotFoundError
+from abathur_memkit.cli import main
+from abathur_memkit.documents import DocumentIndexService, SyncSummary
+from abathur_memkit.watch import watch_directory
+
+DOCS = Path(__file__).parent / "data" / "docs"
+
+
+@pytest.fixture
+def corpus(tmp_path: Path) -> Path:
+    target = tmp_path / "docs"
+    shutil.copytree(DOCS, target)
+    return target
+
+
+@pytest.fixture
+async def hdb(tmp_path: Path) -> Any:
+    async with Database(tmp_path / "d.db", embedder="hashing") as database:
+        yield database
+
+
+async def vector_count(db: Database) -> int:
+    return int((await db.search.status())["indexes"]["chunks"]["vectors"])
+
+
+# -- the seed API ------------------------------------------------------------------------
+
+
+async def test_index_document_and_lookups(memdb: Database) -> None:
+    docs = DocumentIndexService(memdb)
+    assert memdb.documents is memdb.documents
+    text = "# Plan\n\nIntro.\n\n## Phase one\n\nBuild it.\n\n## Phase two\n\nShip it.\n"
+    doc_id = await docs.index_document("plans/p.md", "Plan", text, "plan", {"owner": "ops"})
+    row = await docs.get_document("plans/p.md")
+    assert row is not None and row["id"] == doc_id and row["chunk_count"] == 3
+    assert row["sync_status"] == "pending" and row["metadata"] == {"owner": "ops"}
+    assert row["document_type"] == "plan" and len(row["content_hash"]) == 64
+    assert (await docs.get_document_by_id(doc_id)) == row
+    chunks = await docs.get_chunks(doc_id)
+    assert [c["heading_path"] for c in chunks] == ["Plan", "Plan > Phase one", "Plan > Phase two"]
+    assert [text[c["start_offset"]:c["end_offset"]] for c in chunks] == [c["text"] for c in chunks]
+    # same content: nothing re-chunked
+    assert await docs.index_document("plans/p.md", "Plan v2", text, "plan") == doc_id
+    assert [c["id"] for c in await docs.get_chunks(doc_id)] == [c["id"] for c in chunks]
+    assert (await docs.get_document("plans/p.md"))["title"] == "Plan v2"  # type: ignore[index]
+    pending = await docs.get_pending_documents(10)
+    assert [d["file_path"] for d in pending] == ["plans/p.md"]
+    assert "embedding_blob" not in pending[0]
+    await docs.index_document("specs/s.md", "Spec", "# Spec\n\nRules.", "specification")
+    assert [d["file_path"] for d in await docs.search_by_type("plan")] == ["plans/p.md"]
+    assert [d["file_path"] for d in await docs.list_all_documents()] == ["plans/p.md",
+                                                                          "specs/s.md"]
+    assert await docs.get_document("nope.md") is None
+    assert await docs.delete_document("specs/s.md") and not await docs.delete_document("x")
+
+
+async def test_status_transitions_and_embedding(memdb: Database) -> None:
+    docs = memdb.documents
+    doc_id = await docs.index_document("a.md", "A", "# A\n\nalpha")
+    await docs.mark_failed(doc_id, "server exploded")
+    row = await docs.get_document_by_id(doc_id)
+    assert row["sync_status"] == "failed"  # type: ignore[index]
+    assert row["metadata"]["last_error"] == "server exploded"  # type: ignore[index]
+    vector = np.ones(4, np.float32) / 2
+    await docs.update_embedding(doc_id, vector, "toy-model")
+    await docs.mark_synced(doc_id)
+    row = await docs.get_document_by_id(doc_id)
+    assert row["sync_status"] == "synced" and "last_error" not in row["metadata"]  # type: ignore[index]
+    assert row["last_synced_at"] is not None and row["embedding_model"] == "toy-model"  # type: ignore[index]
+    np.testing.assert_array_equal(np.frombuffer(row["embedding_blob"], np.float32), vector)  # type: ignore[index]
+    assert row["metadata"]["embedding_dimensions"] == 4  # type: ignore[index]
+    assert await docs.mark_stale("a.md", "# A\n\nalpha") is False  # same content
+    assert await docs.mark_stale("a.md", "# A\n\nbeta") is True
+    row = await docs.get_document_by_id(doc_id)
+    assert row["sync_status"] == "stale" and row["embedding_blob"] is None  # type: ignore[index]
+    assert (await docs.get_chunks(doc_id))[0]["text"] == "# A\n\nbeta"
+    assert await docs.mark_stale("a.md") is True
+    with pytest.raises(NotFoundError):
+        await docs.mark_stale("missing.md")
+    with pytest.raises(NotFoundError, match="Document 999 not found"):
+        await docs.mark_synced(999)
+    with pytest.raises(InvalidInputError, match="1-D float32"):
+        await docs.update_embedding(doc_id, [0.1, 0.2], "m")
+    with pytest.raises(InvalidInputError, match="Invalid document_type"):
+        await docs.index_document("b.md", "B", "x", "memo")
+    with pytest.raises(InvalidInputError, match="Invalid file_path"):
+        await docs.index_document("", "B", "x")
+    with pytest.raises(InvalidInputError, match="Invalid metadata"):
+        await docs.index_document("b.md", "B", "x", metadata=[1])  # type: ignore[arg-type]
+
+
+async def test_embed_pending_and_keyword_only_index(tmp_path: Path, corpus: Path) -> None:
+    path = tmp_path / "k.db"
+    async with Database(path) as db:  # no embedder: chunks and full text only
+        summary = await db.documents.sync_directory(corpus)
+        assert summary.model is None and summary.chunks_written == 37
+        assert {d["sync_status"] for d in await db.documents.list_all_documents()} == {"pending"}
+        assert (await db.search.keyword("rollback undo"))[0].heading == "Rollback"
+        assert "keyword search only" in str(summary)
+    async with Database(path, embedder="hashing") as db:
+        result = await db.documents.embed_pending(progress=False)
+        assert result.embedded_chunks == 37 and len(result.synced) == 11 and not result.failed
+        assert await db.documents.get_pending_documents() == []
+        assert await vector_count(db) == 37
+
+
+# -- sync_directory ----------------------------------------------------------------------
+
+
+async def test_sync_added_changed_unchanged_deleted(hdb: Database, corpus: Path) -> None:
+    first = await hdb.documents.sync_directory(corpus, progress=False)
+    assert isinstance(first, SyncSummary)
+    assert len(first.added) == 11 and first.unchanged == 0 and first.synced == 11
+    assert first.embedded_chunks == first.chunks_written == 37
+    second = await hdb.documents.sync_directory(corpus, progress=False)
+    assert (second.added, second.changed, second.removed) == ([], [], [])
+    assert second.unchanged == 11 and second.embedded_chunks == 0
+
+    sessions = corpus / "guides" / "sessions.md"
+    sessions.write_text(sessions.read_text().replace("30 minutes", "45 minutes"))
+    (corpus / "ops" / "backups.md").unlink()
+    (corpus / "ops" / "new.md").write_text("# New\n\nA brand new runbook about pagers.\n")
+    third = await hdb.documents.sync_directory(corpus, progress=False)
+    assert third.changed == ["guides/sessions.md"] and third.added == ["ops/new.md"]
+    assert third.removed == ["ops/backups.md"] and third.unchanged == 9
+    assert third.embedded_chunks == 4 + 1  # only the changed and the new file
+    assert third.to_dict()["removed"] == ["ops/backups.md"]
+    paths = [d["file_path"] for d in await hdb.documents.list_all_documents()]
+    assert str(corpus / "ops" / "backups.md") not in paths and len(paths) == 11
+    assert (await hdb.search.keyword("45 minutes"))[0].heading == "Expiry"
+    assert all(h.file_path != str(corpus / "ops" / "backups.md")
+               for h in await hdb.search.keyword("object storage cron"))
+    # old chunks' vectors are gone: one vector per chunk
+    chunks = sum(d["chunk_count"] for d in await hdb.documents.list_all_documents())
+    assert await vector_count(hdb) == chunks
+    assert sessions.exists()  # the index never touches source files
+    assert {d["sync_status"] for d in await hdb.documents.list_all_documents()} == {"synced"}
+
+
+async def test_sync_progress_bar_goes_to_stderr(hdb: Database, corpus: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    await hdb.documents.sync_directory(corpus, progress=True)
+    captured = capsys.readouterr()
+    assert "embedding" in captured.err and "37" in captured.err and captured.out == ""
+
+
+async def test_sync_refuses_paths_outside_the_root(hdb: Database, corpus: Path,
+                                                   tmp_path: Path) -> None:
+    outside = tmp_path / "secret"
+    outside.mkdir()
+    (outside / "passwords.md").write_text("# Secrets\n\nhunter2\n")
+    os.symlink(outside / "passwords.md", corpus / "link.md")
+    os.symlink(outside, corpus / "linked-dir")
+    os.symlink(corpus / "guides" / "agents.md", corpus / "inside-link.md")
+    (corpus / "latin1.md").write_bytes("# Caf\xe9\n".encode("latin-1"))
+    os.symlink(tmp_path / "nowhere.md", corpus / "broken.md")
+    for pattern in ("../secret/*.md", "/etc/*.md", "guides/../../secret/*.md"):
+        with pytest.raises(InvalidInputError, match="must stay inside the root"):
+            await hdb.documents.sync_directory(corpus, pattern)
+    with pytest.raises(InvalidInputError, match="not a directory"):
+        await hdb.documents.sync_directory(corpus / "guides" / "agents.md")
+    summary = await hdb.documents.sync_directory(corpus, progress=False)
+    reasons = dict(summary.skipped)
+    assert reasons["link.md"].startswith("outside the root")
+    # "**" does not descend into linked directories; "*/" does, and is refused there
+    one_level = await hdb.documents.sync_directory(corpus, "*/*.md", embed=False)
+    assert dict(one_level.skipped)["linked-dir/passwords.md"].startswith("outside the root")
+    assert reasons["latin1.md"].startswith("not UTF-8")
+    assert reasons["broken.md"].startswith("cannot resolve")
+    assert "inside-link.md" in summary.added  # a link that stays inside is fine
+    assert await hdb.search.keyword("hunter2") == []
+    assert (outside / "passwords.md").exists()
+
+
+async def test_sync_reports_unreadable_files(hdb: Database, corpus: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    real = Path.read_bytes
+
+    def read_bytes(self: Path) -> bytes:
+        if self.name == "agents.md":
+            raise PermissionError(13, "Permission denied")
+        return real(self)
+
+    monkeypatch.setattr(Path, "read_bytes", read_bytes)
+    summary = await hdb.documents.sync_directory(corpus, progress=False)
+    assert dict(summary.skipped) == {"guides/agents.md": "unreadable: Permission denied"}
+    assert summary.synced == 10 and "skipped  guides/agents.md" in str(summary)
+
+
+async def test_front_matter_type_and_default_type(hdb: Database, corpus: Path) -> None:
+    (corpus / "untyped.md").write_text("# Untyped\n\ntext\n")
+    await hdb.documents.sync_directory(corpus, document_type="report", progress=False)
+    rows = {Path(d["file_path"]).name: d for d in await hdb.documents.list_all_documents()}
+    assert rows["sessions.md"]["document_type"] == "design"
+    assert rows["sessions.md"]["title"] == "Session lifecycle"
+    assert rows["untyped.md"]["document_type"] == "report"
+    assert rows["backups.md"]["metadata"]["relative_path"] == "ops/backups.md"
+
+
+# -- watch ---------------------------------------------------------------------------
+
+
+async def test_watch_syncs_after_changes(hdb: Database, corpus: Path) -> None:
+    summaries: asyncio.Queue[SyncSummary] = asyncio.Queue()
+    stop = asyncio.Event()
+    task = asyncio.create_task(watch_directory(
+        hdb, corpus, debounce=0.2, on_sync=summaries.put_nowait, stop=stop))
+    try:
+        first = await asyncio.wait_for(summaries.get(), 30)
+        assert len(first.added) == 11
+        (corpus / "ops" / "pager.md").write_text("# Pager\n\nWho gets woken up at night.\n")
+        (corpus / "notes.txt").write_text("ignored: not markdown")
+        second = await asyncio.wait_for(summaries.get(), 30)
+        assert second.added == ["ops/pager.md"]
+        (corpus / "ops" / "pager.md").unlink()
+        third = await asyncio.wait_for(summaries.get(), 30)
+        assert third.removed == ["ops/pager.md"]
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+    with pytest.raises(InvalidInputError, match="debounce"):
+        await watch_directory(hdb, corpus, debounce=-1)
+
+
+# -- CLI -------------------------------------------------------------------------------
+
+
+def test_cli_index_and_search(corpus: Path, tmp_path: Path,
+                              capsys: pytest.CaptureFixture[str]) -> None:
+    db = str(tmp_path / "cli.db")
+    assert main(["index", str(corpus), "--db", db, "--embedder", "hashing",
+                 "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "11 added" in out and "embedded 37 chunks with hashing-lexical-v1" in out
+    assert main(["index", str(corpus), "--db", db, "--embedder", "hashing", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["unchanged"] == 11 and report["added"] == []
+    for mode in ("semantic", "keyword", "hybrid"):
+        # the embedder is found from the index when not given
+        assert main(["search", "how do sessions expire?", "--db", db, "--mode", mode,
+                     "-k", "2", "--json"]) == 0
+        hits = json.loads(capsys.readouterr().out)["hits"]
+        assert hits[0]["heading"] == "Expiry", mode
+    assert main(["search", "SQLITE_BUSY", "--db", db, "--mode", "keyword"]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith(" 1. ") and "database is locked" in text
+    assert main(["index", str(corpus / "missing"), "--db", db, "--embedder", "hashing"]) == 2
+    assert "not a directory" in capsys.readouterr().err
+    plain = str(tmp_path / "plain.db")
+    assert main(["index", str(corpus), "--db", plain, "--no-embed"]) == 0
+    capsys.readouterr()
+    assert main(["search", "SQLITE_BUSY", "--db", plain, "--json"]) == 0
+    captured = capsys.readouterr()
+    assert "keyword search only" in captured.err
+    assert json.loads(captured.out)["hits"][0]["heading"] == "database is locked"
+    assert main(["search", "x", "--db", str(tmp_path / "none.db")]) == 2
+    assert "no database at" in capsys.readouterr().err
+    assert not (tmp_path / "none.db").exists()
