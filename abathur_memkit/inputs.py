@@ -132,7 +132,11 @@ def as_timestamp(value: object, field: str) -> str | None:
         if match:
             # The stored form compares as text: "T" would sort after " " and a
             # UTC suffix after the digits, so both are normalised away.
-            return match.group(1).replace("T", " ")
+            bound = match.group(1).replace("T", " ")
+            # A bare year looks like a number, and TIMESTAMP columns have numeric
+            # affinity: SQLite would compare 2026 as an integer (below every
+            # text). As text, "2026" and "2026-01-01 00:00:00" bound alike.
+            return f"{bound}-01-01 00:00:00" if bound.isdigit() else bound
     raise InvalidInputError(
         f"Invalid {field}: expected a datetime or a UTC 'YYYY-MM-DD HH:MM:SS' string "
         f"(or a prefix of one), got {show(value)}"

@@ -182,3 +182,13 @@ async def test_metric_plans(db: Database, since: str | None, until: str | None) 
                           "idx_metrics_name_timestamp")
     await assert_searches(db, *metric_sql.summary_sql("m", since, until), "metrics",
                           "idx_metrics_name_timestamp")
+
+
+async def test_a_bare_year_bound_compares_as_a_time(db: Database) -> None:
+    # TIMESTAMP columns have numeric affinity: an unpadded "2026" would be
+    # compared as the integer 2026, below every stored text timestamp.
+    await db.metrics.record("tokens", 1)
+    now_year = (await db.metrics.query("tokens"))[0]["timestamp"][:4]
+    assert len(await db.metrics.query("tokens", since=now_year)) == 1
+    assert await db.metrics.query("tokens", until=now_year) == []
+    assert len(await db.metrics.query("tokens", until=str(int(now_year) + 1))) == 1

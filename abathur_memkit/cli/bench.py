@@ -22,6 +22,8 @@ def register(subparsers: Any) -> None:
     core.add_argument("--json-out", "--output", dest="output",
                       help="write pytest-benchmark-style JSON here")
     core.add_argument("--quick", action="store_true", help="small sizes (a smoke run)")
+    core.add_argument("--no-pin", action="store_true",
+                      help="do not pin the process to one CPU (ratios get noisier)")
     add_json_flag(core)
     core.set_defaults(handler=cmd_bench_core)
 
@@ -47,7 +49,8 @@ async def cmd_bench_core(args: argparse.Namespace) -> int:
     sizes = CoreSizes.quick() if args.quick else CoreSizes()
     with tempfile.TemporaryDirectory(prefix="memkit-bench-") as tmp:
         path = Path(args.db) if args.db else Path(tmp) / "bench.db"
-        report = await run_core(path, sizes, progress=lambda m: print(f"... {m}", file=sys.stderr))
+        report = await run_core(path, sizes, pin=not args.no_pin,
+                                progress=lambda m: print(f"... {m}", file=sys.stderr))
     driver = select_driver()
     document = report.to_json(sqlite_version=driver.sqlite_version, driver=driver.name)
     if args.output:

@@ -14,23 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InvalidInputError
-from . import add_json_flag, emit
+from . import add_json_flag, emit, positive_int
 
 __all__ = ["register"]
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {value}")
-    return value
-
-
 def _count(text: str) -> int:
-    value = _positive(text) if text != "0" else 0
+    value = positive_int(text) if text != "0" else 0
     return value
 
 
@@ -45,9 +35,9 @@ def register(subparsers: Any) -> None:
         "stress", help="many agents and processes on one file, then check nothing was lost")
     _add_db(p, "database file to stress")
     _add_stress_options(p)
-    p.add_argument("--operations", type=_positive, default=40,
+    p.add_argument("--operations", type=positive_int, default=40,
                    help="operations per agent in this process (default 40)")
-    p.add_argument("--worker-operations", type=_positive,
+    p.add_argument("--worker-operations", type=positive_int,
                    help="operations per worker-process agent (default: as many per process "
                         "as this process runs)")
     p.set_defaults(handler=cmd_stress)
@@ -61,8 +51,9 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "crash", help="SIGKILL writer processes mid-transaction; check the file after each kill")
     _add_db(p, "database file to crash-test")
-    p.add_argument("--kills", type=_positive, default=200, help="processes to kill (default 200)")
-    p.add_argument("--workers", type=_positive, default=2,
+    p.add_argument("--kills", type=positive_int, default=200,
+                   help="processes to kill (default 200)")
+    p.add_argument("--workers", type=positive_int, default=2,
                    help="writer processes alive at once (default 2)")
     p.set_defaults(handler=cmd_crash)
 
@@ -71,13 +62,13 @@ def register(subparsers: Any) -> None:
     _add_db(p, "database file to build")
     p.add_argument("--size", default="1GB",
                    help="target file size: 1GB (default), 500MB, 10GB, 2GiB, ...")
-    p.add_argument("--batch", type=_positive, default=5000,
+    p.add_argument("--batch", type=positive_int, default=5000,
                    help="memories per add_memories transaction (default 5000)")
-    p.add_argument("--value-bytes", type=_positive, default=1000,
+    p.add_argument("--value-bytes", type=positive_int, default=1000,
                    help="approximate size of each memory's value (default 1000)")
-    p.add_argument("--samples", type=_positive, default=2000,
+    p.add_argument("--samples", type=positive_int, default=2000,
                    help="timed lookups at each size (default 2000)")
-    p.add_argument("--baseline-rows", type=_positive, default=10_000,
+    p.add_argument("--baseline-rows", type=positive_int, default=10_000,
                    help="rows at the first measurement (default 10000)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(handler=cmd_capacity)
@@ -88,7 +79,7 @@ def _add_stress_options(p: argparse.ArgumentParser) -> None:
                    help="asyncio agents in this process (default 50)")
     p.add_argument("--processes", type=_count, default=4,
                    help="worker processes on the same file (default 4)")
-    p.add_argument("--agents-per-process", type=_positive, default=5,
+    p.add_argument("--agents-per-process", type=positive_int, default=5,
                    help="agents in each worker process (default 5)")
     p.add_argument("--tasks", type=_count, default=300, help="tasks queued first (default 300)")
     p.add_argument("--backups", type=_count, default=2,

@@ -8,19 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from ..database import Database
-from . import add_json_flag, emit
+from . import add_json_flag, emit, positive_int
 
 __all__ = ["register"]
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text.replace("_", "").replace(",", ""))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {value}")
-    return value
 
 
 def _positive_float(text: str) -> float:
@@ -43,13 +33,13 @@ def register(subparsers: Any) -> None:
     p.add_argument("path", nargs="?", default="agents.db",
                    help="database file, created if missing (default: agents.db)")
     budget = p.add_mutually_exclusive_group(required=True)
-    budget.add_argument("--operations", type=_positive_int, help="stop after N operations")
+    budget.add_argument("--operations", type=positive_int, help="stop after N operations")
     budget.add_argument("--minutes", type=_positive_float, help="stop after N minutes")
-    p.add_argument("--agents", type=_positive_int, default=50, help="concurrent agents (50)")
+    p.add_argument("--agents", type=positive_int, default=50, help="concurrent agents (50)")
     p.add_argument("--days", type=float, default=14.0,
                    help="spread timestamps over this many days; 0 keeps real times (14)")
-    p.add_argument("--users", type=_positive_int, default=20, help="distinct users (20)")
-    p.add_argument("--projects", type=_positive_int, default=4, help="distinct projects (4)")
+    p.add_argument("--users", type=positive_int, default=20, help="distinct users (20)")
+    p.add_argument("--projects", type=positive_int, default=4, help="distinct projects (4)")
     p.add_argument("--seed", type=int, default=7, help="random seed (7)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     add_json_flag(p)
@@ -66,7 +56,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--notebooks-dir", help="where the .ipynb files are (default: found)")
     p.add_argument("--only", nargs="+", metavar="NAME",
                    help="run only these notebooks (performance, capacity, audit)")
-    p.add_argument("--timeout", type=_positive_int, default=600,
+    p.add_argument("--timeout", type=positive_int, default=600,
                    help="seconds a cell may run (600)")
     add_json_flag(p)
     p.set_defaults(handler=cmd_report)
@@ -78,8 +68,8 @@ def register(subparsers: Any) -> None:
         "benchmark JSON, the validation report and an HTML report with plots. Prints where "
         "everything is.")
     p.add_argument("--output", default="memkit-demo", help="directory (default: memkit-demo)")
-    p.add_argument("--agents", type=_positive_int, default=50, help="concurrent agents (50)")
-    p.add_argument("--operations", type=_positive_int, default=100_000,
+    p.add_argument("--agents", type=positive_int, default=50, help="concurrent agents (50)")
+    p.add_argument("--operations", type=positive_int, default=100_000,
                    help="simulated operations (100,000)")
     p.add_argument("--days", type=_positive_float, default=14.0,
                    help="days the simulated activity spans (14)")
