@@ -154,11 +154,14 @@ MEMORY_QUERY = "audit trail rollback on failure"
 
 
 def _doc_roots() -> list[tuple[Path, str]]:
-    """The repository's markdown: its top-level files and the sample docs (none in a wheel)."""
+    """The repository's sample design docs (none in a wheel).
+
+    Not the README: it quotes this demo's own output, query included, so it
+    would only find itself.
+    """
     repo = Path(__file__).resolve().parent.parent
     roots = []
-    if (repo / "README.md").is_file() and (repo / "pyproject.toml").is_file():
-        roots.append((repo, "*.md"))
+    if (repo / "pyproject.toml").is_file():
         for docs in (repo / "docs", repo / "tests" / "data" / "docs"):
             if docs.is_dir():
                 roots.append((docs, "**/*.md"))
