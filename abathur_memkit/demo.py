@@ -29,25 +29,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .database import Database
+from .seed import seed_initial_memories
 from .values import timestamp
 
 if TYPE_CHECKING:
     from .simulate import WorkloadResult
 
-__all__ = ["DemoConfig", "DemoResult", "DemoStep", "run_demo", "seed_memories"]
-
-async def seed_memories(db: Database) -> list[int]:
-    """Add the seed guide's initial memories (§3.1: the default workflow, the memory
-    lifecycle policies, the user preference template), created by ``system``,
-    each with its audit row; return their ids."""
-    from pytest_abathur.factories import INITIAL_MEMORIES
-
-    from .memory import MemoryItem
-
-    items = [MemoryItem(m["namespace"], m["key"], m["value"], m["memory_type"])
-             for m in INITIAL_MEMORIES]
-    return await db.memory.add_memories(items, "system", task_id="seed:initial_data")
-
+__all__ = ["DemoConfig", "DemoResult", "DemoStep", "run_demo"]
 
 @dataclass(frozen=True)
 class DemoConfig:
@@ -297,7 +285,7 @@ async def run_demo(config: DemoConfig | None = None) -> DemoResult:
                             f"{await db.schema_version()} (migrations {applied})")
 
         async def seed() -> DemoStep:
-            ids = await seed_memories(db)
+            ids = await seed_initial_memories(db)
             return DemoStep("seed", 0, f"{len(ids)} initial memories (seed guide §3.1)")
 
         async def simulate() -> DemoStep:

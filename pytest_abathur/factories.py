@@ -36,7 +36,6 @@ from typing import Any, TypeVar
 from .sync import SyncDatabase
 
 __all__ = [
-    "INITIAL_MEMORIES",
     "Seed",
     "apply_seed",
     "build_template",
@@ -51,52 +50,6 @@ T = TypeVar("T")
 
 Seed = str | os.PathLike[str] | Mapping[str, Any] | Sequence[Any]
 
-#: Seed 004 §3.1: the application memories every Abathur database starts with.
-INITIAL_MEMORIES: tuple[dict[str, Any], ...] = (
-    {
-        "namespace": "app:abathur:agent_instructions",
-        "key": "default_workflow",
-        "value": {
-            "steps": [
-                "Read and analyze task requirements",
-                "Retrieve relevant context from memory",
-                "Execute task with best practices",
-                "Update session state and memory",
-                "Log comprehensive audit trail",
-            ],
-            "error_handling": "Always provide detailed error messages and rollback on failure",
-            "logging": "Comprehensive audit logging enabled",
-        },
-        "memory_type": "procedural",
-        "created_by": "system",
-    },
-    {
-        "namespace": "app:abathur:config",
-        "key": "memory_lifecycle_policies",
-        "value": {
-            "episodic_ttl_days": 90,
-            "semantic_permanent": True,
-            "procedural_versioned": True,
-            "consolidation_frequency": "weekly",
-            "archival_after_days": 365,
-        },
-        "memory_type": "procedural",
-        "created_by": "system",
-    },
-    {
-        "namespace": "app:abathur:defaults",
-        "key": "user_preference_template",
-        "value": {
-            "communication_style": "balanced",
-            "technical_level": "intermediate",
-            "response_length": "moderate",
-            "code_comments": True,
-        },
-        "memory_type": "semantic",
-        "created_by": "system",
-    },
-)
-
 _MEMORY_KEYS = {"namespace", "key", "value", "memory_type", "created_by", "metadata", "task_id"}
 _SESSION_KEYS = {"session_id", "app_name", "user_id", "project_id", "initial_state"}
 
@@ -104,6 +57,8 @@ _SESSION_KEYS = {"session_id", "app_name", "user_id", "project_id", "initial_sta
 def load_seed(seed: Seed, base: Path | None = None) -> dict[str, list[dict[str, Any]]]:
     """Normalise a seed to ``{"memories": [...], "sessions": [...]}``, checked."""
     if isinstance(seed, str) and seed == "initial":
+        from abathur_memkit.seed import INITIAL_MEMORIES
+
         return {"memories": [dict(m) for m in INITIAL_MEMORIES], "sessions": []}
     if isinstance(seed, str | os.PathLike):
         path = Path(seed)

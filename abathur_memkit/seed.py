@@ -1,0 +1,70 @@
+"""The data every Abathur database starts with (seed 004 §3.1).
+
+Used by ``memkit demo`` and by the plugin's ``memkit_seeded_db``; one copy.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .database import Database
+
+__all__ = ["INITIAL_MEMORIES", "seed_initial_memories"]
+
+#: Seed 004 §3.1: the application memories every Abathur database starts with.
+INITIAL_MEMORIES: tuple[dict[str, Any], ...] = (
+    {
+        "namespace": "app:abathur:agent_instructions",
+        "key": "default_workflow",
+        "value": {
+            "steps": [
+                "Read and analyze task requirements",
+                "Retrieve relevant context from memory",
+                "Execute task with best practices",
+                "Update session state and memory",
+                "Log comprehensive audit trail",
+            ],
+            "error_handling": "Always provide detailed error messages and rollback on failure",
+            "logging": "Comprehensive audit logging enabled",
+        },
+        "memory_type": "procedural",
+        "created_by": "system",
+    },
+    {
+        "namespace": "app:abathur:config",
+        "key": "memory_lifecycle_policies",
+        "value": {
+            "episodic_ttl_days": 90,
+            "semantic_permanent": True,
+            "procedural_versioned": True,
+            "consolidation_frequency": "weekly",
+            "archival_after_days": 365,
+        },
+        "memory_type": "procedural",
+        "created_by": "system",
+    },
+    {
+        "namespace": "app:abathur:defaults",
+        "key": "user_preference_template",
+        "value": {
+            "communication_style": "balanced",
+            "technical_level": "intermediate",
+            "response_length": "moderate",
+            "code_comments": True,
+        },
+        "memory_type": "semantic",
+        "created_by": "system",
+    },
+)
+
+
+async def seed_initial_memories(db: Database) -> list[int]:
+    """Add the initial memories (the default workflow, the memory lifecycle
+    policies, the user preference template), created by ``system``, each with
+    its audit row, in one transaction; return their ids."""
+    from .memory import MemoryItem
+
+    items = [MemoryItem(m["namespace"], m["key"], m["value"], m["memory_type"])
+             for m in INITIAL_MEMORIES]
+    return await db.memory.add_memories(items, "system", task_id="seed:initial_data")
