@@ -214,7 +214,7 @@ def build_report(
                           time.perf_counter() - start)
         report.notebooks.append(run)
         if error is not None:
-            failures.append(f"{name}.ipynb: {_first_line(error)} (see {target})")
+            failures.append(f"{name}.ipynb: {_last_line(error)} (see {target})")
     report.index.write_text(_index(report, data), "utf-8")
     if failures:
         raise ReportError("notebook failed: " + "; ".join(failures))
@@ -224,7 +224,7 @@ def build_report(
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
-def _first_line(error: BaseException) -> str:
+def _last_line(error: BaseException) -> str:
     text = _ANSI.sub("", str(error)).strip()
     lines = [line for line in text.splitlines() if line.strip()]
     # nbclient's message ends with the exception line; show that.

@@ -74,6 +74,8 @@ TIMESTAMP_COLUMNS: dict[str, tuple[str, ...]] = {
 SPECIALIZATIONS = ("researcher", "coder", "reviewer", "planner", "summarizer")
 MODELS = ("claude-sonnet-4", "claude-haiku-4", "gpt-4o-mini", "llama3.1:8b")
 TOOLS = ("read_file", "grep", "run_tests", "web_search", "edit_file", "shell")
+# The keys of each user's preferences namespace.
+_PREFERENCES = ("style", "language", "verbosity")
 _WORDS = (
     "memory", "session", "agent", "task", "schema", "index", "query", "latency", "namespace",
     "version", "audit", "checkpoint", "retry", "user", "project", "design", "review", "plan",
@@ -197,13 +199,11 @@ class _Swarm:
         self.config = config
         self.budget = budget
         self.result = result
-        rng = random.Random(config.seed)
         # A few users do most of the work (Zipf-like weights).
         self.users = [f"u{n:03d}" for n in range(config.users)]
         self.user_weights = [1 / (n + 1) for n in range(config.users)]
         self.project_of = {u: f"p{n % config.projects}" for n, u in enumerate(self.users)}
         self.procedures = [f"{s}_playbook" for s in SPECIALIZATIONS]
-        self.rng = rng
 
     async def op(self, name: str, call: Awaitable[T]) -> T | None:
         """Run one operation; None when it lost a race to another agent."""
@@ -296,7 +296,7 @@ class _Swarm:
                 f"project:{project}", memory_type="semantic", limit=20))
         else:
             await self.op("memory.get", db.memory.get_memory(
-                f"user:{user}:preferences", rng.choice(("style", "language", "verbosity"))))
+                f"user:{user}:preferences", rng.choice(_PREFERENCES)))
         # Episodic: what happened in this step, in the session's own namespace.
         await self.op("memory.add", db.memory.add_memory(
             f"session:{sid}", f"observation_{step}",
@@ -305,7 +305,7 @@ class _Swarm:
             "episodic", f"session:{sid}", task_id=task_id))
         if rng.random() < 0.3:
             await self.upsert(f"user:{user}:preferences",
-                              rng.choice(("style", "language", "verbosity")),
+                              rng.choice(_PREFERENCES),
                               {"value": rng.choice(("concise", "detailed", "balanced")),
                                "learned_from": sid}, "semantic", f"session:{sid}", task_id)
         if rng.random() < 0.25:
@@ -332,7 +332,7 @@ class _Swarm:
                 f"session:{sid}", "draft", f"user:{user}:insights", f"session:{sid}",
                 to_key=f"insight_{sid[-6:]}"))
         if rng.random() < 0.05:
-            key = rng.choice(("style", "language", "verbosity"))
+            key = rng.choice(_PREFERENCES)
             deleted = await self.op("memory.delete", db.memory.delete_memory(
                 f"user:{user}:preferences", key, deleted_by=writer))
             if deleted and rng.random() < 0.3:

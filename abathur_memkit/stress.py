@@ -79,6 +79,11 @@ def _check(name: str, passed: bool, detail: str = "") -> Check:
     return {"name": name, "passed": bool(passed), "detail": detail}
 
 
+def _none_found(name: str, rows: Sequence[Any], problem: str, fine: str) -> Check:
+    """Passed when a query for violations found no ``rows``; else the first ones listed."""
+    return _check(name, not rows, f"{problem}: {[tuple(r) for r in rows]}" if rows else fine)
+
+
 # -- invariants that hold in every committed state ------------------------------
 
 
@@ -96,9 +101,8 @@ def structural_checks(conn: Any) -> list[Check]:
         "HAVING count(*) != count(DISTINCT version) OR min(version) != 1 "
         "OR max(version) != count(*) LIMIT 5"
     ).fetchall()
-    checks.append(_check("versions_gapless_unique", not bad_versions,
-                         f"bad keys: {[tuple(r) for r in bad_versions]}" if bad_versions
-                         else "every key's versions are 1..n"))
+    checks.append(_none_found("versions_gapless_unique", bad_versions, "bad keys",
+                              "every key's versions are 1..n"))
 
     row_actions = ", ".join(f"'{a}'" for a in ROW_ACTIONS)
     unaudited = conn.execute(
@@ -109,9 +113,9 @@ def structural_checks(conn: Any) -> list[Check]:
         "GROUP BY m.id HAVING n != 1 LIMIT 5"
     ).fetchall()
     entries = int(conn.execute("SELECT count(*) FROM memory_entries").fetchone()[0])
-    checks.append(_check("one_audit_row_per_memory_row", not unaudited,
-                         f"rows without exactly one audit row: {[tuple(r) for r in unaudited]}"
-                         if unaudited else f"{entries} rows, each with its audit row"))
+    checks.append(_none_found("one_audit_row_per_memory_row", unaudited,
+                              "rows without exactly one audit row",
+                              f"{entries} rows, each with its audit row"))
 
     dangling = conn.execute(
         "SELECT count(*) FROM audit WHERE action_type LIKE 'memory\\_%' ESCAPE '\\' "
@@ -126,9 +130,8 @@ def structural_checks(conn: Any) -> list[Check]:
         "SELECT session_id, count(*), min(seq), max(seq) FROM session_events "
         "GROUP BY session_id HAVING min(seq) != 1 OR max(seq) != count(*) LIMIT 5"
     ).fetchall()
-    checks.append(_check("event_seqs_gapless", not bad_seq,
-                         f"sessions with gaps: {[tuple(r) for r in bad_seq]}" if bad_seq
-                         else "every session's events are 1..n"))
+    checks.append(_none_found("event_seqs_gapless", bad_seq, "sessions with gaps",
+                              "every session's events are 1..n"))
 
     # Sessions created with metadata {"counter": true}: every append carries
     # {"n": seq} and the state delta {"n": seq}, so an event without its state
@@ -141,9 +144,8 @@ def structural_checks(conn: Any) -> list[Check]:
         "FROM sessions s WHERE json_extract(s.metadata, '$.counter') = 1 "
         "AND (coalesce(n, 0) != events OR mismatched != 0) LIMIT 5"
     ).fetchall()
-    checks.append(_check("event_and_state_change_together", not torn_events,
-                         f"torn: {[tuple(r) for r in torn_events]}" if torn_events
-                         else "each counter session's state equals its event count"))
+    checks.append(_none_found("event_and_state_change_together", torn_events, "torn",
+                              "each counter session's state equals its event count"))
 
     # Memories with metadata {"counter": true} hold {"n": version} in every version.
     torn_counters = conn.execute(
@@ -151,9 +153,8 @@ def structural_checks(conn: Any) -> list[Check]:
         "WHERE json_extract(metadata, '$.counter') = 1 "
         "AND json_extract(value, '$.n') IS NOT version LIMIT 5"
     ).fetchall()
-    checks.append(_check("memory_counters_match_versions", not torn_counters,
-                         f"torn: {[tuple(r) for r in torn_counters]}" if torn_counters
-                         else "each counter memory holds its own version number"))
+    checks.append(_none_found("memory_counters_match_versions", torn_counters, "torn",
+                              "each counter memory holds its own version number"))
 
     # Batches (metadata {"batch": id, "size": n}) are all or nothing.
     torn_batches = conn.execute(
@@ -161,9 +162,8 @@ def structural_checks(conn: Any) -> list[Check]:
         "count(*) AS n FROM memory_entries WHERE json_extract(metadata, '$.batch') IS NOT NULL "
         "AND version = 1 GROUP BY b HAVING n != size LIMIT 5"
     ).fetchall()
-    checks.append(_check("batches_all_or_nothing", not torn_batches,
-                         f"partial batches: {[tuple(r) for r in torn_batches]}" if torn_batches
-                         else "every batch is stored whole"))
+    checks.append(_none_found("batches_all_or_nothing", torn_batches, "partial batches",
+                              "every batch is stored whole"))
 
     claims = conn.execute(
         "SELECT t.id, t.status, "
@@ -177,9 +177,9 @@ def structural_checks(conn: Any) -> list[Check]:
         " (t.status = 'completed' AND claimed = 1 AND completed = 1) OR"
         " t.status IN ('failed', 'cancelled')) LIMIT 5"
     ).fetchall()
-    checks.append(_check("task_claims_audited_once", not claims,
-                         f"tasks whose status and audit disagree: {[tuple(r) for r in claims]}"
-                         if claims else "each claimed task has one claim audit row"))
+    checks.append(_none_found("task_claims_audited_once", claims,
+                              "tasks whose status and audit disagree",
+                              "each claimed task has one claim audit row"))
     return checks
 
 
@@ -965,7 +965,7 @@ class _KillInsideTransaction:
         if text.startswith(self.target):
             self.seen += 1
             if self.seen >= self.at:
-                words = " ".join(" ".join(sql.split()).split()[:3]).split("(")[0]
+                words = " ".join(sql.split()[:3]).split("(")[0]
                 os.write(1, f"killed-in-txn {words}\n".encode())
                 os.kill(os.getpid(), signal.SIGKILL)
         if text.startswith(("COMMIT", "ROLLBACK")):

@@ -171,10 +171,9 @@ def capacity_projection(growth: Any, limit_gb: float = 10, *,
     if rate > 0 and last is not None:
         days_to_limit = max(limit - current, 0.0) / rate
         reaches = last + timedelta(days=days_to_limit)
-    total = float(growth["bytes"].sum())
-    if method == "dbstat" and total:
-        index_share: float | None = float(growth["index_bytes"].sum()) / total
-        search_share: float | None = float(growth["search_bytes"].sum()) / total
+    if method == "dbstat" and current:
+        index_share: float | None = float(growth["index_bytes"].sum()) / current
+        search_share: float | None = float(growth["search_bytes"].sum()) / current
     else:
         index_share = search_share = None
     return CapacityProjection(

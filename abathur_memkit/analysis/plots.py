@@ -74,7 +74,6 @@ def _stacked_bars(ax: Any, table: Any, *, horizontal: bool = False,
             ax.annotate(f" {total:,.0f}" if scale == 1.0 else f" {total:,.2f}", (total, y),
                         va="center", fontsize="x-small")
         ax.set_xlim(0, max(base, default=1.0) * 1.12 or 1.0)
-    if horizontal:
         ax.legend(fontsize="small", title=table.columns.name, loc="best")
     else:  # beside the plot: bars fill the axes' width
         ax.legend(fontsize="small", title=table.columns.name, loc="upper left",

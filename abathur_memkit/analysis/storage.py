@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from ..errors import InvalidInputError
 from .optional import pandas
 from .sources import Source, connect_readonly
 
@@ -154,8 +155,6 @@ def storage_breakdown(source: Source) -> Any:
     ``bytes`` adds up to the file's page count times its page size. Raises
     ``InvalidInputError`` when the SQLite build has no ``dbstat``.
     """
-    from ..errors import InvalidInputError
-
     pd = pandas()
     with connect_readonly(source) as conn:
         btrees = btree_sizes(conn)

@@ -20,8 +20,8 @@ __all__ = ["register"]
 
 
 def _count(text: str) -> int:
-    value = positive_int(text) if text != "0" else 0
-    return value
+    """argparse type: a whole number >= 0."""
+    return 0 if text == "0" else positive_int(text)
 
 
 def _add_db(p: argparse.ArgumentParser, what: str) -> None:

@@ -9,11 +9,14 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
+from ..memory import MEMORY_TYPES
 from . import add_json_flag, emit
 
 __all__ = ["register"]
 
 DEFAULT_DB = "memkit.db"
+# search.service.DOCUMENT_TYPES, spelled out: importing that module loads numpy.
+_DOCUMENT_TYPES = ("design", "specification", "plan", "report")
 
 
 def register(subparsers: Any) -> None:
@@ -21,8 +24,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("directory")
     _common(p, embedder_default="default")
     p.add_argument("--pattern", default="**/*.md", help="glob under DIR (default: **/*.md)")
-    p.add_argument("--type", dest="document_type",
-                   choices=("design", "specification", "plan", "report"),
+    p.add_argument("--type", dest="document_type", choices=_DOCUMENT_TYPES,
                    help="document type for files whose front matter names none")
     p.add_argument("--no-embed", action="store_true",
                    help="chunk and full-text index only (keyword search)")
@@ -38,10 +40,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--mode", choices=("semantic", "keyword", "hybrid"), default="hybrid")
     p.add_argument("-k", type=int, default=5, help="results (default: 5)")
     p.add_argument("--source", choices=("all", "documents", "memories"), default="all")
-    p.add_argument("--type", dest="document_type",
-                   choices=("design", "specification", "plan", "report"))
+    p.add_argument("--type", dest="document_type", choices=_DOCUMENT_TYPES)
     p.add_argument("--namespace", dest="namespace_prefix", help="memory namespace prefix")
-    p.add_argument("--memory-type", choices=("semantic", "episodic", "procedural"))
+    p.add_argument("--memory-type", choices=MEMORY_TYPES)
     add_json_flag(p)
     p.set_defaults(handler=cmd_search)
 

@@ -20,16 +20,17 @@ import asyncio
 import json
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from ..embeddings.base import Vectors, check_vectors
 from ..errors import EmbeddingError, InvalidInputError
+from ..memory import MEMORY_TYPES
 from ..namespaces import prefix_bounds
 from ..values import to_json
-from .backends import IdFilter, Neighbour, VectorBackend, make_backend
+from .backends import IdFilter, Neighbour, VectorBackend, _check_k, make_backend
 from .fusion import RRF_K, reciprocal_rank_fusion
 
 if TYPE_CHECKING:
@@ -49,7 +50,6 @@ __all__ = [
 #: The vector indexes memkit keeps: document chunks and memories.
 INDEXES = ("chunks", "memories")
 DOCUMENT_TYPES = ("design", "specification", "plan", "report")
-MEMORY_TYPES = ("semantic", "episodic", "procedural")
 
 Source = Literal["all", "documents", "memories"]
 
@@ -280,8 +280,7 @@ class SearchService:
                 if self._extension_ready(conn, row["backend"]):
                     info["vectors"] = _backend(name, row).count(conn)
                 if current is not None:
-                    info["stale"] = (row["model"], row["dimensions"], row["backend"]) != (
-                        *current, self.db.vector_backend)
+                    info["stale"] = _made_by(row) != (*current, self.db.vector_backend)
                 out["indexes"][name] = info
             out["pending_memory_keys"] = conn.execute(
                 "SELECT count(*) FROM memory_search_queue").fetchone()[0]
@@ -456,7 +455,7 @@ class SearchService:
         """
         row = _registry(conn, name)
         wanted = (embedder.name, embedder.dimensions, self.db.vector_backend)
-        if row is not None and (row["model"], row["dimensions"], row["backend"]) == wanted:
+        if row is not None and _made_by(row) == wanted:
             return _backend(name, row), False
         if row is not None:
             if not reset:
@@ -516,24 +515,19 @@ class SearchService:
     ) -> list[SearchHit]:
         wanted = (embedder.name, embedder.dimensions, self.db.vector_backend)
 
+        indexes = (("chunks", filters.documents, _chunk_filter, _document_hits),
+                   ("memories", filters.memories, _memory_filter, _memory_hits))
+
         def run(conn: Any) -> list[SearchHit]:
             hits: list[SearchHit] = []
-            if filters.documents:
-                row = _registry(conn, "chunks")
-                if row is not None:
-                    if (row["model"], row["dimensions"], row["backend"]) != wanted:
-                        raise _stale("chunks", row, wanted)
-                    found = _backend("chunks", row).search(
-                        conn, vector, k, id_filter=_chunk_filter(filters))
-                    hits.extend(_document_hits(conn, found))
-            if filters.memories:
-                row = _registry(conn, "memories")
-                if row is not None:
-                    if (row["model"], row["dimensions"], row["backend"]) != wanted:
-                        raise _stale("memories", row, wanted)
-                    found = _backend("memories", row).search(
-                        conn, vector, k, id_filter=_memory_filter(filters))
-                    hits.extend(_memory_hits(conn, found))
+            for name, wanted_here, id_filter, to_hits in indexes:
+                row = _registry(conn, name) if wanted_here else None
+                if row is None:
+                    continue
+                if _made_by(row) != wanted:
+                    raise _stale(name, row, wanted)
+                found = _backend(name, row).search(conn, vector, k, id_filter=id_filter(filters))
+                hits.extend(to_hits(conn, found))
             hits.sort(key=lambda h: -h.score)
             return hits[:k]
 
@@ -556,11 +550,8 @@ class SearchService:
                 params.append(filters.document_type)
             sql += " ORDER BY rank LIMIT ?"
             params.append(k)
-            rows = conn.execute(sql, params).fetchall()
-            scored = [(int(r[0]), -float(r[1])) for r in rows]
-            snippets = {int(r[0]): str(r[2]) for r in rows}
-            hits.extend(_replace(h, snippet=snippets[int(h.chunk_id or 0)])
-                        for h in _document_hits(conn, scored))
+            hits.extend(_with_snippets(conn, conn.execute(sql, params).fetchall(),
+                                       _document_hits))
         if filters.memories:
             sql = (
                 "SELECT i.entry_id, bm25(memory_fts, 0.5, 1.0) AS rank, "
@@ -572,11 +563,8 @@ class SearchService:
             sql, params = _memory_terms(sql, params, filters)
             sql += " ORDER BY rank LIMIT ?"
             params.append(k)
-            rows = conn.execute(sql, params).fetchall()
-            scored = [(int(r[0]), -float(r[1])) for r in rows]
-            snippets = {int(r[0]): str(r[2]) for r in rows}
-            hits.extend(_replace(h, snippet=snippets[int(h.memory_id or 0)])
-                        for h in _memory_hits(conn, scored))
+            hits.extend(_with_snippets(conn, conn.execute(sql, params).fetchall(),
+                                       _memory_hits))
         hits.sort(key=lambda h: -h.score)
         return hits[:k]
 
@@ -653,12 +641,6 @@ def _filters(
     return _Filters(chosen, document_type, bounds, memory_type)
 
 
-def _check_k(k: object) -> int:
-    if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= 1000:
-        raise InvalidInputError(f"Invalid k: {k!r} (expected 1..1000)")
-    return k
-
-
 def _check_query(query: object) -> str:
     if not isinstance(query, str) or not query.strip():
         raise InvalidInputError(f"Invalid query: {query!r} (expected non-empty text)")
@@ -677,6 +659,11 @@ def _registry(conn: Any, name: str) -> dict[str, Any] | None:
 
 def _backend(name: str, row: dict[str, Any]) -> VectorBackend:
     return make_backend(row["backend"], name, row["dimensions"], **row["settings"])
+
+
+def _made_by(row: dict[str, Any]) -> tuple[str, int, str]:
+    """(model, dimensions, backend) of a registry row: what a search must match."""
+    return row["model"], row["dimensions"], row["backend"]
 
 
 def _default_settings(kind: str) -> dict[str, Any]:
@@ -720,56 +707,64 @@ def _memory_filter(filters: _Filters) -> IdFilter:
     return IdFilter(sql, "i.entry_id", tuple(params))
 
 
-def _document_hits(conn: Any, scored: Sequence[Neighbour]) -> list[SearchHit]:
+def _rows_for(conn: Any, sql: str, scored: Sequence[Neighbour]) -> list[tuple[Any, float]]:
+    """The row ``sql`` selects for each id of ``scored``, with its score, in that order.
+
+    ``sql`` selects the id first and takes the ids as one JSON array parameter;
+    ids without a row (gone meanwhile) are left out.
+    """
     if not scored:
         return []
-    rows = conn.execute(
+    rows = conn.execute(sql, (json.dumps([i for i, _ in scored]),)).fetchall()
+    by_id = {int(r[0]): r for r in rows}
+    return [(by_id[i], score) for i, score in scored if i in by_id]
+
+
+def _document_hits(conn: Any, scored: Sequence[Neighbour]) -> list[SearchHit]:
+    hits = []
+    for r, score in _rows_for(
+        conn,
         "SELECT c.id, c.document_id, c.chunk_index, c.heading_path, c.start_offset, "
         "c.end_offset, c.text, d.file_path, d.title, d.document_type "
         "FROM document_chunks c JOIN document_index d ON d.id = c.document_id "
         "WHERE c.id IN (SELECT value FROM json_each(?))",
-        (json.dumps([i for i, _ in scored]),),
-    ).fetchall()
-    by_id = {int(r[0]): r for r in rows}
-    hits = []
-    for chunk_id, score in scored:
-        r = by_id.get(chunk_id)
-        if r is None:
-            continue
+        scored,
+    ):
         path = str(r[3])
         hits.append(SearchHit(
             score=score, source="document", text=str(r[6]), file_path=str(r[7]),
             title=str(r[8]), heading=path.rsplit(" > ", 1)[-1] if path else "",
             heading_path=path, document_id=int(r[1]), document_type=r[9],
-            chunk_id=chunk_id, chunk_index=int(r[2]), start_offset=int(r[4]),
+            chunk_id=int(r[0]), chunk_index=int(r[2]), start_offset=int(r[4]),
             end_offset=int(r[5]),
         ))
     return hits
 
 
 def _memory_hits(conn: Any, scored: Sequence[Neighbour]) -> list[SearchHit]:
-    if not scored:
-        return []
-    rows = conn.execute(
-        "SELECT id, namespace, key, value, memory_type, version FROM memory_entries "
-        "WHERE id IN (SELECT value FROM json_each(?))",
-        (json.dumps([i for i, _ in scored]),),
-    ).fetchall()
-    by_id = {int(r[0]): r for r in rows}
-    hits = []
-    for entry_id, score in scored:
-        r = by_id.get(entry_id)
-        if r is None:
-            continue
-        hits.append(SearchHit(
+    return [
+        SearchHit(
             score=score, source="memory", text=memory_text(str(r[2]), str(r[3])),
-            namespace=str(r[1]), key=str(r[2]), memory_type=str(r[4]), memory_id=entry_id,
+            namespace=str(r[1]), key=str(r[2]), memory_type=str(r[4]), memory_id=int(r[0]),
             version=int(r[5]),
-        ))
-    return hits
+        )
+        for r, score in _rows_for(
+            conn,
+            "SELECT id, namespace, key, value, memory_type, version FROM memory_entries "
+            "WHERE id IN (SELECT value FROM json_each(?))",
+            scored,
+        )
+    ]
+
+
+def _with_snippets(
+    conn: Any, rows: Sequence[Any], to_hits: Callable[[Any, Sequence[Neighbour]], list[SearchHit]]
+) -> list[SearchHit]:
+    """Hits for full-text rows of (id, bm25 rank, snippet): score minus the rank."""
+    scored = [(int(r[0]), -float(r[1])) for r in rows]
+    snippets = {int(r[0]): str(r[2]) for r in rows}
+    return [_replace(h, snippet=snippets[h.ref[1]]) for h in to_hits(conn, scored)]
 
 
 def _replace(hit: SearchHit, **changes: Any) -> SearchHit:
-    from dataclasses import replace
-
     return replace(hit, **changes)
