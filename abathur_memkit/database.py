@@ -111,7 +111,6 @@ class Database:
         self._progress: tuple[Callable[[], int], int] | None = None
         self._next_reader = itertools.count()
         self._init_lock = asyncio.Lock()
-        self._initialized = False
         self._services: dict[str, Any] = {}
 
     def __repr__(self) -> str:
@@ -224,14 +223,12 @@ class Database:
             except BaseException:
                 await self.close()
                 raise
-            self._initialized = True
             return applied
 
     async def close(self) -> None:
         """Close every connection; the Database can be initialized again."""
         connections = [*self._readers, *([self._writer] if self._writer else [])]
         self._readers, self._writer = [], None
-        self._initialized = False
         for conn in connections:
             await conn.close()
 

@@ -36,7 +36,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -815,7 +815,6 @@ class CrashConfig:
     kill_all_every: int = 5
     """every n-th kill takes down every worker, so the next open recovers the WAL cold"""
     seed: int = 0
-    kill_points: dict[str, int] = field(default_factory=dict)
 
 
 def _crash_worker_command(path: Path, index: int, kill_at: int, target: str,
