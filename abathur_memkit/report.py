@@ -135,8 +135,11 @@ def execute_notebook(
         config = traitlets_config.Config(
             {"KernelManager": {"transport": "ipc", "ip": os.path.join(sockets, "kernel")}}
             if os.name == "posix" else {})
+        # nbclient waits only 4 s for a cell's last output after it finishes and
+        # then drops it silently; on a loaded machine that lost printed results.
         client = nbclient.NotebookClient(
             nb, timeout=timeout, kernel_name="python3", config=config,
+            iopub_timeout=60, raise_on_iopub_timeout=True,
             resources={"metadata": {"path": str(notebook.parent.resolve())}})
         try:
             client.execute()
