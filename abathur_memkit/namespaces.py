@@ -14,16 +14,20 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from .errors import InvalidInputError, WritePolicyError
-from .inputs import require_text
+from .inputs import require_text, show
 
 __all__ = [
     "MAX_NAME_LENGTH",
     "PRECEDENCE",
     "SCOPES",
+    "SEGMENT_RULE",
     "WritePolicy",
     "check_key",
+    "is_segment",
+    "optional_segment",
     "parse_namespace",
     "prefix_bounds",
+    "require_segment",
 ]
 
 SCOPES = ("project", "app", "user", "session", "temp")
@@ -33,9 +37,37 @@ PRECEDENCE = ("temp", "session", "user", "app", "project")
 
 MAX_NAME_LENGTH = 512
 
+#: The rule for ids that become a namespace segment, as error messages state it.
+SEGMENT_RULE = "ids that become a namespace segment may not contain ':'"
+
 
 def _check_text(kind: str, text: object) -> str:
     return require_text(text, kind, max_length=MAX_NAME_LENGTH)
+
+
+def require_segment(value: object, field: str) -> str:
+    """An id that becomes one namespace segment: a session, user, app, project or agent id.
+
+    Any name ``require_text`` accepts, without ``:``: session ``s1:victim``
+    would own ``session:s1:victim``, which lies inside session ``s1``'s tree,
+    and user ``alice:bob`` would own a part of alice's. Whitespace and other
+    odd characters are allowed: they cannot move a namespace boundary, and
+    namespaces accept them too.
+    """
+    text = _check_text(field, value)
+    if ":" in text:
+        raise InvalidInputError(f"Invalid {field}: {show(text)} ({SEGMENT_RULE})")
+    return text
+
+
+def optional_segment(value: object, field: str) -> str | None:
+    """``None``, or what ``require_segment`` accepts."""
+    return None if value is None else require_segment(value, field)
+
+
+def is_segment(value: object) -> bool:
+    """Whether ``value`` is a valid segment (rows written before the rule may not be)."""
+    return isinstance(value, str) and value != "" and ":" not in value
 
 
 def parse_namespace(namespace: object) -> tuple[str, tuple[str, ...]]:
@@ -115,13 +147,21 @@ class WritePolicy:
         if not self.enforce or elevated or not writer or writer[:8].lower() != "session:":
             return
         session_id = writer[len("session:"):]
+        if not is_segment(session_id):
+            # "session:s1:x" is neither session s1 nor a session "s1:x" may own.
+            raise InvalidInputError(
+                f"Invalid writer: {show(writer)} (a session writer is session:<session id>; "
+                f"{SEGMENT_RULE})"
+            )
         if within(namespace, f"session:{session_id}"):
             return
         user = session_user(session_id)
+        if not is_segment(user):  # none, or a user id stored before ids were checked
+            user = None
         if user is not None and within(namespace, f"user:{user}"):
             return
         allowed = f"session:{session_id}" + (f" and user:{user}" if user is not None else "")
         raise WritePolicyError(
             f"Write denied: {writer} may write only {allowed} namespaces, not {namespace} "
-            f"(pass elevated=True to override)"
+            f"(pass elevated=True, or --elevated to `memkit memory`, to override)"
         )

@@ -584,7 +584,7 @@ def memory_text(key: str, value_json: str) -> str:
     """What search indexes for a memory: its key, then its value as text."""
     try:
         value = json.loads(value_json)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, RecursionError):  # too deep to decode: index the text
         value = value_json
     body = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
     return f"{key}: {body}"
