@@ -124,8 +124,10 @@ class WritePolicy:
 
     A writer named ``session:<id>`` may write only its own ``session:<id>``
     namespaces and the ``user:<user_id>`` namespaces of that session's user,
-    unless the call is elevated. Other writers (``system``, ``agent:…``) are
-    not restricted. ``enforce=False`` turns the policy off.
+    unless the call is elevated; a writer ``session:<x>`` where ``x`` is not a
+    valid segment (``session:s1:x``, ``session:``) is invalid input. Other
+    writers (``system``, ``agent:…``) are not restricted. ``enforce=False``
+    turns the policy off.
     """
 
     enforce: bool = True
@@ -144,16 +146,16 @@ class WritePolicy:
         only for session writers outside their own session namespace.
         """
         # The scope is matched case-insensitively: "Session:s1" is a session too.
-        if not self.enforce or elevated or not writer or writer[:8].lower() != "session:":
+        if not self.enforce or not writer or writer[:8].lower() != "session:":
             return
         session_id = writer[len("session:"):]
         if not is_segment(session_id):
-            # "session:s1:x" is neither session s1 nor a session "s1:x" may own.
+            # "session:s1:x" names no session: not s1, and no session "s1:x" can exist.
             raise InvalidInputError(
                 f"Invalid writer: {show(writer)} (a session writer is session:<session id>; "
                 f"{SEGMENT_RULE})"
             )
-        if within(namespace, f"session:{session_id}"):
+        if elevated or within(namespace, f"session:{session_id}"):
             return
         user = session_user(session_id)
         if not is_segment(user):  # none, or a user id stored before ids were checked
