@@ -71,10 +71,10 @@ COLUMNS = (
     "created_at, last_update_time, terminated_at, archived_at"
 )
 
-# The session row, then its events one row each in seq order (one snapshot).
-# Not one value built in SQL: the events of a long session can add up to more
-# than SQLite's largest string (SQLITE_MAX_LENGTH), while each one fits.
-# NULL AS events places the key where get_session returns it.
+# get_session reads the session row, then its events one row each in seq order,
+# in one snapshot. Not one value built in SQL: the events of a long session can
+# add up to more than SQLite's largest string (SQLITE_MAX_LENGTH), while each
+# one fits. "NULL AS events" puts the key where get_session returns it.
 GET_SESSION = (
     "SELECT id, app_name, user_id, project_id, status, NULL AS events, state, metadata, "
     "created_at, last_update_time, terminated_at, archived_at FROM sessions WHERE id = ?"
@@ -223,8 +223,10 @@ class SessionService:
         def read(conn: sqlite3.Connection) -> Row | None:
             session = fetch_one(conn, GET_SESSION, (sid,), ("state", "metadata"))
             if session is not None:
-                rows = conn.execute(ALL_EVENTS, (sid,))
-                session["events"] = [from_json(row[0]) for row in rows]
+                events = conn.execute(ALL_EVENTS, (sid,)).fetchall()
+                # Each event is valid JSON (CHECK json_valid): one parse of the
+                # joined array is ~4x faster than one per event.
+                session["events"] = from_json(f"[{','.join(row[0] for row in events)}]")
             return session
 
         return await self.db.read(read, snapshot=True)

@@ -145,5 +145,5 @@ async def test_a_forged_cursor_is_invalid_input(db: Database, cursor: Any) -> No
 
 @pytest.mark.parametrize("mode", [5, None, b"FULL", ["FULL"], "sideways"])
 async def test_a_wrong_checkpoint_mode_is_invalid_input(db: Database, mode: Any) -> None:
-    with pytest.raises(InvalidInputError, match="Invalid checkpoint mode: .*expected one of"):
+    with pytest.raises(InvalidInputError, match=r"Invalid checkpoint mode: .*expected one of"):
         await db.checkpoint(mode)
