@@ -20,7 +20,6 @@ __all__ = [
     "MAX_NAME_LENGTH",
     "PRECEDENCE",
     "SCOPES",
-    "SEGMENT_RULE",
     "WritePolicy",
     "check_key",
     "is_segment",
