@@ -671,15 +671,18 @@ def _glob(root: Path, pattern: str) -> tuple[set[str], list[_Skip]]:
     """
     found: set[str] = set()
     skipped: list[_Skip] = []
+    listed: dict[str, list[os.DirEntry[str]]] = {}  # "**" and a wildcard both list a folder
 
     def listing(folder: str) -> list[os.DirEntry[str]]:
-        try:
-            with os.scandir(folder) as entries:
-                return list(entries)
-        except OSError as exc:
-            shown = _shown(os.path.relpath(folder, root)) + "/"
-            skipped.append((folder, shown, f"cannot list folder: {exc.strerror or exc}"))
-            return []
+        if folder not in listed:
+            try:
+                with os.scandir(folder) as entries:
+                    listed[folder] = list(entries)
+            except OSError as exc:
+                shown = _shown(os.path.relpath(folder, root)) + "/"
+                skipped.append((folder, shown, f"cannot list folder: {exc.strerror or exc}"))
+                listed[folder] = []
+        return listed[folder]
 
     def select(folder: str, parts: tuple[str, ...]) -> None:
         if not parts:
