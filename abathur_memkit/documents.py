@@ -248,8 +248,7 @@ class DocumentIndexService:
 
     async def mark_failed(self, doc_id: int, error: str) -> None:
         """Status ``failed``, the message kept in ``metadata.last_error``."""
-        await self._set_status(_check_id(doc_id), "failed",
-                               error=require_text(str(error), "error", max_length=None))
+        await self._set_status(_check_id(doc_id), "failed", error=str(error))
 
     async def mark_stale(self, file_path: str, new_content: str | None = None) -> bool:
         """The file changed: status ``stale`` (and, given ``new_content``, its chunks
@@ -436,7 +435,9 @@ class DocumentIndexService:
         Each file matching ``pattern`` is hashed; unchanged ones are skipped,
         new and changed ones chunked and stored. Rows of files that are gone
         are removed (files are never touched). Files outside ``root`` (through
-        symlinks), unreadable or not UTF-8 are skipped with the reason. Then,
+        symlinks), unreadable, too big, not UTF-8 (name or content), and folders
+        that cannot be listed (removed meanwhile) are skipped with the reason, and
+        a skipped file leaves the index. Only changed files are read whole. Then,
         with an embedder (``embed=None`` means: if the database has one),
         chunks without vectors are embedded. ``document_type`` applies to
         files whose front matter names none.
@@ -701,9 +702,11 @@ def _glob(root: Path, pattern: str) -> tuple[set[str], list[_Skip]]:
                 if fnmatchcase(entry.name, head) and (not rest or _is_dir(entry, True)):
                     select(entry.path, rest)
 
-    parts = tuple(p for n, p in enumerate(PurePosixPath(pattern).parts)
-                  if not (p == "**" and n and PurePosixPath(pattern).parts[n - 1] == "**"))
-    select(str(root), parts)
+    parts: list[str] = []
+    for part in PurePosixPath(pattern).parts:
+        if not (part == "**" and parts and parts[-1] == "**"):  # "**/**" is "**"
+            parts.append(part)
+    select(str(root), tuple(parts))
     return found, skipped
 
 
@@ -728,12 +731,12 @@ def _is_dir(entry: os.DirEntry[str], follow: bool) -> bool:
 
 def _inspect(path: str, root: Path) -> _Scanned | _Skip | None:
     """Hash one matched path, or say why it is skipped (None: a folder, ignored)."""
+    if os.path.isdir(path):
+        return None
     raw = os.path.relpath(path, root)
     relative = _shown(raw)
     if relative != raw:
         return path, relative, "file name is not UTF-8 (it cannot be stored as text)"
-    if os.path.isdir(path):
-        return None
     try:
         real = Path(path).resolve(strict=True)
     except (OSError, RuntimeError) as exc:
@@ -744,6 +747,8 @@ def _inspect(path: str, root: Path) -> _Scanned | _Skip | None:
         info = real.stat()
         if not stat.S_ISREG(info.st_mode):
             return path, relative, "not a regular file"
+        if info.st_size > MAX_FILE_BYTES:
+            return path, relative, f"larger than {MAX_FILE_BYTES} bytes"
         digest, size = _hash_file(real)
     except OSError as exc:
         return path, relative, f"unreadable: {exc.strerror or exc}"
