@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
 
-from .documents import _check_root
+from .documents import _check_pattern, _check_root, _check_type
 from .errors import InvalidInputError, MemkitError
 
 if TYPE_CHECKING:
@@ -57,7 +57,10 @@ async def watch_directory(
         raise MemkitError("watch needs watchdog: pip install watchdog") from exc
     if not isinstance(debounce, int | float) or isinstance(debounce, bool) or debounce < 0:
         raise InvalidInputError(f"Invalid debounce: {debounce!r} (seconds >= 0)")
+    # Bad arguments fail here, not as a sync error the watch would only report.
     path = _check_root(root)
+    _check_pattern(pattern)
+    _check_type(document_type)
     wanted = _suffix(pattern)
     ignored = _database_files(db)
     loop = asyncio.get_running_loop()

@@ -286,3 +286,13 @@ async def test_watch_keeps_running_after_a_failed_sync(
         stop.set()
         await asyncio.wait_for(task, 30)
     assert await _indexed(hdb) == {str(root / "a.md"), str(root / "b.md")}
+
+
+@pytest.mark.parametrize("kwargs", [{"pattern": "../*.md"}, {"pattern": "\udcff*.md"},
+                                    {"document_type": "memo"}, {"root": "/nonexistent"}])
+async def test_watch_refuses_bad_arguments_at_once(hdb: Database, tmp_path: Path,
+                                                   kwargs: dict[str, Any]) -> None:
+    """Only a sync that fails while watching is reported and survived; bad arguments raise."""
+    args: dict[str, Any] = {"root": tmp_path, **kwargs}
+    with pytest.raises(InvalidInputError):
+        await asyncio.wait_for(watch_directory(hdb, **args, on_error=print), 10)
