@@ -169,7 +169,7 @@ async def test_sync_under_churn_never_raises(hdb: Database, tmp_path: Path) -> N
     worker.start()
     summaries: list[SyncSummary] = []
     try:
-        for _ in range(30):
+        for _ in range(60):
             summary = await hdb.documents.sync_directory(root, progress=False, embed=False)
             assert all(reason for _, reason in summary.skipped)
             summaries.append(summary)
