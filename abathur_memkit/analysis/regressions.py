@@ -24,6 +24,7 @@ import math
 from typing import Any
 
 from ..errors import InvalidInputError
+from ..stats import mann_whitney_greater
 from .optional import pandas
 
 __all__ = ["MIN_ROUNDS", "VERDICTS", "compare_runs", "detect_regressions"]
@@ -63,9 +64,6 @@ def _p_values(after: Any, before: Any) -> tuple[float, float, str]:
         return math.nan, math.nan, "none"
     a, b = after.get("data_ms"), before.get("data_ms")
     if isinstance(a, list) and isinstance(b, list) and len(a) > 1 and len(b) > 1:
-        # Imported here: the plugin package is heavy, and only this test needs it.
-        from pytest_abathur.latency import mann_whitney_greater
-
         return mann_whitney_greater(a, b), mann_whitney_greater(b, a), "mann-whitney"
     slower, test = _summary_greater(after, before)
     if math.isnan(slower):
