@@ -61,15 +61,18 @@ class CapacityProjection:
         return (f"unreliable: only {_duration(self.span_hours)} of data "
                 f"(a projection needs at least {MIN_SPAN_DAYS:g} days)")
 
-    def outlook(self) -> str:
-        """When the limit is reached, in words (or why that cannot be said)."""
-        limit = f"{self.limit_bytes / GB:g} GB"
+    def when(self) -> str:
+        """When the limit is reached, in words (or why no date is given)."""
         if self.warning is not None:
-            return f"reaches {limit}: not projected, {self.warning}"
+            return f"not projected, {self.warning}"
         if self.reaches_limit_on is None:
-            return f"reaches {limit} never at this rate (not growing)"
-        return (f"reaches {limit} on {self.reaches_limit_on.date()} "
-                f"(in {self.days_to_limit:,.0f} days)")
+            return "never at this rate (not growing)"
+        return f"on {self.reaches_limit_on.date()} (in {self.days_to_limit:,.0f} days)"
+
+    def outlook(self) -> str:
+        """The sentence of the summary: ``reaches 10 GB on ...``, or the warning."""
+        separator = ": " if self.warning is not None else " "
+        return f"reaches {self.limit_bytes / GB:g} GB{separator}{self.when()}"
 
     def bytes_per(self, kind: str) -> float:
         """Bytes one ``kind`` (memory, event, document_chunk, audit, ...) costs; NaN if none."""
