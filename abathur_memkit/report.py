@@ -221,7 +221,7 @@ def _index(report: Report, inputs: NotebookInputs) -> str:
     jinja2 = _module("jinja2")
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(Path(__file__).resolve().parent),
-        autoescape=True, undefined=jinja2.StrictUndefined)
+        autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     return str(env.get_template(INDEX_TEMPLATE).render(
         report=report, inputs=inputs,
         generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")))

@@ -63,15 +63,17 @@ class CapacityProjection:
 
     def when(self) -> str:
         """When the limit is reached, in words (or why no date is given)."""
+        if self.days_to_limit is None:
+            return "never at this rate (not growing)"
         if self.warning is not None:
             return f"not projected, {self.warning}"
         if self.reaches_limit_on is None:
-            return "never at this rate (not growing)"
+            return f"in {self.days_to_limit:,.0f} days"
         return f"on {self.reaches_limit_on.date()} (in {self.days_to_limit:,.0f} days)"
 
     def outlook(self) -> str:
         """The sentence of the summary: ``reaches 10 GB on ...``, or the warning."""
-        separator = ": " if self.warning is not None else " "
+        separator = ": " if self.days_to_limit is not None and not self.reliable else " "
         return f"reaches {self.limit_bytes / GB:g} GB{separator}{self.when()}"
 
     def bytes_per(self, kind: str) -> float:
@@ -212,7 +214,9 @@ def capacity_projection(growth: Any, limit_gb: float = 10, *,
     reaches = None
     if rate > 0 and last is not None:
         days_to_limit = max(limit - current, 0.0) / rate
-        reaches = last + timedelta(days=days_to_limit)
+        # pandas dates end in 2262: past that there is a number of days, no date.
+        if days_to_limit < (pd.Timestamp.max.tz_localize("UTC") - last).days:
+            reaches = last + timedelta(days=days_to_limit)
     if "first_time" in dated.columns and dated["first_time"].notna().any():
         span = dated["last_time"].max() - dated["first_time"].min()
         span_hours = span.total_seconds() / 3600
