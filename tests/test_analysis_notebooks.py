@@ -110,7 +110,7 @@ def test_notebook_inputs_take_any_database_file(fresh_db: Path, tmp_path: Path) 
     assert only_bench.database is None and "no database" in only_bench.describe()
     with pytest.raises(InvalidInputError, match="db parameter"):
         analysis.memory_growth(only_bench.database)  # type: ignore[arg-type]
-    with pytest.raises(InvalidInputError, match="holding no agents.db"):
+    with pytest.raises(InvalidInputError, match=r"holding no agents\.db"):
         analysis.notebook_inputs(tmp_path)
     with pytest.raises(InvalidInputError, match="Invalid bench"):
         analysis.notebook_inputs(fresh_db, tmp_path / "nope")
