@@ -250,12 +250,10 @@ def _capacity_numbers(path: Path) -> dict[str, str]:
     from .analysis import capacity_projection, memory_growth
 
     projection = capacity_projection(memory_growth(path), limit_gb=10)
-    when = (projection.reaches_limit_on.date().isoformat()
-            if projection.reaches_limit_on is not None else "never (not growing)")
     out = {
         "growth": f"{projection.bytes_per_day / 1e6:,.2f} MB/day over "
                   f"{projection.days_observed} simulated days",
-        "reaches 10 GB": when,
+        "reaches 10 GB": projection.when(),
     }
     for kind in ("memory", "event", "document_chunk"):
         value = projection.bytes_per(kind)

@@ -12,10 +12,9 @@ every run, machine and load. It gates where wall time is noise (shared CI).
 Regression against a baseline needs both a significance test and a tolerance:
 significance alone flags 1 % shifts on 500 samples, tolerance alone flags noise.
 The test is a one-sided Mann-Whitney U (normal approximation with tie and
-continuity corrections) implemented here: latencies are skewed and heavy-tailed,
-so a rank test fits better than a t-test; it is deterministic, unlike a
-bootstrap, so the same data give the same verdict; and it gives the same answer
-with or without scipy installed.
+continuity corrections; ``abathur_memkit.stats``, which also holds the one
+quantile function): latencies are skewed and heavy-tailed, so a rank test fits
+better than a t-test, and it is deterministic, unlike a bootstrap.
 """
 
 from __future__ import annotations
@@ -69,13 +68,11 @@ class MemkitBaselineWarning(UserWarning):
 
 
 def _quantile(xs: list[int], q: float) -> float:
-    """Linear interpolation between closest ranks (numpy's default method)."""
-    if len(xs) == 1:
-        return float(xs[0])
-    h = (len(xs) - 1) * q
-    lo = math.floor(h)
-    hi = min(lo + 1, len(xs) - 1)
-    return xs[lo] + (h - lo) * (xs[hi] - xs[lo])
+    """Quantile of sorted ``xs``: abathur_memkit.stats's, numpy's default method."""
+    # Imported on use: loading the plugin must not import abathur_memkit.
+    from abathur_memkit.stats import quantile
+
+    return quantile(xs, q, presorted=True)
 
 
 def _quartiles(xs: list[int]) -> tuple[float, float]:
@@ -411,34 +408,11 @@ class Comparison:
 def mann_whitney_greater(current: Iterable[float], baseline: Iterable[float]) -> float:
     """One-sided p-value that ``current`` is stochastically greater than ``baseline``.
 
-    Normal approximation with tie correction and continuity correction; fine for
-    the sample sizes latency measurements use (tens to thousands).
+    Mann-Whitney U, normal approximation: see :mod:`abathur_memkit.stats`.
     """
-    a, b = list(current), list(baseline)
-    n1, n2 = len(a), len(b)
-    if n1 == 0 or n2 == 0:
-        return 1.0
-    pooled = sorted([(x, 0) for x in a] + [(x, 1) for x in b])
-    n = n1 + n2
-    rank_sum_a = 0.0
-    tie_term = 0.0
-    i = 0
-    while i < n:
-        j = i
-        while j + 1 < n and pooled[j + 1][0] == pooled[i][0]:
-            j += 1
-        rank = (i + j) / 2 + 1  # average rank of the tied group, 1-based
-        ties = j - i + 1
-        tie_term += ties**3 - ties
-        rank_sum_a += rank * sum(1 for k in range(i, j + 1) if pooled[k][1] == 0)
-        i = j + 1
-    u = rank_sum_a - n1 * (n1 + 1) / 2
-    mean = n1 * n2 / 2
-    variance = n1 * n2 / 12 * ((n + 1) - tie_term / (n * (n - 1))) if n > 1 else 0.0
-    if variance <= 0:
-        return 1.0  # every value equal: no evidence either way
-    z = (u - mean - 0.5) / math.sqrt(variance)
-    return 0.5 * math.erfc(z / math.sqrt(2))
+    from abathur_memkit.stats import mann_whitney_greater as test
+
+    return test(current, baseline)
 
 
 def compare(stats: LatencyStats, entry: Mapping[str, Any]) -> Comparison:
@@ -495,7 +469,7 @@ def evaluate(stats: LatencyStats, gates: Gates, *, wall: bool = True, vm: bool =
 # -- machine identity, baselines, pytest-benchmark JSON ------------------------------------
 
 
-def _cpu_brand() -> str:
+def _proc_cpu_brand() -> str:
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
             if line.lower().startswith(("model name", "hardware", "cpu model")):
@@ -503,20 +477,56 @@ def _cpu_brand() -> str:
     return platform.processor() or platform.machine() or "unknown"
 
 
+_CPU: dict[str, Any] = {}
+
+
+def _cpu() -> dict[str, Any]:
+    """py-cpuinfo's ``get_cpu_info()`` as pytest-benchmark records it, or a /proc summary.
+
+    Computed once per process: py-cpuinfo spawns a subprocess.
+    """
+    if not _CPU:
+        try:
+            import cpuinfo  # py-cpuinfo, which pytest-benchmark depends on
+
+            _CPU.update(cpuinfo.get_cpu_info())
+        except Exception:  # not installed, or it failed on this platform
+            _CPU.update({"brand_raw": _proc_cpu_brand(), "arch": platform.machine(),
+                         "count": os.cpu_count()})
+    return _CPU
+
+
+def _cpu_brand() -> str:
+    return str(_cpu().get("brand_raw") or _proc_cpu_brand())
+
+
+def _implementation_version() -> str:
+    # pytest-benchmark's: Python's version, except PyPy's own.
+    pypy = getattr(sys, "pypy_version_info", None)
+    if platform.python_implementation() != "PyPy" or pypy is None:
+        return platform.python_version()
+    text = ".".join(str(int(part)) for part in pypy[:3])
+    return text if pypy.releaselevel == "final" else f"{text}-{pypy.releaselevel}{pypy.serial}"
+
+
 def machine_info(sqlite_version: str | None = None, driver: str | None = None) -> dict[str, Any]:
-    """pytest-benchmark's ``machine_info`` keys, plus the SQLite build measured."""
+    """``machine_info`` as pytest-benchmark records it, plus the SQLite build measured.
+
+    Same keys and sources as pytest-benchmark's ``pytest_benchmark_generate_machine_info``:
+    the ``platform`` module, and ``cpu`` from py-cpuinfo when it is installed.
+    """
     return {
         "node": platform.node(),
         "processor": platform.processor(),
         "machine": platform.machine(),
         "python_compiler": platform.python_compiler(),
         "python_implementation": platform.python_implementation(),
-        "python_implementation_version": platform.python_version(),
+        "python_implementation_version": _implementation_version(),
         "python_version": platform.python_version(),
         "python_build": list(platform.python_build()),
         "release": platform.release(),
         "system": platform.system(),
-        "cpu": {"brand_raw": _cpu_brand(), "arch": platform.machine(), "count": os.cpu_count()},
+        "cpu": dict(_cpu()),
         "sqlite_version": sqlite_version,
         "sqlite_driver": driver,
     }

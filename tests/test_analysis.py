@@ -358,7 +358,7 @@ def test_notebook_inputs_resolution(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     (data / "agents.db").write_bytes(b"")
     (data / "bench" / "run.json").write_text("{}")
     found = analysis.notebook_inputs(data)
-    assert found.origin == "parameter" and found.database == (data / "agents.db").resolve()
+    assert found.origin == "db" and found.database == (data / "agents.db").resolve()
     assert found.benchmarks == [(data / "bench" / "run.json").resolve()]
     monkeypatch.setenv("MEMKIT_DATA", str(data))
     assert analysis.notebook_inputs().origin == "$MEMKIT_DATA"

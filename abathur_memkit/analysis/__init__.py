@@ -45,7 +45,7 @@ from .plots import (
     plot_top_namespaces,
     plot_writers,
 )
-from .regressions import compare_runs, detect_regressions
+from .regressions import compare_runs, describe_comparison, detect_regressions
 from .sources import NotebookInputs, notebook_inputs
 from .storage import storage_breakdown
 
@@ -56,6 +56,7 @@ __all__ = [
     "NotebookInputs",
     "capacity_projection",
     "compare_runs",
+    "describe_comparison",
     "detect_regressions",
     "latest_run",
     "load_audit",

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InvalidInputError
+from ..stats import quantile
 from .optional import pandas
 
 __all__ = ["COLUMNS", "RUN_COLUMNS", "STAT_COLUMNS", "latest_run", "load_benchmarks"]
@@ -51,13 +52,6 @@ def _expand(paths: PathsLike) -> list[Path]:
         else:
             raise InvalidInputError(f"Invalid benchmark path: {text} does not exist")
     return found
-
-
-def _quantile(sorted_ms: list[float], q: float) -> float:
-    h = (len(sorted_ms) - 1) * q
-    lo = math.floor(h)
-    hi = min(lo + 1, len(sorted_ms) - 1)
-    return sorted_ms[lo] + (h - lo) * (sorted_ms[hi] - sorted_ms[lo])
 
 
 def _run_info(doc: Mapping[str, Any], path: Path) -> dict[str, Any]:
@@ -109,7 +103,7 @@ def _benchmark_row(run: dict[str, Any], bench: Mapping[str, Any]) -> dict[str, A
         ordered = sorted(data_ms)
         for key, q in (("p95", 0.95), ("p99", 0.99)):
             if math.isnan(row[f"{key}_ms"]):
-                row[f"{key}_ms"] = _quantile(ordered, q)
+                row[f"{key}_ms"] = quantile(ordered, q, presorted=True)
     row["p50_ms"] = row["median_ms"]
     row["unit"] = extra.get("unit", "call")
     row["baseline"] = extra.get("baseline")

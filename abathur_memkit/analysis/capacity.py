@@ -5,6 +5,11 @@ growth rate is the least-squares slope of the cumulative bytes over the
 calendar days observed (days with nothing written count as zero), so one busy
 day moves it less than it moves a mean. The projection is linear from the
 last day observed. GB here is 10^9 bytes.
+
+A rate fitted on less than :data:`MIN_SPAN_DAYS` days of timestamps says
+more about the hour the data was written in (a burst of seeding, a test run)
+than about growth: such a projection is marked unreliable, and its summary and
+plot say so instead of giving a date.
 """
 
 from __future__ import annotations
@@ -17,9 +22,11 @@ from typing import Any
 from ..errors import InvalidInputError
 from .optional import pandas
 
-__all__ = ["GB", "CapacityProjection", "capacity_projection"]
+__all__ = ["GB", "MIN_SPAN_DAYS", "CapacityProjection", "capacity_projection"]
 
 GB = 10**9
+#: Fewest days between the first and last timestamp for a projection to be trusted.
+MIN_SPAN_DAYS = 3.0
 
 
 @dataclass(frozen=True)
@@ -39,6 +46,35 @@ class CapacityProjection:
     search_share: float | None  # share in full-text and vector structures (dbstat only)
     per_kind: Any  # DataFrame: kind, rows, bytes, bytes_per_row, *_bytes_per_row
     daily: Any  # DataFrame: day, bytes (added that day), cumulative_bytes
+    span_hours: float = 0.0  # from the first timestamp to the last
+
+    @property
+    def reliable(self) -> bool:
+        """Whether the data spans at least :data:`MIN_SPAN_DAYS` days."""
+        return self.span_hours >= MIN_SPAN_DAYS * 24
+
+    @property
+    def warning(self) -> str | None:
+        """Why the projection is not to be trusted, or None."""
+        if self.reliable:
+            return None
+        return (f"unreliable: only {_duration(self.span_hours)} of data "
+                f"(a projection needs at least {MIN_SPAN_DAYS:g} days)")
+
+    def when(self) -> str:
+        """When the limit is reached, in words (or why no date is given)."""
+        if self.days_to_limit is None:
+            return "never at this rate (not growing)"
+        if self.warning is not None:
+            return f"not projected, {self.warning}"
+        if self.reaches_limit_on is None:
+            return f"in {self.days_to_limit:,.0f} days"
+        return f"on {self.reaches_limit_on.date()} (in {self.days_to_limit:,.0f} days)"
+
+    def outlook(self) -> str:
+        """The sentence of the summary: ``reaches 10 GB on ...``, or the warning."""
+        separator = ": " if self.days_to_limit is not None and not self.reliable else " "
+        return f"reaches {self.limit_bytes / GB:g} GB{separator}{self.when()}"
 
     def bytes_per(self, kind: str) -> float:
         """Bytes one ``kind`` (memory, event, document_chunk, audit, ...) costs; NaN if none."""
@@ -83,6 +119,8 @@ class CapacityProjection:
             "first_day": iso(self.first_day),
             "last_day": iso(self.last_day),
             "days_observed": self.days_observed,
+            "span_hours": self.span_hours,
+            "reliable": self.reliable,
             "days_to_limit": self.days_to_limit,
             "reaches_limit_on": iso(self.reaches_limit_on),
             "bytes_method": self.bytes_method,
@@ -93,13 +131,10 @@ class CapacityProjection:
         }
 
     def summary(self) -> str:
-        limit = f"{self.limit_bytes / GB:g} GB"
-        when = ("never at this rate (not growing)" if self.reaches_limit_on is None else
-                f"on {self.reaches_limit_on.date()} (in {self.days_to_limit:,.0f} days)")
         lines = [
             f"current data: {self.current_bytes / 1e6:,.2f} MB ({self.bytes_method}); "
             f"growth {self.bytes_per_day / 1e6:,.3f} MB/day over {self.days_observed} day(s)",
-            f"reaches {limit} {when}",
+            self.outlook(),
         ]
         for kind in ("memory", "event", "document_chunk"):
             value = self.bytes_per(kind)
@@ -109,6 +144,14 @@ class CapacityProjection:
             lines.append(f"index overhead: {self.index_share:.1%} of the bytes; "
                          f"search structures: {self.search_share or 0:.1%}")
         return "\n".join(lines)
+
+
+def _duration(hours: float) -> str:
+    if hours >= 1:
+        return f"{hours:,.1f} hours"
+    if hours * 60 >= 1:
+        return f"{hours * 60:,.0f} minutes"
+    return f"{hours * 3600:,.1f} seconds"
 
 
 def _slope(cumulative: list[float]) -> float:
@@ -129,7 +172,8 @@ def capacity_projection(growth: Any, limit_gb: float = 10, *,
     ``growth`` is a ``memory_growth`` frame. ``window_days`` fits the growth
     rate on the last N days observed only (default: all of them). The current
     size is the bytes of every row in the frame; the schema page, registries
-    and free pages are not in it.
+    and free pages are not in it. With less than :data:`MIN_SPAN_DAYS` days
+    between the first and the last timestamp, ``reliable`` is False.
     """
     pd = pandas()
     if not isinstance(limit_gb, int | float) or isinstance(limit_gb, bool) or limit_gb <= 0:
@@ -170,7 +214,14 @@ def capacity_projection(growth: Any, limit_gb: float = 10, *,
     reaches = None
     if rate > 0 and last is not None:
         days_to_limit = max(limit - current, 0.0) / rate
-        reaches = last + timedelta(days=days_to_limit)
+        # pandas dates end in 2262: past that there is a number of days, no date.
+        if days_to_limit < (pd.Timestamp.max.tz_localize("UTC") - last).days:
+            reaches = last + timedelta(days=days_to_limit)
+    if "first_time" in dated.columns and dated["first_time"].notna().any():
+        span = dated["last_time"].max() - dated["first_time"].min()
+        span_hours = span.total_seconds() / 3600
+    else:  # a frame without timestamps: whole days observed
+        span_hours = 24.0 * len(daily)
     if method == "dbstat" and current:
         index_share: float | None = float(growth["index_bytes"].sum()) / current
         search_share: float | None = float(growth["search_bytes"].sum()) / current
@@ -180,5 +231,5 @@ def capacity_projection(growth: Any, limit_gb: float = 10, *,
         limit_bytes=limit, current_bytes=current, bytes_per_day=rate, first_day=first,
         last_day=last, days_observed=len(daily), days_to_limit=days_to_limit,
         reaches_limit_on=reaches, bytes_method=method, index_share=index_share,
-        search_share=search_share, per_kind=per_kind, daily=daily,
+        search_share=search_share, per_kind=per_kind, daily=daily, span_hours=span_hours,
     )

@@ -28,7 +28,8 @@ __all__ = ["COLUMNS", "memory_growth"]
 
 #: The columns of the frame ``memory_growth`` returns.
 COLUMNS = ("day", "kind", "scope", "memory_type", "rows", "payload_bytes",
-           "data_bytes", "index_bytes", "search_bytes", "bytes", "bytes_method")
+           "data_bytes", "index_bytes", "search_bytes", "bytes", "bytes_method",
+           "first_time", "last_time")
 
 
 def _kinds(tables: set[str]) -> list[Kind]:
@@ -51,7 +52,8 @@ def _group_rows(conn: Any, kind: Kind) -> list[tuple[Any, ...]]:
     sql = (
         f"SELECT substr({kind.time}, 1, 10) AS day, {kind.scope} AS scope, "
         f"{kind.memory_type} AS memory_type, {kind.rows} AS rows, "
-        f"sum({_payload_sql(conn, kind.table)}) AS payload_bytes "
+        f"sum({_payload_sql(conn, kind.table)}) AS payload_bytes, "
+        f"min({kind.time}) AS first_time, max({kind.time}) AS last_time "
         f'FROM "{kind.table}" AS t {kind.join} GROUP BY 1, 2, 3'
     )
     return [(kind.name, *row) for row in conn.execute(sql)]
@@ -71,7 +73,8 @@ def memory_growth(source: Source, *, use_dbstat: bool | None = None) -> Any:
     ``memory``, ``event``, ``document_chunk``, ``audit``, ``session``, ``task``,
     ``agent``, ``checkpoint``, ``metric`` or ``state``. ``scope`` is the
     namespace scope of memories (and of the audit rows of memory writes),
-    ``memory_type`` that of memories. ``use_dbstat=None`` uses dbstat when the
+    ``memory_type`` that of memories; ``first_time``/``last_time`` are the
+    group's earliest and latest timestamps. ``use_dbstat=None`` uses dbstat when the
     SQLite build has it; ``False`` forces the ``length()`` measure.
     """
     pd = pandas()
@@ -82,7 +85,8 @@ def memory_growth(source: Source, *, use_dbstat: bool | None = None) -> Any:
     if use_dbstat and btrees is None:
         raise InvalidInputError("use_dbstat=True, but this SQLite build has no dbstat table")
     df = pd.DataFrame.from_records(
-        groups, columns=["kind", "day", "scope", "memory_type", "rows", "payload_bytes"])
+        groups, columns=["kind", "day", "scope", "memory_type", "rows", "payload_bytes",
+                         "first_time", "last_time"])
     df["rows"] = df["rows"].astype("int64")
     df["payload_bytes"] = df["payload_bytes"].fillna(0).astype("int64")
     if btrees is None:
@@ -104,6 +108,8 @@ def memory_growth(source: Source, *, use_dbstat: bool | None = None) -> Any:
         df["bytes"] = df["data_bytes"] + df["index_bytes"] + df["search_bytes"]
         df["bytes_method"] = "dbstat"
     df["day"] = pd.to_datetime(df["day"], format="%Y-%m-%d", utc=True)
+    for column in ("first_time", "last_time"):
+        df[column] = pd.to_datetime(df[column], format="ISO8601", utc=True, errors="coerce")
     df = df[list(COLUMNS)]
     return df.sort_values(["day", "kind", "scope", "memory_type"], ignore_index=True,
                           na_position="last")

@@ -55,8 +55,24 @@ def _empty(fig: Any, ax: Any, message: str) -> Any:
     return fig
 
 
+def _period_axis(ax: Any, table: Any, period_days: float, label: str) -> None:
+    """Stacked bars over time: each bar spans its own period, on a date axis.
+
+    ``table`` is indexed by period start. The view ends just before the period
+    after the last one, so the axis never names a day or month with no data
+    (a bar centred on the 30th of November would reach into December).
+    """
+    mdates = dates()
+    starts = mdates.date2num(table.index.tz_localize(None).to_pydatetime())
+    bars = table.set_axis([s + 0.05 * period_days for s in starts])
+    _stacked_bars(ax, bars, width=0.9 * period_days, align="edge")
+    ax.xaxis_date()
+    ax.set_xlim(float(min(starts)), float(max(starts)) + period_days - 1 / 86400)
+    _date_axis(ax, label)
+
+
 def _stacked_bars(ax: Any, table: Any, *, horizontal: bool = False,
-                  scale: float = 1.0, width: float = 0.8) -> None:
+                  scale: float = 1.0, width: float = 0.8, align: str = "center") -> None:
     """One bar per index value, stacked by column, with a legend (and totals, horizontal)."""
     base = [0.0] * len(table)
     positions = list(table.index) if not horizontal else list(range(len(table)))
@@ -65,7 +81,8 @@ def _stacked_bars(ax: Any, table: Any, *, horizontal: bool = False,
         if horizontal:
             ax.barh(positions, values, left=base, height=width, label=str(column))
         else:
-            ax.bar(positions, values, bottom=base, width=width, label=str(column))
+            ax.bar(positions, values, bottom=base, width=width, align=align,
+                   label=str(column))
         base = [b + v for b, v in zip(base, values, strict=True)]
     if horizontal:
         ax.set_yticks(positions, [str(i) for i in table.index])
@@ -244,11 +261,7 @@ def plot_growth(growth: Any, by: str = "kind", value: str = "bytes") -> Any:
         scale = 1.0
         ax.set_ylabel("rows added per day (count)")
         ax.set_title(f"Rows of {what} added per day, by {table.columns.name}")
-    mdates = dates()
-    table.index = mdates.date2num(table.index.tz_localize(None).to_pydatetime())
-    _stacked_bars(ax, table, scale=scale, width=0.8)
-    _date_axis(ax)
-    ax.xaxis_date()
+    _period_axis(ax, table / scale, 1.0, "day (UTC)")
     return fig
 
 
@@ -257,7 +270,8 @@ def plot_capacity(projection: CapacityProjection, *, near_days: int = 90,
     """Size observed and projected: the next ``near_days`` (left) and up to the limit (right).
 
     The right panel runs until the limit is reached, or ``max_days`` when
-    that is later (or never, when the data is not growing).
+    that is later (or never, when the data is not growing). An unreliable
+    projection (too short a span of data) gets a warning instead of a date.
     """
     fig = new_figure(12, 4.8)
     near, far = fig.subplots(1, 2, width_ratios=[1, 1])
@@ -279,6 +293,11 @@ def plot_capacity(projection: CapacityProjection, *, near_days: int = 90,
     near.legend(fontsize="small", loc="upper left")
     near.grid(alpha=0.3)
     near.set_ylim(bottom=0)
+    if projection.warning is not None:
+        near.set_title(f"Projection {projection.warning}", color="crimson", fontsize="medium")
+        _empty(fig, far, f"No date for {limit_label}:\n{projection.warning}")
+        far.set_title(f"When the data reaches {limit_label}: not projected", color="crimson")
+        return fig
 
     reached = projection.days_to_limit is not None and projection.days_to_limit <= max_days
     ahead = projection.projected(
@@ -345,13 +364,11 @@ def plot_memory_operations(audit: Any, freq: str = "D") -> Any:
     ax = fig.add_subplot()
     if table.empty:
         return _empty(fig, ax, "no memory operations in the audit trail")
-    mdates = dates()
     period = {"D": "day", "h": "hour", "W": "week"}.get(freq, freq)
-    width = {"D": 0.8, "h": 0.8 / 24, "W": 5.6}.get(freq, 0.8)
-    table.index = mdates.date2num(table.index.tz_localize(None).to_pydatetime())
-    _stacked_bars(ax, table, width=width)
-    _date_axis(ax, f"{period} (UTC)")
-    ax.xaxis_date()
+    pd = pandas()
+    length = 7.0 if freq == "W" else pd.to_timedelta(
+        pd.tseries.frequencies.to_offset(freq)).total_seconds() / 86400
+    _period_axis(ax, table, length, f"{period} (UTC)")
     ax.set_ylabel(f"memory operations per {period} (count)")
     ax.set_title(f"Memory operations over time ({int(table.to_numpy().sum()):,} in all)")
     return fig

@@ -24,9 +24,10 @@ import math
 from typing import Any
 
 from ..errors import InvalidInputError
+from ..stats import mann_whitney_greater
 from .optional import pandas
 
-__all__ = ["MIN_ROUNDS", "VERDICTS", "compare_runs", "detect_regressions"]
+__all__ = ["MIN_ROUNDS", "VERDICTS", "compare_runs", "describe_comparison", "detect_regressions"]
 
 #: What ``compare_runs`` concludes for each pair of consecutive runs.
 VERDICTS = ("regression", "improvement", "unchanged", "untestable")
@@ -63,9 +64,6 @@ def _p_values(after: Any, before: Any) -> tuple[float, float, str]:
         return math.nan, math.nan, "none"
     a, b = after.get("data_ms"), before.get("data_ms")
     if isinstance(a, list) and isinstance(b, list) and len(a) > 1 and len(b) > 1:
-        # Imported here: the plugin package is heavy, and only this test needs it.
-        from pytest_abathur.latency import mann_whitney_greater
-
         return mann_whitney_greater(a, b), mann_whitney_greater(b, a), "mann-whitney"
     slower, test = _summary_greater(after, before)
     if math.isnan(slower):
@@ -133,3 +131,24 @@ def detect_regressions(
     compared = compare_runs(benchmarks, threshold=threshold, alpha=alpha, metric=metric)
     found = compared[compared["verdict"] == "regression"]
     return found.sort_values("change", ascending=False, ignore_index=True)
+
+
+def describe_comparison(compared: Any) -> str:
+    """A ``compare_runs`` frame in words: verdict counts and each regression, or why none.
+
+    A first run has nothing to compare with; this says so rather than show an
+    empty table.
+    """
+    if compared.empty:
+        return ("nothing to compare yet: no benchmark has two runs "
+                "(run the benchmark again, e.g. memkit demo a second time)")
+    counts = compared["verdict"].value_counts()
+    lines = [", ".join(f"{int(counts[v])} {v}" for v in VERDICTS if v in counts)
+             + f" ({len(compared)} pair(s) of consecutive runs)"]
+    found = compared[compared["verdict"] == "regression"].sort_values("change", ascending=False)
+    lines += [f"regression: {r['name']} {r['before']:.4g} -> {r['after']:.4g} ms "
+              f"({r['change']:+.0%}, p={r['p_value']:.2g}, {r['test']}; "
+              f"{r['before_run']} -> {r['after_run']})" for r in found.to_dict("records")]
+    if found.empty:
+        lines.append("no regressions")
+    return "\n".join(lines)

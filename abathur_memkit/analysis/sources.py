@@ -61,6 +61,9 @@ def _locate(source: Source) -> tuple[Path, str | None]:
         return Path(source.path), source.driver.name
     if isinstance(source, str | os.PathLike):
         return Path(os.fspath(source)), None
+    if source is None:
+        raise InvalidInputError(
+            "no database to read: set the notebook's db parameter to a memkit database file")
     raise InvalidInputError(
         f"Invalid source: expected a database path or a Database, got {type(source).__name__}"
     )
@@ -82,27 +85,54 @@ def connect_readonly(source: Source) -> Iterator[Any]:
 
 @dataclass(frozen=True)
 class NotebookInputs:
-    """What a notebook analyses: a database and benchmark JSON files."""
+    """What a notebook analyses: a database file and benchmark JSON files.
+
+    ``database`` is None when only benchmark files were given (the
+    performance notebook needs nothing else).
+    """
 
     directory: Path
-    database: Path
+    database: Path | None
     benchmarks: list[Path] = field(default_factory=list)
     origin: str = "parameter"
 
     def describe(self) -> str:
         bench = f"{len(self.benchmarks)} benchmark file(s)"
-        return f"{self.directory} ({self.origin}): {self.database.name}, {bench}"
+        database = self.database.name if self.database is not None else "no database"
+        return f"{self.directory} ({self.origin}): {database}, {bench}"
 
 
-def _inputs(directory: Path, origin: str) -> NotebookInputs:
-    database = find_database(directory)
+def _bench_files(path: Path) -> list[Path]:
+    """The ``*.json`` files of a benchmark directory, or the one file given."""
+    if path.is_file():
+        return [path.resolve()]
+    if path.is_dir():
+        return [p.resolve() for p in sorted(path.glob("*.json"))]
+    raise InvalidInputError(f"Invalid bench: {path} does not exist (a directory of JSON files)")
+
+
+def _database(path: Path, origin: str) -> Path:
+    """The database file ``path`` names: the file itself, or a data directory's database."""
+    if path.is_file():
+        return path.resolve()
+    if not path.is_dir():
+        raise InvalidInputError(f"Invalid {origin}: {path} does not exist")
+    database = find_database(path)
     if database is None:
         raise InvalidInputError(
-            f"Invalid data directory: {directory} holds no {' or '.join(DATABASE_NAMES)}")
-    bench_dir = directory / "bench"
-    benchmarks = sorted(bench_dir.glob("*.json")) if bench_dir.is_dir() else []
-    return NotebookInputs(directory.resolve(), database.resolve(),
-                          [p.resolve() for p in benchmarks], origin)
+            f"Invalid {origin}: {path} is a directory holding no {' or '.join(DATABASE_NAMES)} "
+            "(pass the database file itself)")
+    return database.resolve()
+
+
+def _inputs(path: Path, origin: str, bench: Path | None = None) -> NotebookInputs:
+    database = _database(path, origin)
+    if bench is None:  # a data directory's bench/, as memkit demo writes it
+        bench = database.parent / "bench"
+        benchmarks = _bench_files(bench) if bench.is_dir() else []
+    else:
+        benchmarks = _bench_files(bench)
+    return NotebookInputs(database.parent, database, benchmarks, origin)
 
 
 def _sample_dirs() -> list[Path]:
@@ -111,25 +141,33 @@ def _sample_dirs() -> list[Path]:
     return [Path("data"), Path("notebooks") / "data", packaged, repo]
 
 
-def notebook_inputs(data_dir: str | os.PathLike[str] | None = None) -> NotebookInputs:
-    """Resolve a notebook's input directory.
+def _given(value: str | os.PathLike[str] | None) -> Path | None:
+    return None if value is None or os.fspath(value) == "" else Path(os.fspath(value))
 
-    In order: ``data_dir`` when given; ``$MEMKIT_DATA``; the output of
-    ``memkit demo`` (``./memkit-demo`` or ``../memkit-demo``, when it holds a
-    database); else the sample shipped in ``notebooks/data/``. The directory
-    holds ``agents.db`` (or ``agents.sqlite3``) and ``bench/*.json``.
+
+def notebook_inputs(
+    db: str | os.PathLike[str] | None = None,
+    bench: str | os.PathLike[str] | None = None,
+) -> NotebookInputs:
+    """Resolve what a notebook reads: its ``db`` and ``bench`` parameters.
+
+    ``db`` is a memkit database file of any name, or a directory holding
+    ``agents.db`` (or ``agents.sqlite3``) as ``memkit demo`` writes it.
+    ``bench`` is a directory of benchmark JSON files (or one file); by default
+    the ``bench/`` directory beside the database. With only ``bench`` given
+    there is no database (``database`` is None). With neither, in order:
+    ``$MEMKIT_DATA``; the output of ``memkit demo`` (``./memkit-demo`` or
+    ``../memkit-demo``); else the sample shipped in ``notebooks/data/``.
     """
-    if data_dir is not None and os.fspath(data_dir) != "":
-        chosen = Path(os.fspath(data_dir))
-        if not chosen.is_dir():
-            raise InvalidInputError(f"Invalid data directory: {chosen} does not exist")
-        return _inputs(chosen, "parameter")
+    db_path, bench_path = _given(db), _given(bench)
+    if db_path is not None:
+        return _inputs(db_path, "db", bench_path)
+    if bench_path is not None:
+        directory = bench_path if bench_path.is_dir() else bench_path.parent
+        return NotebookInputs(directory.resolve(), None, _bench_files(bench_path), "bench")
     env = os.environ.get(DATA_ENV)
     if env:
-        chosen = Path(env)
-        if not chosen.is_dir():
-            raise InvalidInputError(f"Invalid ${DATA_ENV}: {chosen} does not exist")
-        return _inputs(chosen, f"${DATA_ENV}")
+        return _inputs(Path(env), f"${DATA_ENV}")
     for demo in (Path("memkit-demo"), Path("..") / "memkit-demo"):
         if find_database(demo) is not None:
             return _inputs(demo, "memkit demo output")
@@ -137,6 +175,6 @@ def notebook_inputs(data_dir: str | os.PathLike[str] | None = None) -> NotebookI
         if find_database(sample) is not None:
             return _inputs(sample, "sample data")
     raise InvalidInputError(
-        "no notebook inputs found: run `memkit demo`, or set $MEMKIT_DATA to a directory "
-        "holding agents.db and bench/*.json"
+        "no notebook inputs found: set the db parameter to a memkit database file "
+        "(memkit report --db PATH), run `memkit demo`, or set $MEMKIT_DATA"
     )

@@ -135,10 +135,6 @@ def _connect(path: Path, extensions: Sequence[str]) -> Any:
     return conn
 
 
-def _percentile(samples: Sequence[float], q: float) -> float:
-    return float(np.percentile(np.asarray(samples), q)) if samples else float("nan")
-
-
 def _recall(found: Sequence[int], truth: Sequence[int]) -> float:
     return len(set(found) & set(truth)) / len(truth)
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..database import Database
+from ..errors import InvalidInputError
 from . import add_json_flag, emit, positive_int
 
 __all__ = ["register"]
@@ -46,13 +47,19 @@ def register(subparsers: Any) -> None:
     p.set_defaults(handler=cmd_simulate)
 
     p = subparsers.add_parser(
-        "report", help="execute the notebooks on a data directory into HTML",
-        description="Execute notebooks/performance, capacity and audit on DATA_DIR "
-        "(agents.db and bench/*.json, as memkit demo writes) and export them to HTML, "
-        "with every plot as a PNG. Needs: pip install 'abathur-memkit[notebooks]'.")
-    p.add_argument("data_dir", nargs="?", default="memkit-demo",
-                   help="directory with agents.db and bench/*.json (default: memkit-demo)")
-    p.add_argument("--output", help="where to write the HTML (default: DATA_DIR/report)")
+        "report", help="execute the notebooks on a database into HTML",
+        description="Execute notebooks/performance, capacity and audit on a memkit database "
+        "(--db, any file name; or a directory holding agents.db and bench/*.json, as memkit "
+        "demo writes) and benchmark JSON (--bench), and export them to HTML with every plot "
+        "as a PNG and an index page leading with the key numbers. With --bench only, the "
+        "performance notebook runs. Needs: pip install 'abathur-memkit[notebooks]'.")
+    p.add_argument("data_dir", nargs="?", default=None,
+                   help="same as --db (default: memkit-demo, when neither is given)")
+    p.add_argument("--db", help="the database file, or a directory holding agents.db")
+    p.add_argument("--bench", metavar="DIR",
+                   help="directory of benchmark JSON (default: bench/ beside the database)")
+    p.add_argument("--output",
+                   help="where to write the HTML (default: report/ beside the database)")
     p.add_argument("--notebooks-dir", help="where the .ipynb files are (default: found)")
     p.add_argument("--only", nargs="+", metavar="NAME",
                    help="run only these notebooks (performance, capacity, audit)")
@@ -100,16 +107,31 @@ async def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
-async def cmd_report(args: argparse.Namespace) -> int:
-    from ..report import NOTEBOOKS, build_report
+def _report_source(args: argparse.Namespace) -> str | None:
+    if args.db is not None and args.data_dir is not None:
+        raise InvalidInputError("give the database once: DATA_DIR or --db, not both")
+    db = args.db if args.db is not None else args.data_dir
+    return "memkit-demo" if db is None and args.bench is None else db
 
-    output = args.output or str(Path(args.data_dir) / "report")
+
+def _default_output(db: str | None, bench: str) -> Path:
+    if db is None:
+        return Path(bench).parent / "report"
+    return (Path(db) if Path(db).is_dir() else Path(db).parent) / "report"
+
+
+async def cmd_report(args: argparse.Namespace) -> int:
+    from ..report import build_report
+
+    db = _report_source(args)
+    output = args.output or str(_default_output(db, args.bench))
     report = build_report(
-        args.data_dir, output, notebooks=args.only or NOTEBOOKS,
+        db, output, bench=args.bench, notebooks=args.only,
         source_dir=args.notebooks_dir, timeout=args.timeout,
         progress=lambda m: print(f"memkit report: {m}", file=sys.stderr, flush=True))
-    lines = [f"{r.name:<12} {r.seconds:>6.1f}s  {len(r.figures)} plots  {r.html}"
-             for r in report.notebooks]
+    lines = [f"{label:<30} {value}" for label, value in report.numbers.items()]
+    lines += [f"{r.name:<12} {r.seconds:>6.1f}s  {len(r.figures)} plots  {r.html}"
+              for r in report.notebooks]
     lines.append(f"index: {report.index}")
     emit(args, report.to_dict(), "\n".join(lines))
     return 0
