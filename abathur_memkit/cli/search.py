@@ -75,7 +75,7 @@ async def _stored_index(path: str) -> tuple[str | None, str | None]:
 
     if not Path(path).exists():
         return None, None
-    async with Database(path) as db:
+    async with Database(path, read_only=True) as db:
         row = await db.fetchone(
             "SELECT model, backend FROM vector_indexes ORDER BY name = 'chunks' DESC LIMIT 1")
     return (str(row["model"]), str(row["backend"])) if row else (None, None)
@@ -93,14 +93,14 @@ def _spec_for(model: str) -> str:
 
 
 async def _open(args: argparse.Namespace, *, embed: bool) -> Any:
-    from ..database import Database
+    from .admin import open_or_create
 
     model, backend = await _stored_index(args.db)
     spec = args.embedder
     if spec is None and embed and model is not None:
         spec = _spec_for(model)
-    return Database(args.db, embedder=spec if embed else None,
-                    vector_backend=args.backend or backend or "vec")
+    return open_or_create(args.db, embedder=spec if embed else None,
+                          vector_backend=args.backend or backend or "vec")
 
 
 async def cmd_index(args: argparse.Namespace) -> int:
