@@ -1,13 +1,14 @@
 """Database files: what a file is, opening it read-only, and copying it atomically.
 
 Nothing here writes to a database it inspects: files are opened with SQLite's
-``mode=ro``. Copies (backups, restores) are written to a temporary file beside
-the destination, synced and renamed over it, so a copy killed half-way leaves
-nothing at the destination.
+``mode=ro``. Copies (backups, restores) are made in a hidden directory beside
+the destination, checked, synced and renamed over it, so a copy killed
+half-way leaves nothing at the destination.
 """
 
 from __future__ import annotations
 
+import glob
 import gzip
 import os
 import shutil
@@ -20,10 +21,14 @@ from .driver import Driver, select_driver
 from .errors import DatabaseFileError, InvalidInputError
 
 __all__ = [
+    "check_copy",
     "check_destination",
     "connect_read_only",
     "describe",
+    "gzip_file",
     "inspect",
+    "journal_mode",
+    "read_only_location",
     "require_current",
     "restore",
     "write_atomically",
@@ -128,7 +133,7 @@ def _work_dir(target: Path) -> Path:
 
 
 def _remove_stale(target: Path) -> None:
-    for stale in target.parent.glob(f".{target.name}.*{_TEMP_SUFFIX}"):
+    for stale in target.parent.glob(f".{glob.escape(target.name)}.*{_TEMP_SUFFIX}"):
         pid = stale.name[len(target.name) + 2:-len(_TEMP_SUFFIX)]
         if pid.isdigit() and not _alive(int(pid)):
             shutil.rmtree(stale, ignore_errors=True)
