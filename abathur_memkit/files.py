@@ -91,6 +91,11 @@ def inspect(
     try:
         return schema.classify(conn)
     except (driver.module.DatabaseError, UnicodeDecodeError) as exc:
+        journal = Path(f"{path}-journal")
+        if journal.exists() and journal.stat().st_size > 0:
+            raise DatabaseFileError(
+                f"{path} has a hot journal ({journal.name}): a write to it was interrupted "
+                "(a killed copy?), and reading it would mean rolling that back") from exc
         raise DatabaseFileError(f"{path} is not a usable SQLite database: {exc}") from exc
     finally:
         conn.close()

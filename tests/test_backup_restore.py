@@ -156,3 +156,10 @@ def test_restore_in_python(source: Path, tmp_path: Path) -> None:
     assert target == tmp_path / "r.db" and target.read_bytes()[:16] == b"SQLite format 3\x00"
     with pytest.raises(InvalidInputError, match="exists"):
         restore(backup, target)
+
+
+async def test_backup_refuses_a_destination_that_is_not_a_path(source: Path) -> None:
+    async with Database(source, read_only=True) as db:
+        for dest in (b"copy.db", 42, "bad\x00name.db", ""):
+            with pytest.raises(InvalidInputError, match=r"[Bb]ackup destination"):
+                await db.backup(dest)  # type: ignore[arg-type]

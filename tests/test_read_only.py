@@ -8,6 +8,7 @@ import json
 import os
 import sqlite3
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -257,3 +258,28 @@ def test_reads_work_on_a_read_only_location(
                 await db.memory.add_memory("user:a", "k2", 1, "semantic", "t")
 
     asyncio.run(library())
+
+
+_KILLED_WRITE = """
+import os, signal, sqlite3, sys
+conn = sqlite3.connect(sys.argv[1], isolation_level=None)
+conn.execute("PRAGMA cache_size = 10")  # spill to the file mid-transaction
+conn.execute("CREATE TABLE t (x)")
+conn.execute("BEGIN")
+for _ in range(5000):
+    conn.execute("INSERT INTO t VALUES (?)", ("x" * 200,))
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_a_file_with_a_hot_journal_is_refused_not_rolled_back(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # What a copy killed half-way used to leave: it opened as an empty database,
+    # and validate migrated it and reported every check passed.
+    db = tmp_path / "copy.db"
+    subprocess.run([sys.executable, "-c", _KILLED_WRITE, str(db)], timeout=120)
+    assert Path(f"{db}-journal").stat().st_size > 0
+    before = fingerprint(db)
+    for template in READS:
+        _assert_refused(capsys, _argv(template, db), "has a hot journal (copy.db-journal)")
+        assert fingerprint(db) == before, template
