@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING, Any
 
 from . import audit
 from .errors import AlreadyExistsError
-from .inputs import optional_text, require_object, require_text
+from .inputs import require_object, require_text
 from .lifecycle import Lifecycle
+from .namespaces import optional_segment, require_segment
 from .rows import Row, Rows, exists, fetch_all, fetch_one, require_row
 from .values import timestamp, to_json
 
@@ -84,12 +85,12 @@ class AgentService:
         agent_id: str | None = None,
     ) -> str:
         """Register an agent (state ``idle``) working on ``task_id``; return its id."""
-        aid = str(uuid.uuid4()) if agent_id is None else require_text(agent_id, "agent_id")
+        aid = str(uuid.uuid4()) if agent_id is None else require_segment(agent_id, "agent_id")
         label = require_text(name, "name")
         role = require_text(specialization, "specialization")
         tid = require_text(task_id, "task_id")
         llm = require_text(model, "model")
-        sid = optional_text(session_id, "session_id")
+        sid = optional_segment(session_id, "session_id")
 
         def insert(conn: sqlite3.Connection) -> None:
             if exists(conn, "agents", aid):

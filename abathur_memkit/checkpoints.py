@@ -5,7 +5,8 @@ from __future__ import annotations
 import sqlite3
 from typing import TYPE_CHECKING, Any
 
-from .inputs import optional_text, require_int, require_text
+from .inputs import require_int, require_text
+from .namespaces import optional_segment
 from .rows import Row, Rows, fetch_all, fetch_one, require_row
 from .values import timestamp, to_json
 
@@ -43,7 +44,7 @@ class CheckpointService:
         tid = require_text(task_id, "task_id")
         step = require_int(iteration, "iteration", minimum=0)
         state_json = to_json(state, "state")
-        sid = optional_text(session_id, "session_id")
+        sid = optional_segment(session_id, "session_id")
 
         def save(conn: sqlite3.Connection) -> None:
             require_row(conn, "tasks", tid, "Task")

@@ -492,9 +492,12 @@ class Database:
 
     async def checkpoint(self, mode: str = "TRUNCATE") -> dict[str, int]:
         """Checkpoint the WAL into the database file."""
+        modes = ("PASSIVE", "FULL", "RESTART", "TRUNCATE")
+        if not isinstance(mode, str) or mode.upper() not in modes:
+            raise InvalidInputError(
+                f"Invalid checkpoint mode: {show(mode)} (expected one of {', '.join(modes)})"
+            )
         mode = mode.upper()
-        if mode not in ("PASSIVE", "FULL", "RESTART", "TRUNCATE"):
-            raise InvalidInputError(f"Invalid checkpoint mode: {mode}")
         writer = self._writer
         if writer is None:
             raise MemkitError("Database is not initialized: await db.initialize() first")

@@ -18,10 +18,12 @@ import asyncio
 import hashlib
 import json
 import os
+import stat
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from fnmatch import fnmatchcase
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +31,7 @@ import numpy as np
 
 from .embeddings.base import check_vectors, l2_normalize
 from .errors import EmbeddingError, InvalidInputError, NotFoundError
+from .inputs import require_int, require_limit, require_object, require_text
 from .search.chunking import (
     DEFAULT_MAX_TOKENS,
     DEFAULT_OVERLAP,
@@ -50,8 +53,11 @@ __all__ = ["DOCUMENT_TYPES", "DocumentIndexService", "EmbedSummary", "SyncSummar
 
 #: Files larger than this are skipped (with a reason) by ``sync_directory``.
 MAX_FILE_BYTES = 10 * 1024 * 1024
-# Files written per transaction during a sync.
+# Files written per transaction during a sync, and the most bytes read per batch.
 _WRITE_BATCH = 100
+_BATCH_BYTES = 32 * 1024 * 1024
+# Files are hashed in reads of this size, so a sync's memory does not grow with them.
+_READ_SIZE = 1024 * 1024
 
 _COLUMNS = (
     "id, file_path, title, document_type, content_hash, chunk_count, embedding_model, "
@@ -133,6 +139,15 @@ def _plural(n: int, word: str) -> str:
 class _Scanned:
     path: str  # absolute, inside the root (symlinks not resolved)
     relative: str
+    real: Path  # the file read (symlinks resolved)
+    digest: str
+    size: int
+
+
+@dataclass(frozen=True)
+class _Read:
+    """A changed file's content, read in full once its hash said it changed."""
+
     text: str
     digest: str
 
@@ -170,11 +185,9 @@ class DocumentIndexService:
         """
         path = _check_text(file_path, "file_path")
         title = _check_text(title, "title")
-        if not isinstance(content, str):
-            raise InvalidInputError(f"Invalid content: expected str, got {type(content).__name__}")
+        digest = _content_hash(content)
         _check_type(document_type)
         meta = _check_metadata(metadata)
-        digest = hashlib.sha256(content.encode("utf-8")).hexdigest()
         chunks = await asyncio.to_thread(self._chunk, content)
         return await self.db.write(
             lambda conn: self._upsert(conn, path, title, digest, chunks, document_type, meta)
@@ -184,7 +197,7 @@ class DocumentIndexService:
         """The row of ``file_path`` (with ``embedding_blob``), or None."""
         return await self.db.read(lambda conn: _one(
             conn, f"SELECT {_COLUMNS}, embedding_blob FROM document_index WHERE file_path = ?",
-            (file_path,)))
+            (_check_text(file_path, "file_path"),)))
 
     async def get_document_by_id(self, doc_id: int) -> dict[str, Any] | None:
         return await self.db.read(lambda conn: _one(
@@ -240,6 +253,7 @@ class DocumentIndexService:
     async def mark_stale(self, file_path: str, new_content: str | None = None) -> bool:
         """The file changed: status ``stale`` (and, given ``new_content``, its chunks
         re-cut from it). Returns False if the content is the same as indexed."""
+        file_path = _check_text(file_path, "file_path")
         if new_content is None:
 
             def stale(conn: Any) -> None:
@@ -255,10 +269,10 @@ class DocumentIndexService:
 
             await self.db.write(stale)
             return True
+        digest = _content_hash(new_content, "new_content")
         row = await self.get_document(file_path)
         if row is None:
             raise NotFoundError(f"Document {file_path} not found")
-        digest = hashlib.sha256(new_content.encode("utf-8")).hexdigest()
         if digest == row["content_hash"]:
             return False
         await self.index_document(file_path, row["title"], new_content, row["document_type"])
@@ -270,7 +284,7 @@ class DocumentIndexService:
         """Documents waiting for embeddings (pending or stale), oldest sync first."""
         return await self.db.read(lambda conn: _all(
             conn, f"SELECT {_COLUMNS} FROM document_index WHERE sync_status IN "
-            "('pending', 'stale') ORDER BY last_synced_at LIMIT ?", (_check_limit(limit),)))
+            "('pending', 'stale') ORDER BY last_synced_at LIMIT ?", (require_limit(limit),)))
 
     async def search_by_type(self, document_type: str, limit: int = 50) -> list[dict[str, Any]]:
         """Documents of one type, newest first."""
@@ -279,18 +293,19 @@ class DocumentIndexService:
             raise InvalidInputError("Invalid document_type: None")
         return await self.db.read(lambda conn: _all(
             conn, f"SELECT {_COLUMNS} FROM document_index WHERE document_type = ? "
-            "ORDER BY created_at DESC LIMIT ?", (document_type, _check_limit(limit))))
+            "ORDER BY created_at DESC LIMIT ?", (document_type, require_limit(limit))))
 
     async def list_all_documents(self, limit: int | None = None) -> list[dict[str, Any]]:
         """Every indexed document, by path."""
         return await self.db.read(lambda conn: _all(
             conn, f"SELECT {_COLUMNS} FROM document_index ORDER BY file_path LIMIT ?",
-            (-1 if limit is None else _check_limit(limit),)))
+            (-1 if limit is None else require_limit(limit),)))
 
     async def delete_document(self, file_path: str) -> bool:
         """Remove a document (and its chunks and vectors) from the index; the file stays."""
+        path = _check_text(file_path, "file_path")
         return bool(await self.db.write(lambda conn: conn.execute(
-            "DELETE FROM document_index WHERE file_path = ?", (file_path,)).rowcount))
+            "DELETE FROM document_index WHERE file_path = ?", (path,)).rowcount))
 
     # -- embedding ---------------------------------------------------------------
 
@@ -420,7 +435,9 @@ class DocumentIndexService:
         Each file matching ``pattern`` is hashed; unchanged ones are skipped,
         new and changed ones chunked and stored. Rows of files that are gone
         are removed (files are never touched). Files outside ``root`` (through
-        symlinks), unreadable or not UTF-8 are skipped with the reason. Then,
+        symlinks), unreadable, too big, not UTF-8 (name or content), and folders
+        that cannot be listed (removed meanwhile) are skipped with the reason, and
+        a skipped file leaves the index. Only changed files are read whole. Then,
         with an embedder (``embed=None`` means: if the database has one),
         chunks without vectors are embedded. ``document_type`` applies to
         files whose front matter names none.
@@ -430,9 +447,6 @@ class DocumentIndexService:
         root_path = _check_root(root)
         _check_pattern(pattern)
         summary = SyncSummary(root=str(root_path), pattern=pattern)
-        scanned, skipped = await asyncio.to_thread(_scan, root_path, pattern)
-        summary.scanned = len(scanned) + len(skipped)
-        summary.skipped = skipped
         low, high = _prefix_range(root_path)
         existing = {
             str(r["file_path"]): str(r["content_hash"])
@@ -440,24 +454,28 @@ class DocumentIndexService:
                 "SELECT file_path, content_hash FROM document_index "
                 "WHERE file_path >= ? AND file_path < ?", (low, high))
         }
+        scanned, skipped = await asyncio.to_thread(_scan, root_path, pattern)
+        summary.scanned = len(scanned) + len(skipped)
         todo = [f for f in scanned if existing.get(f.path) != f.digest]
-        for f in todo:
-            (summary.changed if f.path in existing else summary.added).append(f.relative)
         summary.unchanged = len(scanned) - len(todo)
-        for start in range(0, len(todo), _WRITE_BATCH):
-            batch = todo[start : start + _WRITE_BATCH]
-            prepared = await asyncio.to_thread(self._prepare_files, batch, document_type)
+        for batch in _batches(todo):
+            prepared, unread = await asyncio.to_thread(self._prepare_files, batch, document_type)
+            skipped += unread
 
-            def write(conn: Any, prepared: list[Any] = prepared) -> int:
-                for path, title, digest, chunks, dtype, meta in prepared:
+            def write(conn: Any, prepared: list[_Prepared] = prepared) -> int:
+                for _, path, title, digest, chunks, dtype, meta in prepared:
                     self._upsert(conn, path, title, digest, chunks, dtype, meta)
-                return sum(len(p[3]) for p in prepared)
+                return sum(len(p[4]) for p in prepared)
 
             summary.chunks_written += await self.db.write(write)
-        keep = {f.path for f in scanned}
-        refused = {str(root_path / rel) for rel, reason in skipped
-                   if reason.startswith("outside the root")}
-        gone = [p for p in existing if p not in keep and (p in refused or not os.path.isfile(p))]
+            for relative, path, *_ in prepared:
+                (summary.changed if path in existing else summary.added).append(relative)
+        summary.skipped = sorted((relative, reason) for _, relative, reason in skipped)
+        # What was skipped leaves the index too: search must not return stale text.
+        dropped = {path for path, _, _ in skipped}
+        seen = {f.path for f in scanned}
+        gone = [p for p in existing
+                if p in dropped or (p not in seen and not os.path.isfile(p))]
         if gone:
             await self.db.write(lambda conn: conn.executemany(
                 "DELETE FROM document_index WHERE file_path = ?", [(p,) for p in gone]))
@@ -481,18 +499,25 @@ class DocumentIndexService:
 
     def _prepare_files(
         self, files: Sequence[_Scanned], document_type: str | None
-    ) -> list[tuple[str, str, str, list[Chunk], str | None, str | None]]:
-        out: list[tuple[str, str, str, list[Chunk], str | None, str | None]] = []
+    ) -> tuple[list[_Prepared], list[_Skip]]:
+        """Read, check and chunk changed files; the unreadable ones come back as skips."""
+        out: list[_Prepared] = []
+        skipped: list[_Skip] = []
         for f in files:
-            fields, _ = front_matter(f.text)
+            read = _read(f)
+            if isinstance(read, str):
+                skipped.append((f.path, f.relative, read))
+                continue
+            fields, _ = front_matter(read.text)
             dtype = fields.get("document_type") or fields.get("type")
             if dtype not in DOCUMENT_TYPES:
                 dtype = document_type
-            title = title_of(f.text, PurePosixPath(f.relative).stem)
-            meta = to_json({"relative_path": f.relative, "bytes": len(f.text.encode("utf-8"))},
+            title = title_of(read.text, PurePosixPath(f.relative).stem)
+            meta = to_json({"relative_path": f.relative, "bytes": len(read.text.encode("utf-8"))},
                            "metadata")
-            out.append((f.path, title, f.digest, self._chunk(f.text), dtype, meta))
-        return out
+            out.append((f.relative, f.path, title, read.digest, self._chunk(read.text), dtype,
+                        meta))
+        return out, skipped
 
     def _upsert(
         self,
@@ -619,53 +644,179 @@ def _merge(old: str | None, new: str | None) -> str:
 # -- scanning (in a worker thread) -------------------------------------------------
 
 
-def _scan(root: Path, pattern: str) -> tuple[list[_Scanned], list[tuple[str, str]]]:
+# (absolute path, path shown in the summary, reason) of a file or folder not indexed.
+_Skip = tuple[str, str, str]
+# (relative path, absolute path, title, digest, chunks, document type, metadata JSON).
+_Prepared = tuple[str, str, str, str, list[Chunk], str | None, str | None]
+
+
+def _scan(root: Path, pattern: str) -> tuple[list[_Scanned], list[_Skip]]:
+    """Hash every file matching ``pattern``; nothing is read whole here."""
     scanned: list[_Scanned] = []
-    skipped: list[tuple[str, str]] = []
-    for path in sorted(root.glob(pattern)):
-        relative = path.relative_to(root).as_posix()
-        if path.is_dir():
-            continue
-        try:
-            real = path.resolve(strict=True)
-        except (OSError, RuntimeError) as exc:
-            skipped.append((relative, f"cannot resolve: {exc}"))
-            continue
-        if not real.is_relative_to(root):
-            skipped.append((relative, f"outside the root (links to {real})"))
-            continue
-        if not real.is_file():
-            skipped.append((relative, "not a regular file"))
-            continue
-        try:
-            data = real.read_bytes()
-        except OSError as exc:
-            skipped.append((relative, f"unreadable: {exc.strerror or exc}"))
-            continue
-        if len(data) > MAX_FILE_BYTES:
-            skipped.append((relative, f"larger than {MAX_FILE_BYTES} bytes"))
-            continue
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            skipped.append((relative, f"not UTF-8 text (invalid byte at offset {exc.start})"))
-            continue
-        scanned.append(_Scanned(str(path), relative, text, hashlib.sha256(data).hexdigest()))
+    paths, skipped = _glob(root, pattern)
+    for path in sorted(paths):
+        found = _inspect(path, root)
+        if isinstance(found, _Scanned):
+            scanned.append(found)
+        elif found is not None:
+            skipped.append(found)
     return scanned, skipped
 
 
+def _glob(root: Path, pattern: str) -> tuple[set[str], list[_Skip]]:
+    """The paths ``root.glob(pattern)`` yields, but a folder that cannot be listed
+    (removed meanwhile, unreadable) is reported instead of ending the walk.
+
+    As with pathlib, ``**`` does not descend into linked folders; a named or
+    wildcard folder part does (what it reaches is checked against the root later).
+    """
+    found: set[str] = set()
+    skipped: list[_Skip] = []
+    listed: dict[str, list[os.DirEntry[str]]] = {}  # "**" and a wildcard both list a folder
+
+    def listing(folder: str) -> list[os.DirEntry[str]]:
+        if folder not in listed:
+            try:
+                with os.scandir(folder) as entries:
+                    listed[folder] = list(entries)
+            except OSError as exc:
+                shown = _shown(os.path.relpath(folder, root)) + "/"
+                skipped.append((folder, shown, f"cannot list folder: {exc.strerror or exc}"))
+                listed[folder] = []
+        return listed[folder]
+
+    def select(folder: str, parts: tuple[str, ...]) -> None:
+        if not parts:
+            found.add(folder)
+            return
+        head, rest = parts[0], parts[1:]
+        if head == "**":
+            for sub in _folders(folder, listing):
+                select(sub, rest)
+        elif not any(c in head for c in "*?["):
+            child = os.path.join(folder, head)
+            if os.path.isdir(child) if rest else os.path.lexists(child):
+                select(child, rest)
+        else:
+            for entry in listing(folder):
+                if fnmatchcase(entry.name, head) and (not rest or _is_dir(entry, True)):
+                    select(entry.path, rest)
+
+    parts: list[str] = []
+    for part in PurePosixPath(pattern).parts:
+        if not (part == "**" and parts and parts[-1] == "**"):  # "**/**" is "**"
+            parts.append(part)
+    select(str(root), tuple(parts))
+    return found, skipped
+
+
+def _folders(
+    top: str, listing: Callable[[str], list[os.DirEntry[str]]]
+) -> Iterator[str]:
+    """``top`` and every folder under it, links to folders not followed."""
+    stack = [top]
+    while stack:
+        folder = stack.pop()
+        yield folder
+        stack.extend(sorted((e.path for e in listing(folder) if _is_dir(e, False)),
+                            reverse=True))
+
+
+def _is_dir(entry: os.DirEntry[str], follow: bool) -> bool:
+    try:
+        return entry.is_dir(follow_symlinks=follow)
+    except OSError:  # gone since the listing
+        return False
+
+
+def _inspect(path: str, root: Path) -> _Scanned | _Skip | None:
+    """Hash one matched path, or say why it is skipped (None: a folder, ignored)."""
+    if os.path.isdir(path):
+        return None
+    raw = os.path.relpath(path, root)
+    relative = _shown(raw)
+    if relative != raw:
+        return path, relative, "file name is not UTF-8 (it cannot be stored as text)"
+    try:
+        real = Path(path).resolve(strict=True)
+    except (OSError, RuntimeError) as exc:
+        return path, relative, f"cannot resolve: {exc}"
+    if not real.is_relative_to(root):
+        return path, relative, f"outside the root (links to {real})"
+    try:
+        info = real.stat()
+        if not stat.S_ISREG(info.st_mode):
+            return path, relative, "not a regular file"
+        if info.st_size > MAX_FILE_BYTES:
+            return path, relative, f"larger than {MAX_FILE_BYTES} bytes"
+        digest, size = _hash_file(real)
+    except OSError as exc:
+        return path, relative, f"unreadable: {exc.strerror or exc}"
+    if size > MAX_FILE_BYTES:
+        return path, relative, f"larger than {MAX_FILE_BYTES} bytes"
+    return _Scanned(path, relative, real, digest, size)
+
+
+def _hash_file(path: Path) -> tuple[str, int]:
+    """SHA-256 and size, read in ``_READ_SIZE`` pieces; stops once over the size limit."""
+    digest = hashlib.sha256()
+    size = 0
+    with path.open("rb") as f:
+        while size <= MAX_FILE_BYTES and (piece := f.read(_READ_SIZE)):
+            digest.update(piece)
+            size += len(piece)
+    return digest.hexdigest(), size
+
+
+def _read(f: _Scanned) -> _Read | str:
+    """A changed file's text, or why it cannot be indexed (it may have changed again)."""
+    try:
+        with f.real.open("rb") as fh:
+            data = fh.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        return f"unreadable: {exc.strerror or exc}"
+    if len(data) > MAX_FILE_BYTES:
+        return f"larger than {MAX_FILE_BYTES} bytes"
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return f"not UTF-8 text (invalid byte at offset {exc.start})"
+    return _Read(text, hashlib.sha256(data).hexdigest())
+
+
+def _batches(files: list[_Scanned]) -> Iterator[list[_Scanned]]:
+    """Groups of up to ``_WRITE_BATCH`` files and about ``_BATCH_BYTES`` bytes."""
+    batch: list[_Scanned] = []
+    size = 0
+    for f in files:
+        if batch and (len(batch) >= _WRITE_BATCH or size + f.size > _BATCH_BYTES):
+            yield batch
+            batch, size = [], 0
+        batch.append(f)
+        size += f.size
+    if batch:
+        yield batch
+
+
+def _shown(name: str) -> str:
+    """A file name as text: bytes that are not UTF-8 become ``\\xNN`` escapes."""
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
+
+
 def _check_root(root: object) -> Path:
-    if not isinstance(root, str | os.PathLike) or not os.fspath(root).strip():
+    if not isinstance(root, str | os.PathLike) or not str(os.fspath(root)).strip():
         # "" would be Path("") = the current directory: say so instead of syncing it.
         raise InvalidInputError(f"Invalid root: {root!r} (expected a directory path)")
-    path = Path(root).expanduser()
+    # Paths are stored as text: a root whose name is not UTF-8 could hold nothing.
+    path = Path(require_text(os.fspath(root), "root", max_length=None)).expanduser()
     if not path.is_dir():
-        raise InvalidInputError(f"Invalid root: {path} is not a directory")
+        raise InvalidInputError(f"Invalid root: {_shown(str(path))} is not a directory")
     return path.resolve()
 
 
-def _check_pattern(pattern: object) -> None:
-    if not isinstance(pattern, str) or not pattern.strip():
+def _check_pattern(value: object) -> None:
+    pattern = require_text(value, "pattern", max_length=None)
+    if not pattern.strip():
         raise InvalidInputError(f"Invalid pattern: {pattern!r}")
     parts = PurePosixPath(pattern.replace("\\", "/")).parts
     if pattern.startswith(("/", "\\", "~")) or ".." in parts or (parts and ":" in parts[0]):
@@ -728,9 +879,20 @@ def _progress_bar(total: int, enabled: bool | None) -> Any:
 
 
 def _check_text(value: object, name: str) -> str:
-    if not isinstance(value, str) or not value.strip() or "\x00" in value:
-        raise InvalidInputError(f"Invalid {name}: {value!r}")
-    return value
+    text = require_text(value, name, max_length=None)
+    if not text.strip():
+        raise InvalidInputError(f"Invalid {name}: blank")
+    return text
+
+
+def _content_hash(content: object, name: str = "content") -> str:
+    """SHA-256 of the UTF-8 text, as ``sync_directory`` hashes a file's bytes."""
+    if not isinstance(content, str):
+        raise InvalidInputError(f"Invalid {name}: expected str, got {type(content).__name__}")
+    try:
+        return hashlib.sha256(content.encode("utf-8")).hexdigest()
+    except UnicodeEncodeError as exc:  # lone surrogates cannot be stored as TEXT
+        raise InvalidInputError(f"Invalid {name}: not encodable as UTF-8") from exc
 
 
 def _check_type(document_type: object) -> None:
@@ -743,19 +905,8 @@ def _check_type(document_type: object) -> None:
 def _check_metadata(metadata: object) -> str | None:
     if metadata is None:
         return None
-    if not isinstance(metadata, Mapping):
-        raise InvalidInputError(
-            f"Invalid metadata: expected a JSON object (dict), got {type(metadata).__name__}")
-    return to_json(dict(metadata), "metadata")
+    return to_json(require_object(metadata, "metadata"), "metadata")
 
 
 def _check_id(doc_id: object) -> int:
-    if not isinstance(doc_id, int) or isinstance(doc_id, bool) or doc_id < 1:
-        raise InvalidInputError(f"Invalid document id: {doc_id!r}")
-    return doc_id
-
-
-def _check_limit(limit: object) -> int:
-    if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= 100_000:
-        raise InvalidInputError(f"Invalid limit: {limit!r} (expected 1..100000)")
-    return limit
+    return require_int(doc_id, "document id", minimum=1)

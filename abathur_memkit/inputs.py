@@ -21,6 +21,7 @@ __all__ = [
     "as_timestamp",
     "clip",
     "optional_text",
+    "require_bool",
     "require_int",
     "require_limit",
     "require_object",
@@ -89,6 +90,13 @@ def require_int(value: object, field: str, *, minimum: int | None = None) -> int
         raise InvalidInputError(f"Invalid {field}: {shown} (expected an integer >= {minimum})")
     if not INT64_MIN <= value <= INT64_MAX:
         raise InvalidInputError(f"Invalid {field}: out of the 64-bit integer range")
+    return value
+
+
+def require_bool(value: object, field: str) -> bool:
+    """A real ``bool``: the string ``"false"`` is truthy, so it must not pass as one."""
+    if not isinstance(value, bool):
+        raise InvalidInputError(f"Invalid {field}: expected True or False, got {show(value)}")
     return value
 
 

@@ -8,7 +8,6 @@ return the latest live version. Every write and its audit row commit in one
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -18,29 +17,29 @@ from .errors import AlreadyExistsError, InvalidInputError, NotFoundError
 from .inputs import (
     clip,
     optional_text,
+    require_bool,
     require_int,
     require_limit,
     require_object,
-    require_text,
     show,
 )
 from .namespaces import (
     PRECEDENCE,
     WritePolicy,
     check_key,
+    is_segment,
     parse_namespace,
     prefix_bounds,
+    require_segment,
 )
-from .values import timestamp, timestamp_ago, to_json
+from .values import from_json, timestamp, timestamp_ago, to_json
 
 if TYPE_CHECKING:
     from .database import Database
 
-__all__ = ["MEMORY_TYPES", "MemoryItem", "MemoryService"]
+__all__ = ["MEMORY_TYPES", "MemoryItem", "MemoryService", "describe"]
 
 MEMORY_TYPES = ("semantic", "episodic", "procedural")
-
-_loads = json.loads
 
 # -- SQL (module-level so tests can check each plan) -------------------------
 
@@ -104,9 +103,13 @@ LIST_NAMESPACES = (
     " FROM ns WHERE ns.name IS NOT NULL"
     ") SELECT name FROM ns WHERE name IS NOT NULL"
 )
+# Keys whose latest live version is episodic and older than the cutoff: the
+# range on idx_memory_episodic_ttl, then one index seek per row for its key's
+# max. An older episodic version of a key updated to semantic is not a match.
 EXPIRED = (
-    "SELECT DISTINCT namespace, key FROM memory_entries "
-    "WHERE memory_type = 'episodic' AND is_deleted = 0 AND updated_at < ?"
+    "SELECT m.id, m.namespace, m.key, m.version FROM memory_entries m "
+    "WHERE m.memory_type = 'episodic' AND m.is_deleted = 0 AND m.updated_at < ? "
+    f"AND {_LATEST_PER_KEY}"
 )
 EXISTING_KEYS = (
     "SELECT m.namespace, m.key, max(m.version), "
@@ -142,9 +145,9 @@ def _decode(row: tuple[Any, ...]) -> dict[str, Any]:
     """A row of COLUMNS, by position, as the dict the API returns."""
     metadata = row[7]
     return {
-        "id": row[0], "namespace": row[1], "key": row[2], "value": _loads(row[3]),
+        "id": row[0], "namespace": row[1], "key": row[2], "value": from_json(row[3]),
         "memory_type": row[4], "version": row[5], "is_deleted": bool(row[6]),
-        "metadata": {} if metadata is None or metadata == "{}" else _loads(metadata),
+        "metadata": {} if metadata is None or metadata == "{}" else from_json(metadata),
         "created_by": row[8], "updated_by": row[9], "created_at": row[10],
         "updated_at": row[11],
     }
@@ -154,6 +157,11 @@ def _fetch(conn: Any, sql: str, params: tuple[Any, ...]) -> list[dict[str, Any]]
     cursor = conn.cursor()
     cursor.row_factory = None  # plain tuples: decoding by position is ~3x faster than Row
     return [_decode(row) for row in cursor.execute(sql, params)]
+
+
+def describe(namespace: str, key: str) -> str:
+    """A memory's address for messages: namespace and key apart, as both may hold ":"."""
+    return f"namespace {show(namespace, 520)}, key {show(key, 520)}"
 
 
 def _check_memory_type(memory_type: object) -> str:
@@ -244,7 +252,7 @@ class MemoryService:
         within one scope the most recently updated. Each value is the memory
         dict plus its ``scope``.
         """
-        require_text(session_id, "session_id")
+        require_segment(session_id, "session_id")
 
         def collect(conn: Any) -> dict[str, dict[str, Any]]:
             row = conn.execute(SESSION_SCOPES, (session_id,)).fetchone()
@@ -254,7 +262,9 @@ class MemoryService:
                       "app": row["app_name"], "project": row["project_id"]}
             context: dict[str, dict[str, Any]] = {}
             for scope in reversed(PRECEDENCE):  # weakest first; stronger ones overwrite
-                if owners[scope] is None:
+                # An id stored before ids were checked may hold ":": its tree is
+                # not its own (user "alice:bob" is inside alice's), so it is left out.
+                if not is_segment(owners[scope]):
                     continue
                 exact = f"{scope}:{owners[scope]}"
                 bounds = (exact, exact + ":", exact + ";")
@@ -288,14 +298,15 @@ class MemoryService:
         metadata_json = _check_metadata(metadata)
         optional_text(created_by, "created_by")
         optional_text(task_id, "task_id")
+        require_bool(elevated, "elevated")
 
         def add(conn: Any) -> int:
             self._authorize(conn, created_by, namespace, elevated)
             newest = conn.execute(GET_NEWEST, (namespace, key)).fetchone()
             if newest is not None and not newest["is_deleted"]:
                 raise AlreadyExistsError(
-                    f"Memory already exists: {namespace}:{key} (version {newest['version']}; "
-                    f"use update_memory)"
+                    f"Memory already exists: {describe(namespace, key)} "
+                    f"(version {newest['version']}; use update_memory)"
                 )
             version = 1 if newest is None else newest["version"] + 1
             entry_id = self._insert(conn, namespace, key, value_json, memory_type, version,
@@ -333,6 +344,7 @@ class MemoryService:
         metadata_json = _check_metadata(metadata)
         optional_text(updated_by, "updated_by")
         optional_text(task_id, "task_id")
+        require_bool(elevated, "elevated")
 
         def update(conn: Any) -> int:
             self._authorize(conn, updated_by, namespace, elevated)
@@ -364,6 +376,7 @@ class MemoryService:
         check_key(key)
         optional_text(deleted_by, "deleted_by")
         optional_text(task_id, "task_id")
+        require_bool(elevated, "elevated")
 
         def delete(conn: Any) -> bool:
             self._authorize(conn, deleted_by, namespace, elevated)
@@ -393,15 +406,17 @@ class MemoryService:
         check_key(key)
         optional_text(restored_by, "restored_by")
         optional_text(task_id, "task_id")
+        require_bool(elevated, "elevated")
 
         def restore(conn: Any) -> int:
             self._authorize(conn, restored_by, namespace, elevated)
             newest = conn.execute(GET_NEWEST, (namespace, key)).fetchone()
             if newest is None:
-                raise NotFoundError(f"Memory not found: {namespace}:{key}")
+                raise NotFoundError(f"Memory not found: {describe(namespace, key)}")
             if not newest["is_deleted"]:
                 raise InvalidInputError(
-                    f"Memory is not deleted: {namespace}:{key} (version {newest['version']})"
+                    f"Memory is not deleted: {describe(namespace, key)} "
+                    f"(version {newest['version']})"
                 )
             conn.execute(UNDELETE, (timestamp(), namespace, key))
             audit.record(conn, "memory_restore", task_id=task_id,
@@ -432,13 +447,16 @@ class MemoryService:
         target_version = _check_version(version)
         optional_text(updated_by, "updated_by")
         optional_text(task_id, "task_id")
+        require_bool(elevated, "elevated")
 
         def rollback(conn: Any) -> int:
             self._authorize(conn, updated_by, namespace, elevated)
             newest = self._newest_live(conn, namespace, key)
             target = conn.execute(GET_VERSION, (namespace, key, target_version)).fetchone()
             if target is None:
-                raise NotFoundError(f"Memory not found: {namespace}:{key} version {version}")
+                raise NotFoundError(
+                    f"Memory not found: {describe(namespace, key)}, version {version}"
+                )
             new_version = int(newest["version"]) + 1
             entry_id = self._insert(conn, namespace, key, target["value"], target["memory_type"],
                                     new_version, target["metadata"] or "{}",
@@ -480,6 +498,7 @@ class MemoryService:
             )
         optional_text(published_by, "published_by")
         optional_text(task_id, "task_id")
+        require_bool(elevated, "elevated")
 
         def publish(conn: Any) -> int:
             # A session publishes only its own drafts, and only where it may write.
@@ -487,7 +506,7 @@ class MemoryService:
             self._authorize(conn, published_by, to_namespace, elevated)
             draft = conn.execute(GET_LATEST, (namespace, key)).fetchone()
             if draft is None:
-                raise NotFoundError(f"Memory not found: {namespace}:{key}")
+                raise NotFoundError(f"Memory not found: {describe(namespace, key)}")
             newest = conn.execute(GET_NEWEST, (to_namespace, target_key)).fetchone()
             if newest is None or newest["is_deleted"]:
                 version = 1 if newest is None else newest["version"] + 1
@@ -522,6 +541,7 @@ class MemoryService:
         """
         optional_text(created_by, "created_by")
         optional_text(task_id, "task_id")
+        require_bool(elevated, "elevated")
         if isinstance(items, str | bytes | Mapping) or not isinstance(items, Iterable):
             raise InvalidInputError(
                 f"Invalid items: expected a list of MemoryItem or dicts, got {type(items).__name__}"
@@ -540,7 +560,9 @@ class MemoryService:
             except InvalidInputError as exc:
                 raise InvalidInputError(f"Item {index}: {exc}") from exc
             if (item.namespace, item.key) in seen:
-                raise InvalidInputError(f"Item {index}: duplicate key {item.namespace}:{item.key}")
+                raise InvalidInputError(
+                    f"Item {index}: duplicate key ({describe(item.namespace, item.key)})"
+                )
             seen.add((item.namespace, item.key))
             rows.append(row)
         if not rows:
@@ -559,7 +581,7 @@ class MemoryService:
                 version, deleted = existing.get((namespace, key), (0, True))
                 if not deleted:
                     raise AlreadyExistsError(
-                        f"Item {index}: memory already exists: {namespace}:{key}"
+                        f"Item {index}: memory already exists: {describe(namespace, key)}"
                     )
                 params.append((namespace, key, value, memory_type, version + 1, metadata,
                                created_by, created_by, now, now))
@@ -574,7 +596,10 @@ class MemoryService:
         return await self.db.write(insert_all)
 
     async def cleanup_expired_memories(self, ttl_days: float = 90) -> int:
-        """Soft-delete episodic keys not updated for ``ttl_days``; return how many."""
+        """Soft-delete keys not updated for ``ttl_days`` whose latest version is episodic.
+
+        Returns how many keys were deleted.
+        """
         if not isinstance(ttl_days, int | float) or isinstance(ttl_days, bool) or not ttl_days >= 0:
             raise InvalidInputError(  # "not >= 0" also refuses NaN
                 f"Invalid ttl_days: {show(ttl_days)} (expected a number >= 0)"
@@ -587,16 +612,12 @@ class MemoryService:
         def expire(conn: Any) -> int:
             expired = 0
             now = timestamp()
-            for namespace, key in conn.execute(EXPIRED, (cutoff,)).fetchall():
-                newest = conn.execute(GET_LATEST, (namespace, key)).fetchone()
-                if newest is None or newest["updated_at"] >= cutoff:
-                    continue  # a newer version is still fresh
+            for entry_id, namespace, key, version in conn.execute(EXPIRED, (cutoff,)).fetchall():
                 conn.execute(SOFT_DELETE, (now, namespace, key))
                 audit.record(conn, "memory_expire",
-                             action_data={"key": key, "version": newest["version"],
-                                          "ttl_days": ttl_days},
+                             action_data={"key": key, "version": version, "ttl_days": ttl_days},
                              memory_operation_type="delete", memory_namespace=namespace,
-                             memory_entry_id=newest["id"], at=now)
+                             memory_entry_id=entry_id, at=now)
                 expired += 1
             return expired
 
@@ -615,7 +636,7 @@ class MemoryService:
     def _newest_live(conn: Any, namespace: str, key: str) -> Any:
         newest = conn.execute(GET_NEWEST, (namespace, key)).fetchone()
         if newest is None or newest["is_deleted"]:
-            raise NotFoundError(f"Memory not found: {namespace}:{key}")
+            raise NotFoundError(f"Memory not found: {describe(namespace, key)}")
         return newest
 
     @staticmethod

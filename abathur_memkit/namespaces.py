@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from .errors import InvalidInputError, WritePolicyError
-from .inputs import require_text
+from .inputs import require_text, show
 
 __all__ = [
     "MAX_NAME_LENGTH",
@@ -22,8 +22,11 @@ __all__ = [
     "SCOPES",
     "WritePolicy",
     "check_key",
+    "is_segment",
+    "optional_segment",
     "parse_namespace",
     "prefix_bounds",
+    "require_segment",
 ]
 
 SCOPES = ("project", "app", "user", "session", "temp")
@@ -33,9 +36,37 @@ PRECEDENCE = ("temp", "session", "user", "app", "project")
 
 MAX_NAME_LENGTH = 512
 
+#: The rule for ids that become a namespace segment, as error messages state it.
+SEGMENT_RULE = "ids that become a namespace segment may not contain ':'"
+
 
 def _check_text(kind: str, text: object) -> str:
     return require_text(text, kind, max_length=MAX_NAME_LENGTH)
+
+
+def require_segment(value: object, field: str) -> str:
+    """An id that becomes one namespace segment: a session, user, app, project or agent id.
+
+    Any name ``require_text`` accepts, without ``:``: session ``s1:victim``
+    would own ``session:s1:victim``, which lies inside session ``s1``'s tree,
+    and user ``alice:bob`` would own a part of alice's. Whitespace and other
+    odd characters are allowed: they cannot move a namespace boundary, and
+    namespaces accept them too.
+    """
+    text = _check_text(field, value)
+    if ":" in text:
+        raise InvalidInputError(f"Invalid {field}: {show(text)} ({SEGMENT_RULE})")
+    return text
+
+
+def optional_segment(value: object, field: str) -> str | None:
+    """``None``, or what ``require_segment`` accepts."""
+    return None if value is None else require_segment(value, field)
+
+
+def is_segment(value: object) -> bool:
+    """Whether ``value`` is a valid segment (rows written before the rule may not be)."""
+    return isinstance(value, str) and value != "" and ":" not in value
 
 
 def parse_namespace(namespace: object) -> tuple[str, tuple[str, ...]]:
@@ -92,8 +123,10 @@ class WritePolicy:
 
     A writer named ``session:<id>`` may write only its own ``session:<id>``
     namespaces and the ``user:<user_id>`` namespaces of that session's user,
-    unless the call is elevated. Other writers (``system``, ``agent:…``) are
-    not restricted. ``enforce=False`` turns the policy off.
+    unless the call is elevated; a writer ``session:<x>`` where ``x`` is not a
+    valid segment (``session:s1:x``, ``session:``) is invalid input. Other
+    writers (``system``, ``agent:…``) are not restricted. ``enforce=False``
+    turns the policy off.
     """
 
     enforce: bool = True
@@ -112,16 +145,24 @@ class WritePolicy:
         only for session writers outside their own session namespace.
         """
         # The scope is matched case-insensitively: "Session:s1" is a session too.
-        if not self.enforce or elevated or not writer or writer[:8].lower() != "session:":
+        if not self.enforce or not writer or writer[:8].lower() != "session:":
             return
         session_id = writer[len("session:"):]
-        if within(namespace, f"session:{session_id}"):
+        if not is_segment(session_id):
+            # "session:s1:x" names no session: not s1, and no session "s1:x" can exist.
+            raise InvalidInputError(
+                f"Invalid writer: {show(writer)} (a session writer is session:<session id>; "
+                f"{SEGMENT_RULE})"
+            )
+        if elevated or within(namespace, f"session:{session_id}"):
             return
         user = session_user(session_id)
+        if not is_segment(user):  # none, or a user id stored before ids were checked
+            user = None
         if user is not None and within(namespace, f"user:{user}"):
             return
         allowed = f"session:{session_id}" + (f" and user:{user}" if user is not None else "")
         raise WritePolicyError(
             f"Write denied: {writer} may write only {allowed} namespaces, not {namespace} "
-            f"(pass elevated=True to override)"
+            f"(pass elevated=True, or --elevated to `memkit memory`, to override)"
         )

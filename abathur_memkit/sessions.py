@@ -19,8 +19,16 @@ import sqlite3
 from typing import TYPE_CHECKING, Any
 
 from .errors import AlreadyExistsError, InvalidInputError
-from .inputs import optional_text, require_int, require_limit, require_object, require_text
+from .inputs import (
+    optional_text,
+    require_int,
+    require_limit,
+    require_object,
+    require_text,
+    show,
+)
 from .lifecycle import Lifecycle
+from .namespaces import optional_segment, require_segment
 from .rows import Row, Rows, decode, exists, fetch_one
 from .values import from_json, timestamp, to_json
 
@@ -63,17 +71,15 @@ COLUMNS = (
     "created_at, last_update_time, terminated_at, archived_at"
 )
 
-# One query, one hop: the session row and its events, concatenated in seq order
-# by a correlated subquery on the (session_id, seq) primary key. The events are
-# valid JSON already (CHECK json_valid), so joining their text with commas
-# makes the array without SQLite re-parsing each one.
+# get_session reads the session row, then its events one row each in seq order,
+# in one snapshot. Not one value built in SQL: the events of a long session can
+# add up to more than SQLite's largest string (SQLITE_MAX_LENGTH), while each
+# one fits. "NULL AS events" puts the key where get_session returns it.
 GET_SESSION = (
-    "SELECT id, app_name, user_id, project_id, status, "
-    "(SELECT '[' || group_concat(event, ',') || ']' FROM "
-    "(SELECT event FROM session_events WHERE session_id = s.id ORDER BY seq)) AS events, "
-    "state, metadata, created_at, last_update_time, terminated_at, archived_at "
-    "FROM sessions AS s WHERE s.id = ?"
+    "SELECT id, app_name, user_id, project_id, status, NULL AS events, state, metadata, "
+    "created_at, last_update_time, terminated_at, archived_at FROM sessions WHERE id = ?"
 )
+ALL_EVENTS = "SELECT event FROM session_events WHERE session_id = ? ORDER BY seq"
 EXISTS = "SELECT 1 FROM sessions WHERE id = ?"
 INSERT = (
     "INSERT INTO sessions (id, app_name, user_id, project_id, status, state, metadata, "
@@ -161,6 +167,10 @@ class Page(Rows):
     next_cursor: str | None = None
 
 
+#: Longest cursor accepted; the ones list_sessions makes are far shorter.
+MAX_CURSOR_LENGTH = 4096
+
+
 def _encode_cursor(order: str, value: str, rowid: int) -> str:
     raw = json.dumps([order, value, rowid], separators=(",", ":")).encode()
     return base64.urlsafe_b64encode(raw).decode("ascii")
@@ -168,14 +178,16 @@ def _encode_cursor(order: str, value: str, rowid: int) -> str:
 
 def _decode_cursor(cursor: object, order: str) -> tuple[str, str, int]:
     try:
-        if not isinstance(cursor, str):
-            raise TypeError(type(cursor).__name__)
+        if not isinstance(cursor, str) or len(cursor) > MAX_CURSOR_LENGTH:
+            raise TypeError("not a cursor")
         made_for, value, rowid = json.loads(base64.urlsafe_b64decode(cursor.encode("ascii")))
-        if not isinstance(value, str) or not isinstance(rowid, int):
-            raise TypeError("malformed")
-    except (ValueError, TypeError, UnicodeError, binascii.Error) as exc:
+        # A forged cursor may hold anything: the value and rowid are bound as
+        # SQL parameters, so they must be what SQLite can bind.
+        require_text(value, "cursor value", max_length=None)
+        require_int(rowid, "cursor rowid")
+    except (ValueError, TypeError, UnicodeError, binascii.Error, RecursionError) as exc:
         raise InvalidInputError(
-            f"Invalid cursor: {cursor!r:.60} (pass the next_cursor of a previous page)"
+            f"Invalid cursor: {show(cursor)} (pass the next_cursor of a previous page)"
         ) from exc
     if made_for != order:
         raise InvalidInputError("Invalid cursor: it belongs to a listing with other filters")
@@ -211,11 +223,13 @@ class SessionService:
         def read(conn: sqlite3.Connection) -> Row | None:
             session = fetch_one(conn, GET_SESSION, (sid,), ("state", "metadata"))
             if session is not None:
-                events = session["events"]
-                session["events"] = json.loads(events) if events is not None else []
+                events = conn.execute(ALL_EVENTS, (sid,)).fetchall()
+                # Each event is valid JSON (CHECK json_valid): one parse of the
+                # joined array is ~4x faster than one per event.
+                session["events"] = from_json(f"[{','.join(row[0] for row in events)}]")
             return session
 
-        return await self.db.read(read)
+        return await self.db.read(read, snapshot=True)
 
     async def get_events(
         self, session_id: str, *, after_seq: int = 0, limit: int = 1000
@@ -291,10 +305,11 @@ class SessionService:
         metadata: dict[str, Any] | None = None,
     ) -> Row:
         """Create a session in status ``created``; return it as ``get_session`` would."""
-        sid = require_text(session_id, "session_id")
-        app = require_text(app_name, "app_name")
-        user = require_text(user_id, "user_id")
-        project = optional_text(project_id, "project_id")
+        # Each becomes a namespace segment (session:<id>, user:<id>, ...).
+        sid = require_segment(session_id, "session_id")
+        app = require_segment(app_name, "app_name")
+        user = require_segment(user_id, "user_id")
+        project = optional_segment(project_id, "project_id")
         state = _without_temp(
             require_object({} if initial_state is None else initial_state, "initial_state")
         )

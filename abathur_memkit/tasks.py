@@ -18,6 +18,7 @@ from . import audit
 from .errors import AlreadyExistsError, InvalidInputError
 from .inputs import optional_text, require_int, require_limit, require_text
 from .lifecycle import Lifecycle
+from .namespaces import optional_segment
 from .rows import Row, Rows, exists, fetch_all, fetch_one, require_row
 from .values import timestamp, to_json
 
@@ -165,7 +166,7 @@ class TaskService:
         kind = require_text(agent_type, "agent_type")
         urgency = require_int(priority, "priority")
         data = to_json({} if input_data is None else input_data, "input_data")
-        sid = optional_text(session_id, "session_id")
+        sid = optional_segment(session_id, "session_id")
         parent = optional_text(parent_task_id, "parent_task_id")
         deps = _check_dependencies(dependencies)
         retries = require_int(max_retries, "max_retries", minimum=0)

@@ -9,11 +9,13 @@ Each sync is ``sync_directory``, so unchanged files cost a hash and nothing more
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from collections.abc import Awaitable, Callable
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
 
+from .documents import _check_pattern, _check_root, _check_type
 from .errors import InvalidInputError, MemkitError
 
 if TYPE_CHECKING:
@@ -23,6 +25,9 @@ if TYPE_CHECKING:
 __all__ = ["watch_directory"]
 
 OnSync = Callable[["SyncSummary"], Awaitable[None] | None]
+OnError = Callable[[MemkitError], Awaitable[None] | None]
+
+_log = logging.getLogger(__name__)
 
 
 async def watch_directory(
@@ -36,9 +41,15 @@ async def watch_directory(
     initial: bool = True,
     document_type: str | None = None,
     progress: bool | None = False,
+    on_error: OnError | None = None,
 ) -> None:
     """Sync ``root`` now (``initial``) and after every burst of changes, until
-    ``stop`` is set or the task is cancelled. ``on_sync`` gets each summary."""
+    ``stop`` is set or the task is cancelled. ``on_sync`` gets each summary.
+
+    A sync that fails (the folder was removed, the embedder is down) does not
+    end the watch: ``on_error`` gets the error (by default it is logged), and
+    the next change syncs again.
+    """
     try:
         from watchdog.events import FileSystemEvent, FileSystemEventHandler
         from watchdog.observers import Observer
@@ -46,10 +57,10 @@ async def watch_directory(
         raise MemkitError("watch needs watchdog: pip install watchdog") from exc
     if not isinstance(debounce, int | float) or isinstance(debounce, bool) or debounce < 0:
         raise InvalidInputError(f"Invalid debounce: {debounce!r} (seconds >= 0)")
-    path = Path(root).expanduser()
-    if not path.is_dir():
-        raise InvalidInputError(f"Invalid root: {path} is not a directory")
-    path = path.resolve()
+    # Bad arguments fail here, not as a sync error the watch would only report.
+    path = _check_root(root)
+    _check_pattern(pattern)
+    _check_type(document_type)
     wanted = _suffix(pattern)
     ignored = _database_files(db)
     loop = asyncio.get_running_loop()
@@ -74,12 +85,16 @@ async def watch_directory(
                 loop.call_soon_threadsafe(changed.set)
 
     async def sync() -> None:
-        summary = await db.documents.sync_directory(
-            path, pattern, document_type=document_type, progress=progress)
-        if on_sync is not None:
-            result = on_sync(summary)
-            if result is not None:
-                await result
+        try:
+            summary = await db.documents.sync_directory(
+                path, pattern, document_type=document_type, progress=progress)
+        except MemkitError as exc:
+            if on_error is None:
+                _log.warning("sync of %s failed: %s", path, exc)
+            else:
+                await _call(on_error, exc)
+            return
+        await _call(on_sync, summary)
 
     observer: Any = Observer()
     observer.schedule(Handler(), str(path), recursive=True)
@@ -101,6 +116,12 @@ async def watch_directory(
     finally:
         observer.stop()
         await asyncio.to_thread(observer.join, 5.0)
+
+
+async def _call(callback: Callable[[Any], Awaitable[None] | None] | None, arg: Any) -> None:
+    result = None if callback is None else callback(arg)
+    if result is not None:
+        await result
 
 
 async def _first(changed: asyncio.Event, stop: asyncio.Event) -> bool:

@@ -59,7 +59,7 @@ def test_memory_lifecycle(dbfile: str, capsys: pytest.CaptureFixture[str]) -> No
     code, out, _ = run(capsys, "memory", "delete", dbfile, ns, "theme", "--by", "agent:x")
     assert code == 0 and out.startswith(f"deleted {ns} theme")
     code, _, err = run(capsys, "memory", "get", dbfile, ns, "theme")
-    assert code == 2 and "Memory not found: user:alice:prefs:theme" in err
+    assert code == 2 and "Memory not found: namespace 'user:alice:prefs', key 'theme'" in err
     code, _, err = run(capsys, "memory", "delete", dbfile, ns, "theme")
     assert code == 2 and "nothing live to delete" in err
     code, out, _ = run(capsys, "memory", "history", dbfile, ns, "theme")

@@ -188,17 +188,22 @@ async def test_sync_refuses_paths_outside_the_root(hdb: Database, corpus: Path,
 
 async def test_sync_reports_unreadable_files(hdb: Database, corpus: Path,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    real = Path.read_bytes
+    first = await hdb.documents.sync_directory(corpus, progress=False)
+    assert "guides/agents.md" in first.added
+    real = Path.open
 
-    def read_bytes(self: Path) -> bytes:
+    def refuse(self: Path, *args: Any, **kwargs: Any) -> Any:
         if self.name == "agents.md":
             raise PermissionError(13, "Permission denied")
-        return real(self)
+        return real(self, *args, **kwargs)
 
-    monkeypatch.setattr(Path, "read_bytes", read_bytes)
+    monkeypatch.setattr(Path, "open", refuse)
     summary = await hdb.documents.sync_directory(corpus, progress=False)
     assert dict(summary.skipped) == {"guides/agents.md": "unreadable: Permission denied"}
-    assert summary.synced == 10 and "skipped  guides/agents.md" in str(summary)
+    assert "skipped  guides/agents.md" in str(summary)
+    # Skipped means out of the index: its old chunks are no longer searchable.
+    assert summary.removed == ["guides/agents.md"] and summary.unchanged == 10
+    assert await hdb.documents.get_document(str(corpus / "guides" / "agents.md")) is None
 
 
 async def test_front_matter_type_and_default_type(hdb: Database, corpus: Path) -> None:

@@ -92,7 +92,8 @@ async def test_restore_after_delete(db: Database) -> None:
     assert latest is not None and latest["value"] == "light"
     with pytest.raises(InvalidInputError, match="Memory is not deleted"):
         await mem.restore_memory(NS, "theme")
-    with pytest.raises(NotFoundError, match="Memory not found: user:alice:preferences:nope"):
+    with pytest.raises(NotFoundError,
+                       match="Memory not found: namespace 'user:alice:preferences', key 'nope'"):
         await mem.restore_memory(NS, "nope")
 
 
@@ -329,9 +330,9 @@ async def test_write_policy(alice: Database) -> None:
     (lambda m: m.add_memory(NS, "k\x00", 1, "semantic", "s"), InvalidInputError, "NUL"),
     (lambda m: m.add_memory(NS, 5, 1, "semantic", "s"), InvalidInputError, "Invalid key"),
     (lambda m: m.add_memory(NS, "theme", 1, "semantic", "s"), AlreadyExistsError,
-     "Memory already exists: user:alice:preferences:theme"),
+     "Memory already exists: namespace 'user:alice:preferences', key 'theme'"),
     (lambda m: m.update_memory(NS, "nope", 1, "s"), NotFoundError,
-     "Memory not found: user:alice:preferences:nope"),
+     "Memory not found: namespace 'user:alice:preferences', key 'nope'"),
     (lambda m: m.get_memory(NS, "theme", version=0), InvalidInputError, "Invalid version"),
     (lambda m: m.search_memories("user:a", limit=0), InvalidInputError, "Invalid limit"),
     (lambda m: m.search_memories("nowhere"), InvalidInputError, "Invalid namespace format"),

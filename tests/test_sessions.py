@@ -421,7 +421,7 @@ async def test_list_plans(
 
 @pytest.mark.parametrize(("query", "params", "index"), [
     (sql.GET_SESSION, ("s1",), "idx_sessions_pk"),
-    (sql.GET_SESSION, ("s1",), "sqlite_autoindex_session_events_1"),
+    (sql.ALL_EVENTS, ("s1",), "sqlite_autoindex_session_events_1"),
     (sql.LAST_SEQ, ("s1",), "sqlite_autoindex_session_events_1"),
     (sql.EVENTS, ("s1", 0, 10), "sqlite_autoindex_session_events_1"),
     (sql.GET_STATUS_STATE, ("s1",), "idx_sessions_pk"),
@@ -432,7 +432,9 @@ async def test_point_query_plans(
     await assert_searches(db, query, params, "sessions", index)
 
 
-async def test_get_session_is_one_statement(db: Database, s1: SessionService) -> None:
+async def test_get_session_reads_row_and_events_in_one_snapshot(
+    db: Database, s1: SessionService
+) -> None:
     await s1.append_event("s1", {"n": 1})
     statements: list[str] = []
     await db.set_trace_callback(statements.append)
@@ -440,8 +442,10 @@ async def test_get_session_is_one_statement(db: Database, s1: SessionService) ->
         await s1.get_session("s1")
     finally:
         await db.set_trace_callback(None)
-    assert len(statements) == 1
-    assert statements[0].startswith(sql.GET_SESSION.removesuffix("?"))
+    assert len(statements) == 4, statements
+    assert statements[0] == "BEGIN" and statements[3] == "COMMIT"
+    assert statements[1].startswith(sql.GET_SESSION.removesuffix("?"))
+    assert statements[2].startswith(sql.ALL_EVENTS.replace("?", "'s1'"))
 
 
 # -- seed defect 1: events are rows, appends are O(1) --------------------------------------

@@ -2,7 +2,8 @@
 
 Values are JSON (``'{"mode": "dark"}'``, ``'42'``, ``'"text"'``); ``put --string``
 stores the argument as a JSON string instead. Writes are audited like any
-other (``--by`` names the writer, default ``cli``).
+other (``--by`` names the writer, default ``cli``) and follow the write policy;
+``--elevated`` overrides it, as ``elevated=True`` does in Python.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import json
 from typing import Any
 
 from ..errors import InvalidInputError, NotFoundError
-from ..memory import MEMORY_TYPES
+from ..memory import MEMORY_TYPES, describe
 from . import add_json_flag, emit
 from .admin import open_existing
 
@@ -22,6 +23,11 @@ __all__ = ["preview", "register"]
 def register(subparsers: Any) -> None:
     group = subparsers.add_parser("memory", help="read and write memories")
     commands = group.add_subparsers(dest="memory_command", metavar="ACTION", required=True)
+
+    def writes(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--by", default="cli", help="the writer recorded (default: cli)")
+        p.add_argument("--elevated", action="store_true",
+                       help="write where the write policy would refuse --by")
 
     def command(name: str, help: str, handler: Any, key: bool = True) -> argparse.ArgumentParser:
         p: argparse.ArgumentParser = commands.add_parser(name, help=help)
@@ -42,7 +48,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--type", choices=MEMORY_TYPES, dest="memory_type",
                    help="memory type (new keys: default semantic; versions keep theirs)")
     p.add_argument("--metadata", help="a JSON object")
-    p.add_argument("--by", default="cli", help="the writer recorded (default: cli)")
+    writes(p)
     p.add_argument("--task", help="task id recorded in the audit row")
 
     p = command("list", "the latest live version of each key under a prefix", cmd_list,
@@ -57,11 +63,11 @@ def register(subparsers: Any) -> None:
     command("history", "every version of a key, newest first", cmd_history)
 
     p = command("delete", "soft-delete a key (history kept)", cmd_delete)
-    p.add_argument("--by", default="cli", help="the writer recorded (default: cli)")
+    writes(p)
     p.add_argument("--task", help="task id recorded in the audit row")
 
     p = command("restore", "undo a soft delete", cmd_restore)
-    p.add_argument("--by", default="cli", help="the writer recorded (default: cli)")
+    writes(p)
 
 
 def preview(value: Any, width: int = 60) -> str:
@@ -92,8 +98,8 @@ async def cmd_get(args: argparse.Namespace) -> int:
     async with open_existing(args.path) as db:
         entry = await db.memory.get_memory(args.namespace, args.key, args.version)
     if entry is None:
-        which = f" version {args.version}" if args.version is not None else ""
-        raise NotFoundError(f"Memory not found: {args.namespace}:{args.key}{which}")
+        which = f", version {args.version}" if args.version is not None else ""
+        raise NotFoundError(f"Memory not found: {describe(args.namespace, args.key)}{which}")
     emit(args, entry, f"{_label(entry)}\n{json.dumps(entry['value'], indent=2)}")
     return 0
 
@@ -106,12 +112,12 @@ async def cmd_put(args: argparse.Namespace) -> int:
         if current is None:
             entry_id = await db.memory.add_memory(
                 args.namespace, args.key, value, args.memory_type or "semantic", args.by,
-                task_id=args.task, metadata=metadata)
+                task_id=args.task, metadata=metadata, elevated=args.elevated)
             action = "created"
         else:
             await db.memory.update_memory(
                 args.namespace, args.key, value, args.by, task_id=args.task,
-                memory_type=args.memory_type, metadata=metadata)
+                memory_type=args.memory_type, metadata=metadata, elevated=args.elevated)
             action = "updated"
         entry = await db.memory.get_memory(args.namespace, args.key)
     assert entry is not None  # just written
@@ -141,7 +147,7 @@ async def cmd_history(args: argparse.Namespace) -> int:
     async with open_existing(args.path) as db:
         versions = await db.memory.get_memory_history(args.namespace, args.key)
     if not versions:
-        raise NotFoundError(f"Memory not found: {args.namespace}:{args.key}")
+        raise NotFoundError(f"Memory not found: {describe(args.namespace, args.key)}")
     lines = [f"{'v':>3} {'deleted':<7} {'type':<10} {'by':<24} {'updated_at':<26} value"]
     lines += [f"{e['version']:>3} {'yes' if e['is_deleted'] else 'no':<7} "
               f"{e['memory_type']:<10} {e['updated_by'] or '-':<24} {e['updated_at']:<26} "
@@ -153,10 +159,10 @@ async def cmd_history(args: argparse.Namespace) -> int:
 async def cmd_delete(args: argparse.Namespace) -> int:
     async with open_existing(args.path, write=True) as db:
         deleted = await db.memory.delete_memory(args.namespace, args.key, task_id=args.task,
-                                                deleted_by=args.by)
+                                                deleted_by=args.by, elevated=args.elevated)
     if not deleted:
-        raise NotFoundError(f"Memory not found: {args.namespace}:{args.key} (nothing live "
-                            "to delete)")
+        raise NotFoundError(f"Memory not found: {describe(args.namespace, args.key)} "
+                            "(nothing live to delete)")
     emit(args, {"deleted": True, "namespace": args.namespace, "key": args.key},
          f"deleted {args.namespace} {args.key} (history kept; `memkit memory restore` "
          "undoes it)")
@@ -165,7 +171,8 @@ async def cmd_delete(args: argparse.Namespace) -> int:
 
 async def cmd_restore(args: argparse.Namespace) -> int:
     async with open_existing(args.path, write=True) as db:
-        version = await db.memory.restore_memory(args.namespace, args.key, restored_by=args.by)
+        version = await db.memory.restore_memory(args.namespace, args.key, restored_by=args.by,
+                                                 elevated=args.elevated)
     emit(args, {"restored": True, "namespace": args.namespace, "key": args.key,
                 "version": version},
          f"restored {args.namespace} {args.key} (latest version {version})")

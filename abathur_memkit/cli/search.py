@@ -173,9 +173,12 @@ async def cmd_watch(args: argparse.Namespace) -> int:
         emit(args, summary.to_dict(), str(summary))
         sys.stdout.flush()
 
+    def failed(error: Exception) -> None:
+        print(f"memkit: sync failed, still watching: {error}", file=sys.stderr)
+
     async with db:
         print(f"watching {Path(args.directory).resolve()} ({args.pattern}); Ctrl-C stops",
               file=sys.stderr)
         await watch_directory(db, args.directory, args.pattern, debounce=args.debounce,
-                              on_sync=report, progress=False)
+                              on_sync=report, on_error=failed, progress=False)
     return 0

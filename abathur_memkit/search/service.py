@@ -27,6 +27,7 @@ import numpy as np
 
 from ..embeddings.base import Vectors, check_vectors
 from ..errors import EmbeddingError, InvalidInputError
+from ..inputs import require_int, require_text
 from ..memory import MEMORY_TYPES
 from ..namespaces import prefix_bounds
 from ..values import to_json
@@ -225,6 +226,7 @@ class SearchService:
         """
         _filters(source, document_type, namespace_prefix, memory_type)  # checked up front
         k = _check_k(k)
+        rrf_k = require_int(rrf_k, "rrf_k", minimum=0)
         n = _check_k(candidates if candidates is not None else max(4 * k, 40))
         kwargs: dict[str, Any] = {"source": source, "document_type": document_type,
                                   "namespace_prefix": namespace_prefix,
@@ -584,7 +586,7 @@ def memory_text(key: str, value_json: str) -> str:
     """What search indexes for a memory: its key, then its value as text."""
     try:
         value = json.loads(value_json)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, RecursionError):  # too deep to decode: index the text
         value = value_json
     body = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
     return f"{key}: {body}"
@@ -644,7 +646,7 @@ def _filters(
 def _check_query(query: object) -> str:
     if not isinstance(query, str) or not query.strip():
         raise InvalidInputError(f"Invalid query: {query!r} (expected non-empty text)")
-    return query
+    return require_text(query, "query", max_length=None)
 
 
 def _registry(conn: Any, name: str) -> dict[str, Any] | None:

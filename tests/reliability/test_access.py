@@ -37,6 +37,14 @@ PUBLISH_TARGETS = ["user:alice", "user:alice:prefs", "user:alice2", "user:bob", 
                    "project:p1"]
 
 
+def invalid(writer: str | None) -> bool:
+    """A session writer whose id is not a valid segment names no session at all."""
+    if not writer or writer[:8].lower() != "session:":
+        return False
+    session = writer[len("session:"):]
+    return session == "" or ":" in session
+
+
 def allowed(writer: str | None, namespace: str) -> bool:
     """The rule, independently of the library's code (the scope is case-insensitive)."""
     if not writer or writer[:8].lower() != "session:":
@@ -143,6 +151,12 @@ async def test_the_write_policy_holds_on_every_write_path(sessions: Database, pa
                 tried += 1
                 unprepared = path in ("add_memory", "add_memories", "publish_memory")
                 snapshot = await dump(db) if unprepared else None
+                if invalid(writer):
+                    with pytest.raises(InvalidInputError, match="Invalid writer"):
+                        await attempt(db, writer, namespace, elevated)
+                    if unprepared:
+                        assert await dump(db) == snapshot, f"{path} wrote for {writer}"
+                    continue
                 expected = elevated or allowed(writer, namespace)
                 if path == "add_memories":
                     expected = elevated or (allowed(writer, namespace)

@@ -27,6 +27,7 @@ from hostile_strategies import (
     keys,
     namespaces,
     odd_text,
+    segment,
     storable,
     writers,
     wrong_types,
@@ -309,6 +310,28 @@ def test_wrong_types_for_object_arguments(harness: Harness, bad: Any) -> None:
     expect_rejected(harness, before, lambda db: db.audit.list(since=bad), "since")
 
 
+@PROFILE
+@given(before=st.text(storable, max_size=8), after=st.text(storable, max_size=8),
+       field=st.sampled_from(["session_id", "app_name", "user_id", "project_id", "agent_id",
+                              "task session_id", "context session_id"]))
+def test_ids_with_the_separator_are_rejected(harness: Harness, before: str, after: str,
+                                             field: str) -> None:
+    """An id that becomes a namespace segment cannot hold ':', wherever it is accepted."""
+    TRIED["id with ':'"] += 1
+    text = f"{before}:{after}"
+    snapshot = _seed(harness)
+    calls: dict[str, Call] = {
+        "session_id": lambda db: db.sessions.create_session(text, "app", "u"),
+        "app_name": lambda db: db.sessions.create_session("s9", text, "u"),
+        "user_id": lambda db: db.sessions.create_session("s9", "app", text),
+        "project_id": lambda db: db.sessions.create_session("s9", "app", "u", text),
+        "agent_id": lambda db: db.agents.spawn("a", "b", "t1", "m", agent_id=text),
+        "task session_id": lambda db: db.tasks.submit("p", session_id=text),
+        "context session_id": lambda db: db.memory.context_for_session(text),
+    }
+    expect_rejected(harness, snapshot, calls[field], "may not contain ':'")
+
+
 @pytest.mark.parametrize("ttl", [-1, -0.5, math.nan, -math.inf, "30", None, True, [1]])
 def test_bad_ttls_are_rejected(harness: Harness, ttl: float) -> None:
     before = _seed(harness)
@@ -391,7 +414,7 @@ def test_odd_names_and_values_round_trip(
 
 
 @PROFILE
-@given(session_id=odd_text, app=odd_text, user=odd_text, project=st.none() | odd_text,
+@given(session_id=segment, app=segment, user=segment, project=st.none() | segment,
        state=st.dictionaries(odd_text.filter(lambda k: not k.startswith("temp:")), json_values,
                              max_size=3),
        event=st.dictionaries(odd_text, json_values, max_size=3))

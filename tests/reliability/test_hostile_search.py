@@ -113,3 +113,109 @@ async def test_semantic_search_works_with_an_honest_embedder(tmp_path: Path) -> 
         await db.documents.index_document(str(tmp_path / "a.md"), "A", "# A\n\nalpha beta")
         hits = await db.search.semantic("alpha", 3, source="documents")
         assert isinstance(hits, list)
+
+
+# -- lone surrogates, wrong types, bad numbers: InvalidInputError, nothing changed ----------------
+
+SURROGATE_QUERIES = ["\ud800", "alpha \udfff", "\udc80beta", "alpha OR \ud83d"]
+
+
+@pytest.mark.parametrize("query", SURROGATE_QUERIES)
+@pytest.mark.parametrize("mode", ["keyword", "raw", "semantic", "hybrid"])
+async def test_queries_with_lone_surrogates_are_refused(tmp_path: Path, query: str,
+                                                        mode: str) -> None:
+    from abathur_memkit import Database
+
+    TRIED["search query"] += 1
+    async with Database(tmp_path / "s.db", embedder=HashingEmbedder()) as db:
+        await db.documents.index_document("/docs/a.md", "A", "# A\n\nalpha beta")
+        before = await dump(db)
+        with pytest.raises(InvalidInputError, match="Invalid query: not encodable as UTF-8"):
+            if mode == "raw":
+                await db.search.keyword(query, 3, raw=True)
+            else:
+                await db.search.search(query, 3, mode=mode)
+        assert await dump(db) == before
+
+
+@pytest.mark.parametrize(("kwargs", "names"), [
+    ({"rrf_k": -1}, "rrf_k"), ({"rrf_k": "60"}, "rrf_k"), ({"rrf_k": 1.5}, "rrf_k"),
+    ({"rrf_k": True}, "rrf_k"), ({"rrf_k": None}, "rrf_k"), ({"rrf_k": 2**64}, "rrf_k"),
+    ({"candidates": 0}, "k"), ({"candidates": "40"}, "k"),
+])
+async def test_hybrid_refuses_bad_numbers(tmp_path: Path, kwargs: dict[str, Any],
+                                          names: str) -> None:
+    from abathur_memkit import Database
+
+    async with Database(tmp_path / "s.db", embedder=HashingEmbedder()) as db:
+        await db.documents.index_document("/docs/a.md", "A", "# A\n\nalpha beta")
+        with pytest.raises(InvalidInputError, match=f"Invalid {names}"):
+            await db.search.hybrid("alpha", 3, **kwargs)
+        assert await db.search.hybrid("alpha", 3, rrf_k=0)  # the bound itself is fine
+
+
+BAD_PATHS: list[Any] = [None, 5, 1.5, b"/docs/d0.md", ["/docs/d0.md"], "", "   ", "a\x00b",
+                        "/docs/\ud800.md", "/docs/d0.md\udcff"]
+PATH_CALLS = {
+    "index_document": lambda docs, bad: docs.index_document(bad, "T", "# T\n\ntext"),
+    "index_document title": lambda docs, bad: docs.index_document("/docs/new.md", bad, "x"),
+    "get_document": lambda docs, bad: docs.get_document(bad),
+    "delete_document": lambda docs, bad: docs.delete_document(bad),
+    "mark_stale": lambda docs, bad: docs.mark_stale(bad),
+    "mark_stale with content": lambda docs, bad: docs.mark_stale(bad, "# New\n"),
+}
+
+
+@pytest.mark.parametrize("bad", BAD_PATHS)
+@pytest.mark.parametrize("call", sorted(PATH_CALLS))
+def test_document_paths_of_the_wrong_type_or_not_utf8_are_refused(
+        indexed: Harness, call: str, bad: Any) -> None:
+    TRIED["document path"] += 1
+    before = indexed.run(dump(indexed.db))
+    with pytest.raises(InvalidInputError, match=r"Invalid (file_path|title)"):
+        indexed.run(PATH_CALLS[call](indexed.db.documents, bad))
+    assert indexed.run(dump(indexed.db)) == before
+
+
+BAD_CONTENT: list[Any] = [None, 5, b"# bytes", ["# list"], "# A\n\n\ud800", "\udcff"]
+CONTENT_CALLS = {
+    "index_document": lambda docs, bad: docs.index_document("/docs/d0.md", "T", bad),
+    "mark_stale": lambda docs, bad: docs.mark_stale("/docs/d0.md", bad),
+}
+
+
+@pytest.mark.parametrize(("call", "bad"), [
+    (call, bad) for call in sorted(CONTENT_CALLS) for bad in BAD_CONTENT
+    if not (bad is None and call == "mark_stale")  # None: stale without new content
+])
+def test_document_content_that_is_not_utf8_text_is_refused(
+        indexed: Harness, call: str, bad: Any) -> None:
+    TRIED["document content"] += 1
+    before = indexed.run(dump(indexed.db))
+    with pytest.raises(InvalidInputError, match=r"Invalid (content|new_content)"):
+        indexed.run(CONTENT_CALLS[call](indexed.db.documents, bad))
+    assert indexed.run(dump(indexed.db)) == before
+
+
+BAD_IDS: list[Any] = [None, "1", 1.0, True, 0, -1, 2**63, 2**64]
+ID_CALLS = {
+    "get_document_by_id": lambda docs, bad: docs.get_document_by_id(bad),
+    "get_chunks": lambda docs, bad: docs.get_chunks(bad),
+    "mark_synced": lambda docs, bad: docs.mark_synced(bad),
+    "mark_failed": lambda docs, bad: docs.mark_failed(bad, "boom"),
+    "get_pending_documents": lambda docs, bad: docs.get_pending_documents(bad),
+    "list_all_documents": lambda docs, bad: docs.list_all_documents(bad),
+}
+
+
+@pytest.mark.parametrize(("call", "bad"), [
+    (call, bad) for call in sorted(ID_CALLS) for bad in BAD_IDS
+    if not (bad is None and call == "list_all_documents")  # None: every document
+])
+def test_document_ids_and_limits_of_the_wrong_type_or_range_are_refused(
+        indexed: Harness, call: str, bad: Any) -> None:
+    TRIED["document id"] += 1
+    before = indexed.run(dump(indexed.db))
+    with pytest.raises(InvalidInputError, match=r"Invalid (document id|limit)"):
+        indexed.run(ID_CALLS[call](indexed.db.documents, bad))
+    assert indexed.run(dump(indexed.db)) == before
