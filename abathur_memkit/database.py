@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import aiosqlite
 
-from . import schema
+from . import files, schema
 from .driver import Driver, load_extension, select_driver
 from .errors import DatabaseFileError, InvalidInputError, MemkitError
 from .inputs import require_int, show
@@ -74,6 +74,8 @@ class Database:
         extensions: Sequence[str] = (),
         embedder: str | Embedder | None = None,
         vector_backend: str = "vec",
+        read_only: bool = False,
+        migrate: bool = True,
     ) -> None:
         if isinstance(path, bytes) or not isinstance(path, str | os.PathLike):
             raise InvalidInputError(f"Database path must be a str or os.PathLike, not {path!r}")
@@ -90,6 +92,12 @@ class Database:
             )
         readers = require_int(readers, "readers", minimum=0)
         self.in_memory = self.path == ":memory:"
+        if read_only and self.in_memory:
+            raise InvalidInputError("a ':memory:' database cannot be opened read-only")
+        #: Opened with SQLite's mode=ro: no WAL switch, no migration, writes refused.
+        self.read_only = bool(read_only)
+        # Without migrate the file must already be an up-to-date memkit database.
+        self._migrate = bool(migrate) and not self.read_only
         self.driver: Driver = select_driver(driver)
         if vector_backend not in ("vec", "vss"):
             raise InvalidInputError(
@@ -199,7 +207,10 @@ class Database:
     async def initialize(self) -> list[int]:
         """Open, configure and migrate; return the schema versions applied.
 
-        Idempotent: a second call (or another process) applies nothing.
+        Idempotent: a second call (or another process) applies nothing. With
+        ``read_only=True`` or ``migrate=False`` nothing is created, converted or
+        migrated: a file that is not an up-to-date memkit database is refused
+        with a ``DatabaseFileError`` saying what it is.
         """
         async with self._init_lock:
             if self._writer is None and not self.in_memory:
@@ -216,6 +227,8 @@ class Database:
                     # its connector raises) is involved.
                     raw, applied = await asyncio.to_thread(self._open_and_migrate)
                     self._writer = await aiosqlite.Connection(lambda: raw, iter_chunk_size=64)
+                elif not self._migrate:
+                    applied = []
                 else:
                     applied = await self._call(
                         self._writer, schema.migrate, self._writer_conn(), self._memory_connection
@@ -238,12 +251,13 @@ class Database:
     def _open(self) -> sqlite3.Connection:
         """Open one configured connection (runs in the connection's thread)."""
         try:
-            conn = self.driver.connect(self.path)
+            conn = (files.connect_read_only(self.driver, self.path) if self.read_only
+                    else self.driver.connect(self.path))
         except Exception as exc:
-            raise DatabaseFileError(f"cannot open {self.path}: {exc}") from exc
+            raise self._open_error(f"cannot open {self.path}: {exc}") from exc
         try:
             conn.execute(f"PRAGMA busy_timeout = {PRAGMAS['busy_timeout']}")
-            if not self.in_memory:
+            if not self.in_memory and not self.read_only:
                 # Switching to WAL needs an exclusive lock and, unlike most
                 # statements, does not always wait on busy_timeout.
                 mode = _retry_locked(lambda: _use_wal(conn), self.driver.module.OperationalError)
@@ -260,9 +274,7 @@ class Database:
         except (self.driver.module.DatabaseError, UnicodeDecodeError) as exc:
             # UnicodeDecodeError: a damaged schema whose error text is not UTF-8.
             conn.close()
-            raise DatabaseFileError(
-                f"{self.path} is not a usable SQLite database: {exc}"
-            ) from exc
+            raise self._open_error(f"{self.path} is not a usable SQLite database: {exc}") from exc
         except BaseException:
             conn.close()
             raise
@@ -273,9 +285,21 @@ class Database:
             conn.set_progress_handler(*self._progress)
         return conn
 
+    def _open_error(self, text: str) -> DatabaseFileError:
+        if not self.read_only and not self.in_memory and files.read_only_location(self.path):
+            return DatabaseFileError(
+                f"{self.path} is on a read-only location: memkit cannot write there "
+                "(read it with Database(path, read_only=True); memkit's read commands do)")
+        return DatabaseFileError(text)
+
     def _open_and_migrate(self) -> tuple[sqlite3.Connection, list[int]]:
+        if not self._migrate:
+            # Looked at read-only first: another application's file stays as it was.
+            files.require_current(self.path, self.driver)
         conn = self._open()
         try:
+            if not self._migrate:
+                return conn, []
             return conn, schema.migrate(conn, self._memory_connection)
         except BaseException:
             conn.close()
@@ -350,7 +374,13 @@ class Database:
         writer = self._writer
         if writer is None:
             raise MemkitError("Database is not initialized: await db.initialize() first")
+        self._refuse_if_read_only()
         return await self._call(writer, self._in_write_txn, writer._conn, fn)
+
+    def _refuse_if_read_only(self) -> None:
+        if self.read_only:
+            where = " on a read-only location" if files.read_only_location(self.path) else ""
+            raise MemkitError(f"{self.path} is open read-only{where}: writes are not allowed")
 
     def _in_write_txn(self, conn: Any, fn: Callable[[Any], T]) -> T:
         _begin_immediate(conn, self.driver.module.OperationalError)
@@ -471,6 +501,7 @@ class Database:
         writer = self._writer
         if writer is None:
             raise MemkitError("Database is not initialized: await db.initialize() first")
+        self._refuse_if_read_only()
         row = await self._call(
             writer, lambda c: c.execute(f"PRAGMA wal_checkpoint({mode})").fetchone(), writer._conn
         )
@@ -485,6 +516,7 @@ class Database:
         writer = self._writer
         if writer is None:
             raise MemkitError("Database is not initialized: await db.initialize() first")
+        self._refuse_if_read_only()
         await self._call(writer, lambda c: c.execute("VACUUM"), writer._conn)
 
     async def backup(
@@ -498,24 +530,40 @@ class Database:
 
         The copy is one consistent snapshot even while writers run: it is taken
         in a single step inside one read transaction of a reader connection.
+        It is made beside ``dest``, must pass ``quick_check``, and is synced and
+        renamed into place: a backup killed half-way leaves nothing at ``dest``.
+        A ``dest`` ending in ``.gz`` is gzip-compressed.
         """
-        target = Path(os.fspath(dest))
-        if not self.in_memory and target.resolve() == Path(self.path).resolve():
-            raise InvalidInputError(f"Backup destination is the database itself: {target}")
-        if target.exists() and target.stat().st_size > 0 and not overwrite:
-            raise InvalidInputError(f"Backup destination exists: {target} (pass overwrite=True)")
-        if not target.parent.is_dir():
-            raise InvalidInputError(f"Backup directory does not exist: {target.parent}")
+        target = self._backup_target(dest, overwrite)
 
-        def copy(conn: Any) -> None:
-            dst = self.driver.connect(str(target))
+        def copy(conn: Any, work: Path) -> Path:
+            made = work / "backup.db"
+            dst = self.driver.connect(str(made))
             try:
                 conn.backup(dst, pages=-1, progress=progress)
+            except self.driver.module.Error as exc:  # disk full, I/O error
+                raise DatabaseFileError(f"backup to {target} failed: {exc}") from exc
             finally:
                 dst.close()
+            files.check_copy(self.driver, made, f"the copy of {self.path}")
+            return files.gzip_file(made) if target.suffix == ".gz" else made
 
         reader = await self._reader()
-        await self._call(reader, copy, reader._conn)
+        await self._call(reader, files.write_atomically, target,
+                         lambda work: copy(reader._conn, work))
+        return target
+
+    def _backup_target(self, dest: str | os.PathLike[str], overwrite: bool) -> Path:
+        if isinstance(dest, bytes) or not isinstance(dest, str | os.PathLike):
+            raise InvalidInputError(f"Backup destination must be a path, not {show(dest)}")
+        target = Path(os.fspath(dest))
+        if not target.name or "\x00" in str(target):
+            raise InvalidInputError(f"Invalid backup destination: {show(os.fspath(dest))}")
+        if not self.in_memory and target.exists() and os.path.samefile(target, self.path):
+            raise InvalidInputError(f"Backup destination is the database itself: {target}")
+        if target.exists() and target.stat().st_size == 0:
+            overwrite = True  # an empty file (e.g. from mktemp) is a name reserved for it
+        files.check_destination(target, overwrite, self.driver, "Backup")
         return target
 
 

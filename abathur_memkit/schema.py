@@ -21,6 +21,7 @@ from .errors import SchemaError
 __all__ = [
     "TABLES",
     "Migration",
+    "classify",
     "migrate",
     "migrations",
     "named_indexes",
@@ -251,3 +252,35 @@ def _copy_rows(conn: Any, table: str, new_columns: list[str]) -> None:
         f'INSERT INTO "{table}" ({", ".join(targets)}) '
         f'SELECT {", ".join(sources)} FROM "{old_table}"'
     )
+
+
+# Tables every memkit schema version has: together with user_version >= 1 they
+# tell a memkit database from another application's SQLite file.
+_MEMKIT_MARKERS = ("memory_entries", "session_events")
+
+# Columns of the pre-memory Abathur tasks table (a foreign ``tasks`` lacks them).
+_LEGACY_TASK_COLUMNS = {"prompt", "input_data", "submitted_at"}
+
+
+def classify(conn: Any) -> tuple[str, int, list[str]]:
+    """What the file behind ``conn`` is, without changing it.
+
+    Returns ``(kind, user_version, tables)``; kind is ``"current"``,
+    ``"outdated"`` or ``"newer"`` (memkit databases), ``"legacy"`` (the
+    pre-memory Abathur schema, which ``migrate`` upgrades), ``"empty"`` (no
+    tables: never initialised) or ``"foreign"`` (another application's file).
+    """
+    version = _user_version(conn)
+    tables = sorted(t for t in _existing_tables(conn) if not t.startswith("sqlite_"))
+    if not tables:
+        return "empty", version, tables
+    if version >= 1 and all(t in tables for t in _MEMKIT_MARKERS):
+        if version == schema_version():
+            return "current", version, tables
+        return ("outdated" if version < schema_version() else "newer"), version, tables
+    legacy = (
+        version == 0
+        and set(tables) <= set(LEGACY_TABLES)
+        and set(_columns(conn, "tasks") if "tasks" in tables else ()) >= _LEGACY_TASK_COLUMNS
+    )
+    return ("legacy" if legacy else "foreign"), version, tables

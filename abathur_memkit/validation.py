@@ -6,11 +6,12 @@ and JSON-serializable, so ``memkit validate --json`` prints it as is.
 
 from __future__ import annotations
 
+import asyncio
 import statistics
 import time
 from typing import TYPE_CHECKING, Any
 
-from . import schema
+from . import files, schema
 from .database import PRAGMAS
 
 if TYPE_CHECKING:
@@ -34,32 +35,49 @@ _JSON_PROBES = (
 )
 
 
-class _Rollback(Exception):
-    """Raised to roll back the probe transaction after collecting results."""
-
-    def __init__(self, results: list[tuple[str, bool, str]]) -> None:
-        self.results = results
-
-
 def _check(name: str, passed: bool, detail: str) -> dict[str, Any]:
     return {"name": name, "passed": bool(passed), "detail": detail}
 
 
-def _json_probes(conn: Any) -> None:
+def _json_probes(scratch: Any, ddl: dict[str, str]) -> list[tuple[str, bool, str]]:
+    """Probe the file's own table definitions, copied into ``scratch`` (in memory).
+
+    Validation reads only: the probe rows are never written to the file.
+    """
+    for table in ("sessions", "session_events", "memory_entries"):
+        if table in ddl:
+            scratch.execute(ddl[table])
+    if "sessions" in ddl:
+        scratch.execute(
+            "INSERT INTO sessions (id, app_name, user_id) VALUES ('__memkit_probe__', 'a', 'u')")
     results = []
-    conn.execute(
-        "INSERT INTO sessions (id, app_name, user_id) VALUES ('__memkit_probe__', 'a', 'u')"
-    )
     for column, sql in _JSON_PROBES:
+        if column.split(".")[0] not in ddl:
+            results.append((column, False, "table missing"))
+            continue
         if column == "sessions.state":
             sql = sql.replace("'__memkit_probe__'", "'__memkit_probe_2__'")
         try:
-            conn.execute(sql, ("{not json",))
+            scratch.execute(sql, ("{not json",))
             results.append((column, False, "accepted '{not json'"))
         except Exception as exc:  # the driver's IntegrityError
             rejected = "CHECK constraint failed" in str(exc)
             results.append((column, rejected, f"rejected: {exc}"))
-    raise _Rollback(results)
+    return results
+
+
+async def _probe_json(db: Database) -> list[tuple[str, bool, str]]:
+    rows = await db.fetchall("SELECT name, sql FROM sqlite_master WHERE type = 'table'")
+    ddl = {r["name"]: r["sql"] for r in rows}
+
+    def probe() -> list[tuple[str, bool, str]]:
+        scratch = db.driver.connect(":memory:")
+        try:
+            return _json_probes(scratch, ddl)
+        finally:
+            scratch.close()
+
+    return await asyncio.to_thread(probe)
 
 
 def _lookup_detail(ms: float, floor: float) -> str:
@@ -84,6 +102,9 @@ async def run_checks(db: Database) -> dict[str, Any]:
         if name == "journal_mode" and db.in_memory:
             expected = "memory"
         actual = pragmas[name]
+        if name == "journal_mode" and db.read_only:
+            # An immutable connection (read-only location) reports "delete"; the header knows.
+            actual = files.journal_mode(db.path)
         checks.append(_check(f"pragma:{name}", str(actual).lower() == str(expected),
                              f"{name}={actual} (expected {expected})"))
 
@@ -95,8 +116,9 @@ async def run_checks(db: Database) -> dict[str, Any]:
                          f"{len(violations)} violations"))
 
     version = await db.schema_version()
+    never = "; not a memkit database (never initialised)" if version == 0 else ""
     checks.append(_check("schema_version", version == schema.schema_version(),
-                         f"user_version={version} (expected {schema.schema_version()})"))
+                         f"user_version={version} (expected {schema.schema_version()}){never}"))
 
     rows = await db.fetchall("SELECT name FROM sqlite_master WHERE type = 'table'")
     tables = {r["name"] for r in rows}
@@ -113,30 +135,32 @@ async def run_checks(db: Database) -> dict[str, Any]:
         + (f"; missing: {', '.join(missing)}" if missing else ""),
     ))
 
-    try:
-        await db.write(_json_probes)
-        probe_results: list[tuple[str, bool, str]] = []
-    except _Rollback as done:
-        probe_results = done.results
-    for column, passed, detail in probe_results:
+    for column, passed, detail in await _probe_json(db):
         checks.append(_check(f"json_rejects_invalid:{column}", passed, detail))
 
-    session = await db.fetchone("SELECT id FROM sessions LIMIT 1")
-    session_id = session["id"] if session else "__memkit_probe__"
-    ms = await _median_ms(db, "SELECT * FROM sessions WHERE id = ?", (session_id,))
-    checks.append(_check("lookup:session_by_id", ms < SESSION_LOOKUP_MS,
-                         _lookup_detail(ms, SESSION_LOOKUP_MS)))
+    if "sessions" in tables:
+        session = await db.fetchone("SELECT id FROM sessions LIMIT 1")
+        session_id = session["id"] if session else "__memkit_probe__"
+        ms = await _median_ms(db, "SELECT * FROM sessions WHERE id = ?", (session_id,))
+        checks.append(_check("lookup:session_by_id", ms < SESSION_LOOKUP_MS,
+                             _lookup_detail(ms, SESSION_LOOKUP_MS)))
+    else:
+        checks.append(_check("lookup:session_by_id", False, "sessions table missing"))
 
-    memory = await db.fetchone("SELECT namespace, key FROM memory_entries LIMIT 1")
-    ns_key = (memory["namespace"], memory["key"]) if memory else ("__memkit_probe__", "k")
-    ms = await _median_ms(
-        db,
-        "SELECT * FROM memory_entries WHERE namespace = ? AND key = ? AND is_deleted = 0 "
-        "ORDER BY version DESC LIMIT 1",
-        ns_key,
-    )
-    checks.append(_check("lookup:memory_by_namespace_key", ms < MEMORY_LOOKUP_MS,
-                         _lookup_detail(ms, MEMORY_LOOKUP_MS)))
+    if "memory_entries" in tables:
+        memory = await db.fetchone("SELECT namespace, key FROM memory_entries LIMIT 1")
+        ns_key = (memory["namespace"], memory["key"]) if memory else ("__memkit_probe__", "k")
+        ms = await _median_ms(
+            db,
+            "SELECT * FROM memory_entries WHERE namespace = ? AND key = ? AND is_deleted = 0 "
+            "ORDER BY version DESC LIMIT 1",
+            ns_key,
+        )
+        checks.append(_check("lookup:memory_by_namespace_key", ms < MEMORY_LOOKUP_MS,
+                             _lookup_detail(ms, MEMORY_LOOKUP_MS)))
+    else:
+        checks.append(_check("lookup:memory_by_namespace_key", False,
+                             "memory_entries table missing"))
 
     return {"ok": all(c["passed"] for c in checks), "path": db.path,
             "driver": db.driver.name, "sqlite_version": db.driver.sqlite_version,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -71,3 +72,39 @@ def test_console_script_is_installed() -> None:
     exe = Path(sys.executable).parent / "memkit"
     result = subprocess.run([str(exe), "--version"], capture_output=True, text=True, check=True)
     assert result.stdout.startswith("memkit ")
+
+
+def test_a_closed_pipe_is_not_an_error(tmp_path: Path) -> None:
+    path = tmp_path / "agents.db"
+    exe = Path(sys.executable).parent / "memkit"
+    subprocess.run([str(exe), "init", str(path)], check=True, capture_output=True)
+    # head -n 0 exits before memkit writes anything; head -1 after the first line.
+    for reader in ("head -n 0", "head -1"):
+        result = subprocess.run(f"'{exe}' stats '{path}' | {reader}", shell=True,
+                                capture_output=True, text=True, timeout=120)
+        assert result.stderr == "", (reader, result.stderr)
+        if reader == "head -1":
+            assert result.stdout.startswith(str(path.resolve()))
+
+
+@pytest.mark.parametrize(("error", "code", "says"), [
+    (OSError(28, "No space left on device"), 1, "No space left on device"),
+    (PermissionError(13, "Permission denied", "/x/agents.db"), 2,
+     "/x/agents.db: Permission denied"),
+    (sqlite3.OperationalError("database or disk is full"), 1, "database or disk is full"),
+])
+def test_ordinary_failures_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                        monkeypatch: pytest.MonkeyPatch, error: Exception,
+                                        code: int, says: str) -> None:
+    path = str(tmp_path / "agents.db")
+    run(capsys, "init", path)
+
+    async def fails(db: object) -> None:
+        raise error
+
+    monkeypatch.setattr("abathur_memkit.cli.admin.collect_stats", fails)
+    got, out, err = run(capsys, "stats", path)
+    assert (got, out) == (code, "") and err.count("\n") == 1
+    assert err.startswith("memkit: error: ") and says in err
+    got, out, _ = run(capsys, "stats", path, "--json")
+    assert got == code and says in json.loads(out)["error"]

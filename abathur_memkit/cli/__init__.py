@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import json
+import os
+import sqlite3
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
@@ -69,15 +72,47 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     handler: Handler = args.handler
     try:
-        return asyncio.run(handler(args))
+        code = asyncio.run(handler(args))
+        sys.stdout.flush()  # a closed pipe shows up here, not at interpreter exit
+        return code
     except MemkitError as exc:
-        if getattr(args, "json", False):
-            print(json.dumps({"ok": False, "error": str(exc), "type": type(exc).__name__}))
-        else:
-            print(f"memkit: error: {exc}", file=sys.stderr)
-        return 2 if isinstance(exc, ValueError) else 1
+        return _fail(args, str(exc), type(exc).__name__, 2 if isinstance(exc, ValueError) else 1)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (``memkit stats db | head``): stop quietly, as
+        # cat does. stdout goes to devnull so the exit-time flush cannot fail.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except OSError as exc:
+        code = 2 if exc.errno in _BAD_PATH_ERRNOS else 1
+        return _fail(args, _os_error_text(exc), type(exc).__name__, code)
+    except _driver_errors() as exc:
+        return _fail(args, f"SQLite: {exc}", type(exc).__name__, 1)
+
+
+# A path the user gave is wrong (exit 2), unlike a full disk or an I/O error (exit 1).
+_BAD_PATH_ERRNOS = {errno.ENOENT, errno.EACCES, errno.EPERM, errno.EISDIR, errno.ENOTDIR,
+                    errno.EROFS, errno.EEXIST, errno.EINVAL, errno.ENAMETOOLONG}
+
+
+def _os_error_text(exc: OSError) -> str:
+    where = f"{exc.filename}: " if exc.filename else ""
+    return f"{where}{exc.strerror or exc}"
+
+
+def _driver_errors() -> tuple[type[Exception], ...]:
+    from ..driver import select_driver
+
+    return (sqlite3.Error, select_driver().module.Error)
+
+
+def _fail(args: argparse.Namespace, message: str, kind: str, code: int) -> int:
+    if getattr(args, "json", False):
+        print(json.dumps({"ok": False, "error": message, "type": kind}))
+    else:
+        print(f"memkit: error: {message}", file=sys.stderr)
+    return code
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,4 +1,4 @@
-"""``memkit init``, ``memkit validate`` and ``memkit doctor``."""
+"""``memkit init``, ``memkit migrate``, ``memkit validate`` and ``memkit doctor``."""
 
 from __future__ import annotations
 
@@ -18,10 +18,15 @@ __all__ = ["register"]
 
 
 def register(subparsers: Any) -> None:
-    p = subparsers.add_parser("init", help="create or upgrade a database")
+    p = subparsers.add_parser("init", help="create a database (or bring a memkit one up to date)")
     p.add_argument("path")
     add_json_flag(p)
     p.set_defaults(handler=cmd_init)
+
+    p = subparsers.add_parser("migrate", help="upgrade an older memkit or Abathur database")
+    p.add_argument("path")
+    add_json_flag(p)
+    p.set_defaults(handler=cmd_migrate)
 
     p = subparsers.add_parser("validate", help="run the seeds' health checks")
     p.add_argument("path")
@@ -34,6 +39,29 @@ def register(subparsers: Any) -> None:
 
 
 async def cmd_init(args: argparse.Namespace) -> int:
+    if os.path.exists(args.path):
+        # An existing file: only a memkit database (or an empty file) is taken.
+        _refuse_unless(args.path, ("current", "outdated", "empty"))
+    return await _migrate(args)
+
+
+async def cmd_migrate(args: argparse.Namespace) -> int:
+    if not os.path.exists(args.path):
+        raise_missing(args.path)
+    _refuse_unless(args.path, ("current", "outdated", "legacy"))
+    return await _migrate(args)
+
+
+def _refuse_unless(path: str, kinds: tuple[str, ...]) -> None:
+    from ..errors import DatabaseFileError
+    from ..files import describe, inspect
+
+    kind, version, tables = inspect(path)
+    if kind not in kinds:
+        raise DatabaseFileError(describe(path, kind, version, tables) or path)
+
+
+async def _migrate(args: argparse.Namespace) -> int:
     db = Database(args.path)
     try:
         applied = await db.initialize()
@@ -53,7 +81,7 @@ def _init_text(report: dict[str, Any]) -> str:
 async def cmd_validate(args: argparse.Namespace) -> int:
     if not os.path.exists(args.path):
         raise_missing(args.path)
-    async with Database(args.path) as db:
+    async with Database(args.path, read_only=True) as db:
         report = await db.validate()
     lines = [f"{'PASS' if c['passed'] else 'FAIL'}  {c['name']:<42} {c['detail']}"
              for c in report["checks"]]

@@ -107,7 +107,7 @@ async def cmd_get(args: argparse.Namespace) -> int:
 async def cmd_put(args: argparse.Namespace) -> int:
     value = args.value if args.string else _parse_json(args.value, "value")
     metadata = None if args.metadata is None else _parse_json(args.metadata, "metadata")
-    async with open_existing(args.path) as db:
+    async with open_existing(args.path, write=True) as db:
         current = await db.memory.get_memory(args.namespace, args.key)
         if current is None:
             entry_id = await db.memory.add_memory(
@@ -157,7 +157,7 @@ async def cmd_history(args: argparse.Namespace) -> int:
 
 
 async def cmd_delete(args: argparse.Namespace) -> int:
-    async with open_existing(args.path) as db:
+    async with open_existing(args.path, write=True) as db:
         deleted = await db.memory.delete_memory(args.namespace, args.key, task_id=args.task,
                                                 deleted_by=args.by, elevated=args.elevated)
     if not deleted:
@@ -170,7 +170,7 @@ async def cmd_delete(args: argparse.Namespace) -> int:
 
 
 async def cmd_restore(args: argparse.Namespace) -> int:
-    async with open_existing(args.path) as db:
+    async with open_existing(args.path, write=True) as db:
         version = await db.memory.restore_memory(args.namespace, args.key, restored_by=args.by,
                                                  elevated=args.elevated)
     emit(args, {"restored": True, "namespace": args.namespace, "key": args.key,

@@ -75,7 +75,7 @@ async def _stored_index(path: str) -> tuple[str | None, str | None]:
 
     if not Path(path).exists():
         return None, None
-    async with Database(path) as db:
+    async with Database(path, read_only=True) as db:
         row = await db.fetchone(
             "SELECT model, backend FROM vector_indexes ORDER BY name = 'chunks' DESC LIMIT 1")
     return (str(row["model"]), str(row["backend"])) if row else (None, None)
@@ -94,13 +94,19 @@ def _spec_for(model: str) -> str:
 
 async def _open(args: argparse.Namespace, *, embed: bool) -> Any:
     from ..database import Database
+    from ..files import read_only_location
+    from .admin import open_or_create
 
     model, backend = await _stored_index(args.db)
     spec = args.embedder
     if spec is None and embed and model is not None:
         spec = _spec_for(model)
-    return Database(args.db, embedder=spec if embed else None,
-                    vector_backend=args.backend or backend or "vec")
+    embedder, vector_backend = spec if embed else None, args.backend or backend or "vec"
+    if read_only_location(args.db):
+        # Searching a database on a read-only mount works while its index is current.
+        return Database(args.db, read_only=True, embedder=embedder,
+                        vector_backend=vector_backend)
+    return open_or_create(args.db, embedder=embedder, vector_backend=vector_backend)
 
 
 async def cmd_index(args: argparse.Namespace) -> int:

@@ -7,9 +7,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..database import Database
 from ..errors import InvalidInputError
 from . import add_json_flag, emit, positive_int
+from .admin import open_or_create
 
 __all__ = ["register"]
 
@@ -97,7 +97,7 @@ async def cmd_simulate(args: argparse.Namespace) -> int:
     # By time: a count and a rate, no percentage.
     bar = progress_bar(args.operations, not args.no_progress)
     try:
-        async with Database(args.path) as db:
+        async with open_or_create(args.path) as db:
             result = await simulate(db, config, progress=bar.update if bar else None)
     finally:
         if bar is not None:
