@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from .sessions import SessionService
     from .tasks import TaskService
 
-__all__ = ["PRAGMAS", "Database"]
+__all__ = ["PRAGMAS", "Database", "plan_rows"]
 
 T = TypeVar("T")
 
@@ -423,9 +423,12 @@ class Database:
         return lines
 
     async def query_plan(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[int, int, str]]:
-        """Raw ``EXPLAIN QUERY PLAN`` rows as ``(id, parent, detail)``."""
-        rows = await self.fetchall(f"EXPLAIN QUERY PLAN {sql}", params)
-        return [(int(r["id"]), int(r["parent"]), str(r["detail"])) for r in rows]
+        """Raw ``EXPLAIN QUERY PLAN`` rows as ``(id, parent, detail)``.
+
+        Planned against the schema and ``ANALYZE`` statistics as they are now,
+        whichever connection or process changed them last.
+        """
+        return await self.read(lambda conn: plan_rows(conn, sql, params))
 
     async def validate_foreign_keys(self) -> list[dict[str, Any]]:
         """``PRAGMA foreign_key_check``: one dict per violation (empty when sound)."""
@@ -514,6 +517,24 @@ class Database:
         reader = await self._reader()
         await self._call(reader, copy, reader._conn)
         return target
+
+
+#: Reloads a connection's schema and statistics; see ``plan_rows``.
+RELOAD_SCHEMA = "PRAGMA writable_schema = RESET"
+
+
+def plan_rows(conn: Any, sql: str, params: Any = ()) -> list[tuple[int, int, str]]:
+    """``EXPLAIN QUERY PLAN`` rows of ``sql`` on a DB-API connection, as ``(id, parent, detail)``.
+
+    An EXPLAIN statement never checks the schema cookie, so a connection would
+    keep planning with the schema and statistics it loaded first (and Python's
+    statement cache would replay the old plan). ``writable_schema = RESET``
+    reloads both and expires the connection's prepared statements; it writes
+    nothing to the file.
+    """
+    conn.execute(RELOAD_SCHEMA)
+    rows = conn.execute(f"EXPLAIN QUERY PLAN {sql}", params).fetchall()
+    return [(int(r[0]), int(r[1]), str(r[3])) for r in rows]
 
 
 def _retry_locked(fn: Callable[[], T], operational_error: type[Exception]) -> T:
