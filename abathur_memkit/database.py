@@ -11,11 +11,14 @@ thread hop instead of one per statement.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import itertools
 import os
 import random
 import sqlite3
 import time
+import warnings
+import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -56,6 +59,9 @@ PRAGMAS = {
 
 #: Bytes the WAL file is truncated back to after a checkpoint.
 JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024
+
+# How long, at exit, an unclosed Database's connections get to close themselves.
+_EXIT_CLOSE_SECONDS = 10.0
 
 # How long write() keeps retrying BEGIN IMMEDIATE when another process holds
 # the write lock past busy_timeout; callers should not see "database is locked".
@@ -215,7 +221,8 @@ class Database:
                     # before aiosqlite (which leaves a stray future behind when
                     # its connector raises) is involved.
                     raw, applied = await asyncio.to_thread(self._open_and_migrate)
-                    self._writer = await aiosqlite.Connection(lambda: raw, iter_chunk_size=64)
+                    self._writer = await _worker(lambda: raw)
+                    _UNCLOSED.add(self)
                 else:
                     applied = await self._call(
                         self._writer, schema.migrate, self._writer_conn(), self._memory_connection
@@ -229,8 +236,24 @@ class Database:
         """Close every connection; the Database can be initialized again."""
         connections = [*self._readers, *([self._writer] if self._writer else [])]
         self._readers, self._writer = [], None
+        _UNCLOSED.discard(self)
         for conn in connections:
             await conn.close()
+
+    def _close_at_exit(self) -> None:
+        """Close the connections of a Database its owner never closed (no event loop left)."""
+        warnings.warn(
+            f"Database {self.path!r} was never closed: use `async with Database(...)` "
+            "or `await db.close()`",
+            ResourceWarning,
+            stacklevel=1,
+        )
+        connections = [*self._readers, *([self._writer] if self._writer else [])]
+        self._readers, self._writer = [], None
+        for conn in connections:
+            conn.stop()  # queued after the work already queued: each closes on its thread
+        for conn in connections:
+            conn._thread.join(_EXIT_CLOSE_SECONDS)
 
     def _memory_connection(self) -> sqlite3.Connection:
         return self.driver.connect(":memory:")
@@ -283,7 +306,7 @@ class Database:
 
     async def _connect(self) -> aiosqlite.Connection:
         # Readers open after the writer has proved the file, on aiosqlite's thread.
-        return await aiosqlite.Connection(self._open, iter_chunk_size=64)
+        return await _worker(self._open)
 
     # -- running code on a connection's thread -------------------------------
 
@@ -517,6 +540,27 @@ class Database:
         reader = await self._reader()
         await self._call(reader, copy, reader._conn)
         return target
+
+
+async def _worker(connector: Callable[[], sqlite3.Connection]) -> aiosqlite.Connection:
+    """An aiosqlite connection whose thread never keeps Python from exiting.
+
+    The thread holds the last function it ran (often a method of the Database),
+    so a Database nobody closed is never garbage: a non-daemon thread would wait
+    forever. At exit, ``_close_unclosed`` closes such connections.
+    """
+    conn = aiosqlite.Connection(connector, iter_chunk_size=64)
+    conn._thread.daemon = True
+    return await conn
+
+
+_UNCLOSED: weakref.WeakSet[Database] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_unclosed() -> None:
+    for db in list(_UNCLOSED):
+        db._close_at_exit()
 
 
 #: Reloads a connection's schema and statistics; see ``plan_rows``.

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -265,3 +267,36 @@ async def test_stdlib_driver_works_without_extensions(tmp_path: Path) -> None:
     async with Database(tmp_path / "s.db", driver="sqlite3") as db:
         assert db.driver.name == "sqlite3"
         assert (await db.validate())["ok"] is True
+
+
+UNCLOSED_CHILD = """
+import asyncio, sys
+from abathur_memkit import Database
+
+async def main() -> None:
+    db = Database(sys.argv[1])
+    await db.initialize()
+    await db.memory.add_memory("user:a:prefs", "theme", "dark", "semantic", "child")
+    await db.fetchall("SELECT 1")  # opens the readers too
+    # no close()
+
+asyncio.run(main())
+"""
+
+
+def test_a_database_never_closed_does_not_keep_python_alive(tmp_path: Path) -> None:
+    path = tmp_path / "unclosed.db"
+    # The timeout only detects a hang: the child used to wait forever at exit.
+    child = subprocess.run(
+        [sys.executable, "-W", "always::ResourceWarning", "-c", UNCLOSED_CHILD, str(path)],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert child.returncode == 0, child.stderr
+    assert f"ResourceWarning: Database {str(path)!r} was never closed" in child.stderr
+    # Closed on the way out: the write is in the file and the WAL was checkpointed away.
+    assert not Path(f"{path}-wal").exists()
+    conn = sqlite3.connect(path)
+    try:
+        assert conn.execute("SELECT value FROM memory_entries").fetchall() == [('"dark"',)]
+    finally:
+        conn.close()
