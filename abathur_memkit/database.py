@@ -19,7 +19,7 @@ import sqlite3
 import time
 import warnings
 import weakref
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -28,7 +28,7 @@ import aiosqlite
 from . import schema
 from .driver import Driver, load_extension, select_driver
 from .errors import DatabaseFileError, InvalidInputError, MemkitError
-from .inputs import require_int, show
+from .inputs import require_int, require_text, show
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -118,6 +118,8 @@ class Database:
         self._next_reader = itertools.count()
         self._init_lock = asyncio.Lock()
         self._services: dict[str, Any] = {}
+        # (st_dev, st_ino) of the file when opened: tells a deleted or replaced file.
+        self._file_id: tuple[int, int] | None = None
 
     def __repr__(self) -> str:
         return f"<Database {self.path!r} driver={self.driver.name}>"
@@ -223,6 +225,7 @@ class Database:
                     raw, applied = await asyncio.to_thread(self._open_and_migrate)
                     self._writer = await _worker(lambda: raw)
                     _UNCLOSED.add(self)
+                    self._file_id = None if self.in_memory else _file_id(self.path)
                 else:
                     applied = await self._call(
                         self._writer, schema.migrate, self._writer_conn(), self._memory_connection
@@ -258,10 +261,17 @@ class Database:
     def _memory_connection(self) -> sqlite3.Connection:
         return self.driver.connect(":memory:")
 
-    def _open(self) -> sqlite3.Connection:
-        """Open one configured connection (runs in the connection's thread)."""
+    def _open(self, *, create: bool = True) -> sqlite3.Connection:
+        """Open one configured connection (runs in the connection's thread).
+
+        With ``create=False`` a missing file is an error, never a new empty database.
+        """
         try:
-            conn = self.driver.connect(self.path)
+            if create or self.in_memory:
+                conn = self.driver.connect(self.path)
+            else:
+                uri = Path(self.path).absolute().as_uri() + "?mode=rw"
+                conn = self.driver.connect(uri, uri=True)
         except Exception as exc:
             raise DatabaseFileError(f"cannot open {self.path}: {exc}") from exc
         try:
@@ -306,7 +316,7 @@ class Database:
 
     async def _connect(self) -> aiosqlite.Connection:
         # Readers open after the writer has proved the file, on aiosqlite's thread.
-        return await _worker(self._open)
+        return await _worker(lambda: self._open(create=False))
 
     # -- running code on a connection's thread -------------------------------
 
@@ -320,20 +330,41 @@ class Database:
     ) -> T:
         # aiosqlite runs queued functions one by one on the connection's
         # thread; queueing a whole function is the one-hop path.
+        self._check_file()
         try:
             result: T = await conn._execute(fn, *args)  # type: ignore[no-untyped-call]
-        except self.driver.module.DatabaseError as exc:
-            # Corruption can surface at any read, long after the file opened.
-            if _is_corrupt(exc):
-                raise DatabaseFileError(
-                    f"{self.path} is not a usable SQLite database: {exc}"
-                ) from exc
-            if "Could not decode to UTF-8" in str(exc):
-                raise DatabaseFileError(_NOT_UTF8.format(self.path, exc)) from exc
-            raise
+        except self.driver.module.Error as exc:
+            raise self._memkit_error(exc) from exc
         except UnicodeDecodeError as exc:
             raise DatabaseFileError(_NOT_UTF8.format(self.path, exc)) from exc
         return result
+
+    def _memkit_error(self, exc: Exception) -> MemkitError:
+        """What a driver error that reached a caller means, as a MemkitError."""
+        # Corruption can surface at any read, long after the file opened.
+        if _is_corrupt(exc):
+            return DatabaseFileError(f"{self.path} is not a usable SQLite database: {exc}")
+        if "Could not decode to UTF-8" in str(exc):
+            return DatabaseFileError(_NOT_UTF8.format(self.path, exc))
+        code = _primary_code(exc)
+        if code == _SQLITE_FULL or "disk is full" in str(exc):  # backup() errors carry no code
+            return DatabaseFileError(
+                f"cannot write {self.path}: the disk is full or the database reached its "
+                f"max_page_count ({exc}); the change was rolled back"
+            )
+        if code in _FILE_CODES:
+            return DatabaseFileError(f"cannot read or write {self.path}: {exc}")
+        if code is None or code in _STATEMENT_CODES:
+            return InvalidInputError(f"SQLite rejected the statement: {exc}")
+        return MemkitError(f"SQLite failed on {self.path}: {exc}")
+
+    def _check_file(self) -> None:
+        if self._file_id is not None and _file_id(self.path) != self._file_id:
+            # The open connections still work on the old file: what they write is lost.
+            raise DatabaseFileError(
+                f"{self.path} was deleted or replaced while open: close this Database "
+                "and open the file again"
+            )
 
     async def _reader(self) -> aiosqlite.Connection:
         if self._writer is None:
@@ -341,6 +372,7 @@ class Database:
         if self._n_readers == 0:
             return self._writer
         if not self._readers:
+            self._check_file()
             # Opened on the first read, not in initialize(): a database that
             # only writes (or a test fixture) never pays for them.
             async with self._readers_lock:
@@ -357,6 +389,7 @@ class Database:
         With ``snapshot=True`` it runs inside one read transaction, so every
         statement sees the same committed state.
         """
+        _require_callable(fn)
         reader = await self._reader()
         if not snapshot:
             return await self._call(reader, fn, reader._conn)
@@ -370,6 +403,7 @@ class Database:
         catch become ``InvalidInputError``. This is the one transaction helper
         every service uses.
         """
+        _require_callable(fn)
         writer = self._writer
         if writer is None:
             raise MemkitError("Database is not initialized: await db.initialize() first")
@@ -390,9 +424,12 @@ class Database:
 
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         """Run a query on a reader; rows as plain dicts."""
+        _require_statement(sql, params)
         return await self.read(lambda conn: [dict(r) for r in conn.execute(sql, params)])
 
     async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> dict[str, Any] | None:
+        _require_statement(sql, params)
+
         def one(conn: Any) -> dict[str, Any] | None:
             row = conn.execute(sql, params).fetchone()
             return dict(row) if row is not None else None
@@ -401,6 +438,7 @@ class Database:
 
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         """Run one write statement in its own transaction; return rows changed."""
+        _require_statement(sql, params)
         return await self.write(lambda conn: int(conn.execute(sql, params).rowcount))
 
     async def _each_connection(self, fn: Callable[[aiosqlite.Connection], Awaitable[None]]) -> None:
@@ -451,6 +489,7 @@ class Database:
         Planned against the schema and ``ANALYZE`` statistics as they are now,
         whichever connection or process changed them last.
         """
+        _require_statement(sql, params)
         return await self.read(lambda conn: plan_rows(conn, sql, params))
 
     async def validate_foreign_keys(self) -> list[dict[str, Any]]:
@@ -488,9 +527,12 @@ class Database:
 
     async def checkpoint(self, mode: str = "TRUNCATE") -> dict[str, int]:
         """Checkpoint the WAL into the database file."""
+        modes = ("PASSIVE", "FULL", "RESTART", "TRUNCATE")
+        if not isinstance(mode, str) or mode.upper() not in modes:
+            raise InvalidInputError(
+                f"Invalid checkpoint mode: {show(mode)} (choose {', '.join(modes)})"
+            )
         mode = mode.upper()
-        if mode not in ("PASSIVE", "FULL", "RESTART", "TRUNCATE"):
-            raise InvalidInputError(f"Invalid checkpoint mode: {mode}")
         writer = self._writer
         if writer is None:
             raise MemkitError("Database is not initialized: await db.initialize() first")
@@ -609,6 +651,39 @@ _NOT_UTF8 = "{} holds text that is not UTF-8 (damaged, or written by another too
 
 # SQLITE_CORRUPT and SQLITE_NOTADB (primary result codes).
 _CORRUPT_CODES = (11, 26)
+_SQLITE_FULL = 13
+# The file or its storage failed, not the statement: PERM, READONLY, IOERR,
+# CANTOPEN, NOLFS.
+_FILE_CODES = (3, 8, 10, 14, 22)
+# The statement itself was wrong: ERROR (syntax, no such table), TOOBIG,
+# CONSTRAINT, MISMATCH, RANGE (parameter index).
+_STATEMENT_CODES = (1, 18, 19, 20, 25)
+
+
+def _primary_code(exc: Exception) -> int | None:
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code & 0xFF if isinstance(code, int) else None
+
+
+def _file_id(path: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _require_statement(sql: object, params: object) -> None:
+    require_text(sql, "sql", max_length=None)
+    if isinstance(params, str | bytes) or not isinstance(params, Sequence | Mapping):
+        raise InvalidInputError(
+            f"Invalid params: {show(params)} (expected a sequence, or a mapping of names)"
+        )
+
+
+def _require_callable(fn: object) -> None:
+    if not callable(fn):
+        raise InvalidInputError(f"Expected a function of the connection, got {show(fn)}")
 
 
 def _is_corrupt(exc: Exception) -> bool:
