@@ -56,8 +56,10 @@ def format_failure(title: str, plan: QueryPlan, hint: str | None = None) -> str:
 
 
 def _is_async_callable(obj: object) -> bool:
-    return inspect.iscoroutinefunction(obj) or inspect.iscoroutinefunction(
-        getattr(obj, "__call__", None)  # noqa: B004 - a bound method of an object
+    # __wrapped__: aiosqlite wraps its coroutine methods (functools.wraps).
+    return any(
+        inspect.iscoroutinefunction(f)
+        for f in (obj, getattr(obj, "__call__", None), getattr(obj, "__wrapped__", None))  # noqa: B004
     )
 
 

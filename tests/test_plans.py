@@ -6,11 +6,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import aiosqlite
 import pytest
 
 from abathur_memkit import Database
 from abathur_memkit.database import plan_rows
-from pytest_abathur.assertions import QueryPlanError, assert_uses_index, explain_sync
+from pytest_abathur.assertions import QueryPlanError, assert_uses_index, explain, explain_sync
 
 # (table, index, sql, params). Partial indexes need their WHERE term spelled out
 # in the query (SQLite only proves implication from terms it can see).
@@ -179,3 +180,12 @@ async def test_explain_sync_follows_ddl_of_another_connection(db: Database) -> N
         assert explain_sync(conn, PAIR_QUERY, (1, 5)).indexes == []
     finally:
         conn.close()
+
+
+async def test_explain_on_an_aiosqlite_connection_follows_ddl_of_another(db: Database) -> None:
+    await db.execute("CREATE TABLE pairs (a INTEGER, b INTEGER)")
+    await db.execute("CREATE INDEX pairs_a ON pairs (a)")
+    async with aiosqlite.connect(db.path) as conn:
+        assert (await explain(conn, PAIR_QUERY, (1, 5))).indexes == ["pairs_a"]
+        await db.execute("DROP INDEX pairs_a")
+        assert (await explain(conn, PAIR_QUERY, (1, 5))).indexes == []
