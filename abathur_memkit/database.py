@@ -245,12 +245,6 @@ class Database:
 
     def _close_at_exit(self) -> None:
         """Close the connections of a Database its owner never closed (no event loop left)."""
-        warnings.warn(
-            f"Database {self.path!r} was never closed: use `async with Database(...)` "
-            "or `await db.close()`",
-            ResourceWarning,
-            stacklevel=1,
-        )
         connections = [*self._readers, *([self._writer] if self._writer else [])]
         self._readers, self._writer = [], None
         for conn in connections:
@@ -601,8 +595,17 @@ _UNCLOSED: weakref.WeakSet[Database] = weakref.WeakSet()
 
 @atexit.register
 def _close_unclosed() -> None:
-    for db in list(_UNCLOSED):
+    unclosed = list(_UNCLOSED)
+    for db in unclosed:
         db._close_at_exit()
+    # Warned after closing all: under -W error a warning raises.
+    for db in unclosed:
+        warnings.warn(
+            f"Database {db.path!r} was never closed: use `async with Database(...)` "
+            "or `await db.close()`",
+            ResourceWarning,
+            stacklevel=1,
+        )
 
 
 #: Reloads a connection's schema and statistics; see ``plan_rows``.
