@@ -11,12 +11,15 @@ thread hop instead of one per statement.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import itertools
 import os
 import random
 import sqlite3
 import time
-from collections.abc import Awaitable, Callable, Sequence
+import warnings
+import weakref
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -25,7 +28,7 @@ import aiosqlite
 from . import files, schema
 from .driver import Driver, load_extension, select_driver
 from .errors import DatabaseFileError, InvalidInputError, MemkitError
-from .inputs import require_int, show
+from .inputs import require_int, require_text, show
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -41,7 +44,7 @@ if TYPE_CHECKING:
     from .sessions import SessionService
     from .tasks import TaskService
 
-__all__ = ["PRAGMAS", "Database"]
+__all__ = ["PRAGMAS", "Database", "plan_rows"]
 
 T = TypeVar("T")
 
@@ -56,6 +59,9 @@ PRAGMAS = {
 
 #: Bytes the WAL file is truncated back to after a checkpoint.
 JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024
+
+# How long, at exit, an unclosed Database's connections get to close themselves.
+_EXIT_CLOSE_SECONDS = 10.0
 
 # How long write() keeps retrying BEGIN IMMEDIATE when another process holds
 # the write lock past busy_timeout; callers should not see "database is locked".
@@ -120,6 +126,8 @@ class Database:
         self._next_reader = itertools.count()
         self._init_lock = asyncio.Lock()
         self._services: dict[str, Any] = {}
+        # (st_dev, st_ino) of the file when opened: tells a deleted or replaced file.
+        self._file_id: tuple[int, int] | None = None
 
     def __repr__(self) -> str:
         return f"<Database {self.path!r} driver={self.driver.name}>"
@@ -226,7 +234,9 @@ class Database:
                     # before aiosqlite (which leaves a stray future behind when
                     # its connector raises) is involved.
                     raw, applied = await asyncio.to_thread(self._open_and_migrate)
-                    self._writer = await aiosqlite.Connection(lambda: raw, iter_chunk_size=64)
+                    self._writer = await _worker(lambda: raw)
+                    _UNCLOSED.add(self)
+                    self._file_id = None if self.in_memory else _file_id(self.path)
                 elif not self._migrate:
                     applied = []
                 else:
@@ -242,17 +252,35 @@ class Database:
         """Close every connection; the Database can be initialized again."""
         connections = [*self._readers, *([self._writer] if self._writer else [])]
         self._readers, self._writer = [], None
+        _UNCLOSED.discard(self)
         for conn in connections:
             await conn.close()
+
+    def _close_at_exit(self) -> None:
+        """Close the connections of a Database its owner never closed (no event loop left)."""
+        connections = [*self._readers, *([self._writer] if self._writer else [])]
+        self._readers, self._writer = [], None
+        for conn in connections:
+            conn.stop()  # queued after the work already queued: each closes on its thread
+        for conn in connections:
+            conn._thread.join(_EXIT_CLOSE_SECONDS)
 
     def _memory_connection(self) -> sqlite3.Connection:
         return self.driver.connect(":memory:")
 
-    def _open(self) -> sqlite3.Connection:
-        """Open one configured connection (runs in the connection's thread)."""
+    def _open(self, *, create: bool = True) -> sqlite3.Connection:
+        """Open one configured connection (runs in the connection's thread).
+
+        With ``create=False`` a missing file is an error, never a new empty database.
+        """
         try:
-            conn = (files.connect_read_only(self.driver, self.path) if self.read_only
-                    else self.driver.connect(self.path))
+            if self.read_only:
+                conn = files.connect_read_only(self.driver, self.path)
+            elif create or self.in_memory:
+                conn = self.driver.connect(self.path)
+            else:
+                uri = Path(self.path).absolute().as_uri() + "?mode=rw"
+                conn = self.driver.connect(uri, uri=True)
         except Exception as exc:
             raise self._open_error(f"cannot open {self.path}: {exc}") from exc
         try:
@@ -307,7 +335,7 @@ class Database:
 
     async def _connect(self) -> aiosqlite.Connection:
         # Readers open after the writer has proved the file, on aiosqlite's thread.
-        return await aiosqlite.Connection(self._open, iter_chunk_size=64)
+        return await _worker(lambda: self._open(create=False))
 
     # -- running code on a connection's thread -------------------------------
 
@@ -321,20 +349,41 @@ class Database:
     ) -> T:
         # aiosqlite runs queued functions one by one on the connection's
         # thread; queueing a whole function is the one-hop path.
+        self._check_file()
         try:
             result: T = await conn._execute(fn, *args)  # type: ignore[no-untyped-call]
-        except self.driver.module.DatabaseError as exc:
-            # Corruption can surface at any read, long after the file opened.
-            if _is_corrupt(exc):
-                raise DatabaseFileError(
-                    f"{self.path} is not a usable SQLite database: {exc}"
-                ) from exc
-            if "Could not decode to UTF-8" in str(exc):
-                raise DatabaseFileError(_NOT_UTF8.format(self.path, exc)) from exc
-            raise
+        except self.driver.module.Error as exc:
+            raise self._memkit_error(exc) from exc
         except UnicodeDecodeError as exc:
             raise DatabaseFileError(_NOT_UTF8.format(self.path, exc)) from exc
         return result
+
+    def _memkit_error(self, exc: Exception) -> MemkitError:
+        """What a driver error that reached a caller means, as a MemkitError."""
+        # Corruption can surface at any read, long after the file opened.
+        if _is_corrupt(exc):
+            return DatabaseFileError(f"{self.path} is not a usable SQLite database: {exc}")
+        if "Could not decode to UTF-8" in str(exc):
+            return DatabaseFileError(_NOT_UTF8.format(self.path, exc))
+        code = _primary_code(exc)
+        if code == _SQLITE_FULL or "disk is full" in str(exc):  # backup() errors carry no code
+            return DatabaseFileError(
+                f"cannot write {self.path}: the disk is full or the database reached its "
+                f"max_page_count ({exc}); the change was rolled back"
+            )
+        if code in _FILE_CODES:
+            return DatabaseFileError(f"cannot read or write {self.path}: {exc}")
+        if code is None or code in _STATEMENT_CODES:
+            return InvalidInputError(f"SQLite rejected the statement: {exc}")
+        return MemkitError(f"SQLite failed on {self.path}: {exc}")
+
+    def _check_file(self) -> None:
+        if self._file_id is not None and _file_id(self.path) != self._file_id:
+            # The open connections still work on the old file: what they write is lost.
+            raise DatabaseFileError(
+                f"{self.path} was deleted or replaced while open: close this Database "
+                "and open the file again"
+            )
 
     async def _reader(self) -> aiosqlite.Connection:
         if self._writer is None:
@@ -342,6 +391,7 @@ class Database:
         if self._n_readers == 0:
             return self._writer
         if not self._readers:
+            self._check_file()
             # Opened on the first read, not in initialize(): a database that
             # only writes (or a test fixture) never pays for them.
             async with self._readers_lock:
@@ -358,6 +408,7 @@ class Database:
         With ``snapshot=True`` it runs inside one read transaction, so every
         statement sees the same committed state.
         """
+        _require_callable(fn)
         reader = await self._reader()
         if not snapshot:
             return await self._call(reader, fn, reader._conn)
@@ -371,6 +422,7 @@ class Database:
         catch become ``InvalidInputError``. This is the one transaction helper
         every service uses.
         """
+        _require_callable(fn)
         writer = self._writer
         if writer is None:
             raise MemkitError("Database is not initialized: await db.initialize() first")
@@ -397,9 +449,12 @@ class Database:
 
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         """Run a query on a reader; rows as plain dicts."""
+        _require_statement(sql, params)
         return await self.read(lambda conn: [dict(r) for r in conn.execute(sql, params)])
 
     async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> dict[str, Any] | None:
+        _require_statement(sql, params)
+
         def one(conn: Any) -> dict[str, Any] | None:
             row = conn.execute(sql, params).fetchone()
             return dict(row) if row is not None else None
@@ -408,6 +463,7 @@ class Database:
 
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         """Run one write statement in its own transaction; return rows changed."""
+        _require_statement(sql, params)
         return await self.write(lambda conn: int(conn.execute(sql, params).rowcount))
 
     async def _each_connection(self, fn: Callable[[aiosqlite.Connection], Awaitable[None]]) -> None:
@@ -453,9 +509,13 @@ class Database:
         return lines
 
     async def query_plan(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[int, int, str]]:
-        """Raw ``EXPLAIN QUERY PLAN`` rows as ``(id, parent, detail)``."""
-        rows = await self.fetchall(f"EXPLAIN QUERY PLAN {sql}", params)
-        return [(int(r["id"]), int(r["parent"]), str(r["detail"])) for r in rows]
+        """Raw ``EXPLAIN QUERY PLAN`` rows as ``(id, parent, detail)``.
+
+        Planned against the schema and ``ANALYZE`` statistics as they are now,
+        whichever connection or process changed them last.
+        """
+        _require_statement(sql, params)
+        return await self.read(lambda conn: plan_rows(conn, sql, params))
 
     async def validate_foreign_keys(self) -> list[dict[str, Any]]:
         """``PRAGMA foreign_key_check``: one dict per violation (empty when sound)."""
@@ -567,6 +627,54 @@ class Database:
         return target
 
 
+async def _worker(connector: Callable[[], sqlite3.Connection]) -> aiosqlite.Connection:
+    """An aiosqlite connection whose thread never keeps Python from exiting.
+
+    The thread holds the last function it ran (often a method of the Database),
+    so a Database nobody closed is never garbage: a non-daemon thread would wait
+    forever. At exit, ``_close_unclosed`` closes such connections.
+    """
+    conn = aiosqlite.Connection(connector, iter_chunk_size=64)
+    conn._thread.daemon = True
+    return await conn
+
+
+_UNCLOSED: weakref.WeakSet[Database] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_unclosed() -> None:
+    unclosed = list(_UNCLOSED)
+    for db in unclosed:
+        db._close_at_exit()
+    # Warned after closing all: under -W error a warning raises.
+    for db in unclosed:
+        warnings.warn(
+            f"Database {db.path!r} was never closed: use `async with Database(...)` "
+            "or `await db.close()`",
+            ResourceWarning,
+            stacklevel=1,
+        )
+
+
+#: Reloads a connection's schema and statistics; see ``plan_rows``.
+RELOAD_SCHEMA = "PRAGMA writable_schema = RESET"
+
+
+def plan_rows(conn: Any, sql: str, params: Any = ()) -> list[tuple[int, int, str]]:
+    """``EXPLAIN QUERY PLAN`` rows of ``sql`` on a DB-API connection, as ``(id, parent, detail)``.
+
+    An EXPLAIN statement never checks the schema cookie, so a connection would
+    keep planning with the schema and statistics it loaded first (and Python's
+    statement cache would replay the old plan). ``writable_schema = RESET``
+    reloads both and expires the connection's prepared statements; it writes
+    nothing to the file.
+    """
+    conn.execute(RELOAD_SCHEMA)
+    rows = conn.execute(f"EXPLAIN QUERY PLAN {sql}", params).fetchall()
+    return [(int(r[0]), int(r[1]), str(r[3])) for r in rows]
+
+
 def _retry_locked(fn: Callable[[], T], operational_error: type[Exception]) -> T:
     """Run ``fn``, retried with jitter while another connection holds a lock."""
     deadline = time.monotonic() + _LOCK_RETRY_SECONDS
@@ -595,6 +703,39 @@ _NOT_UTF8 = "{} holds text that is not UTF-8 (damaged, or written by another too
 
 # SQLITE_CORRUPT and SQLITE_NOTADB (primary result codes).
 _CORRUPT_CODES = (11, 26)
+_SQLITE_FULL = 13
+# The file or its storage failed, not the statement: PERM, READONLY, IOERR,
+# CANTOPEN, NOLFS.
+_FILE_CODES = (3, 8, 10, 14, 22)
+# The statement itself was wrong: ERROR (syntax, no such table), TOOBIG,
+# CONSTRAINT, MISMATCH, RANGE (parameter index).
+_STATEMENT_CODES = (1, 18, 19, 20, 25)
+
+
+def _primary_code(exc: Exception) -> int | None:
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code & 0xFF if isinstance(code, int) else None
+
+
+def _file_id(path: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _require_statement(sql: object, params: object) -> None:
+    require_text(sql, "sql", max_length=None)
+    if isinstance(params, str | bytes) or not isinstance(params, Sequence | Mapping):
+        raise InvalidInputError(
+            f"Invalid params: {show(params)} (expected a sequence, or a mapping of names)"
+        )
+
+
+def _require_callable(fn: object) -> None:
+    if not callable(fn):
+        raise InvalidInputError(f"Expected a function of the connection, got {show(fn)}")
 
 
 def _is_corrupt(exc: Exception) -> bool:

@@ -56,15 +56,19 @@ def format_failure(title: str, plan: QueryPlan, hint: str | None = None) -> str:
 
 
 def _is_async_callable(obj: object) -> bool:
-    return inspect.iscoroutinefunction(obj) or inspect.iscoroutinefunction(
-        getattr(obj, "__call__", None)  # noqa: B004 - a bound method of an object
+    # __wrapped__: aiosqlite wraps its coroutine methods (functools.wraps).
+    return any(
+        inspect.iscoroutinefunction(f)
+        for f in (obj, getattr(obj, "__call__", None), getattr(obj, "__wrapped__", None))  # noqa: B004
     )
 
 
 def explain_sync(conn: Any, sql: str, params: Any = ()) -> QueryPlan:
     """Explain ``sql`` on a DB-API connection (sqlite3, sqlean, ...)."""
+    from abathur_memkit.database import plan_rows  # not at import: the plugin loads everywhere
+
     bound = () if params is None else params  # None: literals already in the SQL
-    rows = [tuple(r) for r in conn.execute(f"EXPLAIN QUERY PLAN {sql}", bound).fetchall()]
+    rows = plan_rows(conn, sql, bound)
     tables = [str(r[0]) for r in conn.execute(_TABLES_SQL).fetchall()]
     return parse_plan(rows, sql=sql, params=params, known_tables=tables)
 
@@ -89,6 +93,9 @@ async def explain(db: Any, sql: str, params: Any = ()) -> QueryPlan:
     if not _is_async_callable(execute):
         return explain_sync(db, sql, params)
     # aiosqlite-style: async execute returning a cursor with async fetchall.
+    from abathur_memkit.database import RELOAD_SCHEMA  # as plan_rows does
+
+    await execute(RELOAD_SCHEMA)
     cursor = await execute(f"EXPLAIN QUERY PLAN {sql}", bound)
     rows = [tuple(r) for r in await cursor.fetchall()]
     cursor = await execute(_TABLES_SQL)

@@ -69,7 +69,7 @@ MARKERS = (
     "memkit_allow_scan(*tables, reason): the query guard accepts full scans of these tables "
     "(reason required)",
     "memkit_query_guard: guard the whole test: every statement run on memkit_db / "
-    "memkit_seeded_db is explained and a full table scan fails the test (at teardown)",
+    "memkit_seeded_db is explained and a full table scan fails the test",
     "memkit_seed(*seeds): seed files (JSON, relative to the test file) or 'initial' that "
     "memkit_seeded_db applies",
 )
@@ -268,7 +268,16 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
-    result = yield
+    __tracebackhide__ = True
+    guard = item.stash.get(_MARKER_GUARD, None)
+    try:
+        result = yield
+    finally:
+        _stop_marker_guard(item)
+    if guard is not None:
+        # Checked here, not at fixture teardown, so a scan fails the test itself.
+        guard.check_sync()
+        guard.raise_for_violations()
     if item.get_closest_marker("memkit_latency") and not item.stash.get(_MEASURED, 0):
         warnings.warn(
             MemkitBaselineWarning(
@@ -342,15 +351,11 @@ def _start_marker_guard(request: pytest.FixtureRequest, db: Any) -> None:
         request.node.stash[_MARKER_GUARD] = guard
 
 
-async def _finish_marker_guard(request: pytest.FixtureRequest, db: Any) -> None:
-    __tracebackhide__ = True
-    guard = request.node.stash.get(_MARKER_GUARD, None)
-    if guard is None or guard.db is not db:
-        return
-    del request.node.stash[_MARKER_GUARD]
-    guard.stop()
-    await guard.check()
-    guard.raise_for_violations()
+def _stop_marker_guard(node: pytest.Item) -> None:
+    guard = node.stash.get(_MARKER_GUARD, None)
+    if guard is not None:
+        del node.stash[_MARKER_GUARD]
+        guard.stop()
 
 
 @_async_fixture
@@ -367,8 +372,8 @@ async def memkit_db(request: pytest.FixtureRequest, memkit_db_path: Path) -> Asy
         if "memkit_seeded_db" not in request.fixturenames:
             _start_marker_guard(request, db)
         yield db
-        await _finish_marker_guard(request, db)
     finally:
+        _stop_marker_guard(request.node)
         await db.close()
 
 
@@ -392,7 +397,6 @@ async def memkit_seeded_db(request: pytest.FixtureRequest, memkit_db: Any) -> As
         await apply_seed(memkit_db, seeds, Path(str(request.node.path)).parent)
     _start_marker_guard(request, memkit_db)
     yield memkit_db
-    await _finish_marker_guard(request, memkit_db)
 
 
 @pytest.fixture

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -265,3 +267,102 @@ async def test_stdlib_driver_works_without_extensions(tmp_path: Path) -> None:
     async with Database(tmp_path / "s.db", driver="sqlite3") as db:
         assert db.driver.name == "sqlite3"
         assert (await db.validate())["ok"] is True
+
+
+UNCLOSED_CHILD = """
+import asyncio, sys
+from abathur_memkit import Database
+
+async def main() -> None:
+    db = Database(sys.argv[1])
+    await db.initialize()
+    await db.memory.add_memory("user:a:prefs", "theme", "dark", "semantic", "child")
+    await db.fetchall("SELECT 1")  # opens the readers too
+    # no close()
+
+asyncio.run(main())
+"""
+
+
+def test_a_database_never_closed_does_not_keep_python_alive(tmp_path: Path) -> None:
+    path = tmp_path / "unclosed.db"
+    # The timeout only detects a hang: the child used to wait forever at exit.
+    child = subprocess.run(
+        [sys.executable, "-W", "always::ResourceWarning", "-c", UNCLOSED_CHILD, str(path)],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert child.returncode == 0, child.stderr
+    assert f"ResourceWarning: Database {str(path)!r} was never closed" in child.stderr
+    # Closed on the way out: the write is in the file and the WAL was checkpointed away.
+    assert not Path(f"{path}-wal").exists()
+    conn = sqlite3.connect(path)
+    try:
+        assert conn.execute("SELECT value FROM memory_entries").fetchall() == [('"dark"',)]
+    finally:
+        conn.close()
+
+
+# -- every failure is a MemkitError ------------------------------------------------------------
+
+
+async def _counts(db: Database) -> tuple[int, int]:
+    row = await db.fetchone(
+        "SELECT (SELECT count(*) FROM memory_entries) AS m, (SELECT count(*) FROM audit) AS a"
+    )
+    assert row is not None
+    return row["m"], row["a"]
+
+
+async def test_a_full_disk_is_a_database_file_error_and_writes_nothing(db: Database) -> None:
+    # max_page_count fails the write exactly as a full disk does (SQLITE_FULL).
+    await db.write(lambda conn: conn.execute(
+        f"PRAGMA max_page_count = {conn.execute('PRAGMA page_count').fetchone()[0]}"))
+    before = await _counts(db)
+    with pytest.raises(DatabaseFileError, match="the disk is full") as info:
+        await db.memory.add_memory("user:a:prefs", "big", "x" * 200_000, "semantic", "me")
+    assert str(db.path) in str(info.value)
+    assert await _counts(db) == before
+
+
+@pytest.mark.parametrize("readers_open", [True, False])
+async def test_a_database_file_deleted_while_open_fails_every_call(
+    tmp_path: Path, readers_open: bool
+) -> None:
+    path = tmp_path / "gone.db"
+    async with Database(path) as db:
+        await db.memory.add_memory("user:a:prefs", "theme", "dark", "semantic", "me")
+        if readers_open:
+            await db.memory.get_memory("user:a:prefs", "theme")
+        path.unlink()
+        with pytest.raises(DatabaseFileError, match="was deleted or replaced while open"):
+            await db.memory.add_memory("user:a:prefs", "font", "mono", "semantic", "me")
+        with pytest.raises(DatabaseFileError, match="was deleted or replaced while open"):
+            await db.memory.get_memory("user:a:prefs", "theme")
+        # No reader ever created a new, empty database at the path.
+        assert not path.exists()
+
+
+async def test_a_database_file_replaced_while_open_fails(tmp_path: Path) -> None:
+    path, other = tmp_path / "a.db", tmp_path / "b.db"
+    async with Database(other):
+        pass
+    async with Database(path) as db:
+        await db.memory.add_memory("user:a:prefs", "theme", "dark", "semantic", "me")
+        other.replace(path)
+        with pytest.raises(DatabaseFileError, match="was deleted or replaced while open"):
+            await db.memory.get_memory("user:a:prefs", "theme")
+
+
+async def test_wrong_types_and_bad_sql_are_memkit_errors(db: Database) -> None:
+    with pytest.raises(InvalidInputError, match="Invalid checkpoint mode: 3"):
+        await db.checkpoint(mode=3)  # type: ignore[arg-type]
+    with pytest.raises(InvalidInputError, match="Invalid sql"):
+        await db.fetchall(b"SELECT 1")  # type: ignore[arg-type]
+    with pytest.raises(InvalidInputError, match="Expected a function"):
+        await db.read("SELECT 1")  # type: ignore[arg-type]
+    with pytest.raises(InvalidInputError, match="syntax error"):
+        await db.fetchall("SELEC 1")
+    with pytest.raises(InvalidInputError, match="no such table"):
+        await db.execute("DELETE FROM nowhere")
+    with pytest.raises(InvalidInputError):
+        await db.fetchall("SELECT ?", 5)  # type: ignore[arg-type]

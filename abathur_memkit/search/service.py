@@ -203,9 +203,9 @@ class SearchService:
             await self.sync_memories(embed=False)
         try:
             return await self.db.read(lambda conn: self._keyword(conn, match, k, filters))
-        except self.db.driver.module.OperationalError as exc:
+        except InvalidInputError as exc:
             if raw:  # the caller's FTS5 syntax
-                raise InvalidInputError(f"Invalid FTS5 query {query!r}: {exc}") from exc
+                raise InvalidInputError(f"Invalid FTS5 query {query!r}: {exc.__cause__}") from exc
             raise
 
     async def hybrid(

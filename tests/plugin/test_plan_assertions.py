@@ -221,9 +221,29 @@ def test_query_guard_marker_guards_the_whole_test(suite: pytest.Pytester) -> Non
         """
     )
     result = suite.runpytest_inprocess()
-    result.assert_outcomes(passed=3, errors=2)
-    result.stdout.fnmatch_lines(["*ERROR at teardown of test_scans*", "*fully scan agents*"])
+    # The scan fails the test itself (FAILED), not its teardown (ERROR).
+    result.assert_outcomes(passed=2, failed=1, errors=1)
+    result.stdout.fnmatch_lines(["*_ test_scans _*", "*fully scan agents*"])
+    result.stdout.fnmatch_lines(["FAILED *::test_scans*"])
+    assert "at teardown" not in result.stdout.str()
     result.stdout.fnmatch_lines(["*the memkit_query_guard marker guards memkit_db*"])
+
+
+def test_query_guard_marker_leaves_the_tests_own_failure_alone(suite: pytest.Pytester) -> None:
+    suite.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.memkit_query_guard
+        async def test_scans_then_fails(memkit_db):
+            await memkit_db.fetchall("SELECT * FROM agents WHERE model = 'm'")
+            assert 1 == 2, "the test's own failure"
+        """
+    )
+    result = suite.runpytest_inprocess()
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*the test's own failure*"])
+    assert "QueryGuardError" not in result.stdout.str()
 
 
 def test_guard_on_memory_database_with_async_with(suite: pytest.Pytester) -> None:
