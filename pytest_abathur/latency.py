@@ -43,6 +43,7 @@ __all__ = [
     "Comparison",
     "Gates",
     "LatencyGateError",
+    "LatencyGateWarning",
     "LatencyStats",
     "MemkitBaselineWarning",
     "StepCounter",
@@ -63,6 +64,10 @@ class LatencyGateError(AssertionError):
 
 class MemkitBaselineWarning(UserWarning):
     """No baseline to compare with (a warning, not an error: first runs have none)."""
+
+
+class LatencyGateWarning(UserWarning):
+    """A gate failed under ``--memkit-gates=warn``: reported, the test still passes."""
 
 
 # -- statistics ---------------------------------------------------------------------------
@@ -503,6 +508,15 @@ def _cpu_brand() -> str:
     return platform.processor() or platform.machine() or "unknown"
 
 
+def _cpu_info() -> dict[str, Any]:
+    """py-cpuinfo's report when installed (as pytest-benchmark records it), else the basics."""
+    try:
+        import cpuinfo
+    except ImportError:
+        return {"brand_raw": _cpu_brand(), "arch": platform.machine(), "count": os.cpu_count()}
+    return dict(cpuinfo.get_cpu_info() or {})
+
+
 def machine_info(sqlite_version: str | None = None, driver: str | None = None) -> dict[str, Any]:
     """pytest-benchmark's ``machine_info`` keys, plus the SQLite build measured."""
     return {
@@ -516,7 +530,7 @@ def machine_info(sqlite_version: str | None = None, driver: str | None = None) -
         "python_build": list(platform.python_build()),
         "release": platform.release(),
         "system": platform.system(),
-        "cpu": {"brand_raw": _cpu_brand(), "arch": platform.machine(), "count": os.cpu_count()},
+        "cpu": _cpu_info(),
         "sqlite_version": sqlite_version,
         "sqlite_driver": driver,
     }
