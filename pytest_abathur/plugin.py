@@ -123,7 +123,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("memkit", "abathur-memkit fixtures, plan assertions, latency gates")
     for name, flag, metavar, help_text, default in _INI_OPTIONS:
         group.addoption(flag, dest=name, metavar=metavar, default=None,
-                        help=f"{help_text} (ini: {name}, default: {default or 'none'})")
+                        help=f"{help_text} (ini: {name}, default: {default or 'none'})"
+                        .replace("%", "%%"))  # argparse formats help with %
         parser.addini(name, help_text, default=default)
     group.addoption(
         "--memkit-seed-file",
