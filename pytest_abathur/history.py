@@ -57,7 +57,8 @@ def save_run(storage: Path, doc: dict[str, Any]) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     runs = _runs(folder)
     number = int(runs[-1].name[:4]) + 1 if runs else 1
-    commit = str(doc.get("commit_info", {}).get("id", "unversioned"))[:8]
+    commit = str(doc.get("commit_info", {}).get("id", "unversioned"))
+    commit = commit if commit == "unversioned" else commit[:8]
     stamp = datetime.now(UTC).strftime("%Y%m%d_%H%M%S")
     path = folder / f"{number:04d}_{commit}_{stamp}.json"
     tmp = path.with_name(path.name + ".tmp")
@@ -168,6 +169,13 @@ def _slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "measurement"
 
 
+def _log_bins(values: list[float], count: int = 50) -> list[float]:
+    low, high = min(values), max(values)
+    if low <= 0 or high <= low:
+        return [low, high if high > low else low + 1e-6]
+    return [low * (high / low) ** (i / count) for i in range(count + 1)]
+
+
 def histogram(prefix: Path, stats: LatencyStats) -> Path:
     """Plot the latencies of one measurement (with its percentiles and gates) to a PNG.
 
@@ -181,7 +189,8 @@ def histogram(prefix: Path, stats: LatencyStats) -> Path:
     data_ms = [x / 1e6 for x in stats.data_ns]
     fig, ax = plt.subplots(figsize=(8, 4.5))
     try:
-        ax.hist(data_ms, bins=min(60, max(10, len(data_ms) // 5)), color="#4c72b0")
+        ax.hist(data_ms, bins=_log_bins(data_ms), color="#4c72b0")
+        ax.set_xscale("log")  # latencies are heavy-tailed: a linear axis hides the tail
         for label, value, style in (
             ("p50", stats.p50_ms, "-"),
             ("p95", stats.p95_ms, "--"),

@@ -658,7 +658,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
     if state.autosave:
         saved = save_run(state.storage, doc)
-        state.notes.append(f"memkit: run saved to {saved}")
+        state.notes.append(f"memkit: run saved to {_shown(saved, state.root)}")
     if state.histogram is not None:
         _write_histograms(state, state.histogram)
 
@@ -677,6 +677,11 @@ def _save_baseline(state: _State) -> None:
     if skipped:
         note += f"; {skipped} that failed their gates were not saved"
     state.notes.append(note)
+
+
+def _shown(path: Path, root: Path) -> str:
+    """``path`` relative to the rootdir when it is inside it."""
+    return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
 
 
 def _compare_with_run(state: _State) -> bool:
@@ -778,7 +783,7 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
 
 def _write_comparison(tr: Any, state: _State) -> None:
     assert state.compare_run is not None
-    tr.write_line(f"memkit: compared with {state.compare_run}")
+    tr.write_line(f"memkit: compared with {_shown(state.compare_run, state.root)}")
     tr.write_line(f"{'name':<44} {'field':>8} {'then':>10} {'now':>10} {'change':>8}")
     for name, now, then in state.compared:
         short = name if len(name) <= 44 else "..." + name[-41:]
