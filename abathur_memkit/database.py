@@ -116,6 +116,10 @@ class Database:
         self.extensions = tuple(extensions)
         self._embedder_spec = embedder
         self._embedder: Embedder | None = None
+        if embedder is not None:  # a missing extra or a typo fails here, not at first use
+            from .embeddings import get_embedder
+
+            self._embedder = get_embedder(embedder)
         self._n_readers = 0 if self.in_memory else max(1, readers)
         self._writer: aiosqlite.Connection | None = None
         self._readers: list[aiosqlite.Connection] = []

@@ -27,7 +27,13 @@ from fnmatch import fnmatchcase
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
+from .extras import require_extra
+
+try:  # embeddings are numpy arrays: fail with the extra to install, not deep inside
+    import numpy as np
+except ImportError:
+    require_extra("search", "abathur_memkit.documents")
+    raise
 
 from .embeddings.base import check_vectors, l2_normalize
 from .errors import EmbeddingError, InvalidInputError, NotFoundError

@@ -14,6 +14,7 @@ __all__ = [
     "InvalidInputError",
     "InvalidTransitionError",
     "MemkitError",
+    "MissingExtraError",
     "NotFoundError",
     "SchemaError",
     "WritePolicyError",
@@ -58,3 +59,7 @@ class ExtensionError(MemkitError):
 
 class EmbeddingError(MemkitError):
     """An embedder failed: server down, wrong dimensions, model missing."""
+
+
+class MissingExtraError(MemkitError, ImportError):
+    """A feature needs an optional extra that is not installed (names the pip command)."""

@@ -6,7 +6,7 @@ are for code that wants the pieces without fixtures.
 
 from .assertions import QueryPlanError, assert_no_full_scan, assert_uses_index, explain
 from .guard import QueryGuard, QueryGuardError
-from .latency import LatencyGateError, LatencyStats, MemkitBaselineWarning
+from .latency import LatencyGateError, LatencyGateWarning, LatencyStats, MemkitBaselineWarning
 from .plan import Op, PlanNode, QueryPlan, parse_plan
 from .sync import SyncDatabase
 
@@ -14,6 +14,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "LatencyGateError",
+    "LatencyGateWarning",
     "LatencyStats",
     "MemkitBaselineWarning",
     "Op",

@@ -1,8 +1,15 @@
-"""Factories for custom database setups, and the seed data the fixtures use.
+"""Fixture factories, context managers for custom setups, and the seed data.
 
-::
+Fixture factories return fixtures, like ``pytest_postgresql.factories``; assign
+them to a name in a conftest.py or test module::
 
     from pytest_abathur import factories
+
+    big_template = factories.memkit_template(seed=["initial", "tests/seeds/big.json"])
+    big_db = factories.memkit_db(template="big_template")      # async, per test
+    big_sync_db = factories.memkit_sync_db(template="big_template", seed={"memories": []})
+
+Context managers, for databases outside fixtures::
 
     async def test_custom(tmp_path):
         async with factories.database(tmp_path / "a.db", seed="initial") as db:
@@ -28,11 +35,15 @@ import concurrent.futures
 import json
 import os
 import shutil
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+import sqlite3
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
+import pytest
+
+from .guard import QueryGuard, install_trace
 from .sync import SyncDatabase
 
 __all__ = [
@@ -43,10 +54,27 @@ __all__ = [
     "database",
     "embedder",
     "load_seed",
+    "memkit_db",
+    "memkit_sync_db",
+    "memkit_template",
     "sync_database",
 ]
 
 T = TypeVar("T")
+
+# The async fixtures need pytest-asyncio (pytest itself then reports them as
+# unsupported); importing this plugin, and the sync fixtures, never need it.
+try:
+    import pytest_asyncio
+
+    _async_fixture: Callable[..., Any] = pytest_asyncio.fixture
+except ImportError:  # pragma: no cover - exercised only without pytest-asyncio
+    _async_fixture = pytest.fixture
+
+# The memkit databases a test opened (latency counts VM steps on the last one),
+# and the guard the memkit_query_guard marker started.
+DBS = pytest.StashKey[list[Any]]()
+MARKER_GUARD = pytest.StashKey[QueryGuard]()
 
 Seed = str | os.PathLike[str] | Mapping[str, Any] | Sequence[Any]
 
@@ -146,13 +174,24 @@ def _run_in_thread(factory: Callable[[], Awaitable[T]]) -> T:
         return pool.submit(run).result()
 
 
-def build_template(path: Path, *, seed: Seed | None = None, base: Path | None = None) -> Path:
+def build_template(
+    path: Path,
+    *,
+    seed: Seed | None = None,
+    base: Path | None = None,
+    source: str | os.PathLike[str] | None = None,
+) -> Path:
     """Create an initialized (optionally seeded) database file to clone tests from.
 
+    With ``source``, start from a copy of that database (read through SQLite's
+    backup API, so its WAL is included and the file itself is never written).
     The WAL is checkpointed into the main file and removed, so one file copy
     makes a complete, independent database.
     """
     from abathur_memkit import Database
+
+    if source is not None:
+        _copy_database(Path(source), path)
 
     async def build() -> str:
         async with Database(path) as db:
@@ -168,6 +207,20 @@ def build_template(path: Path, *, seed: Seed | None = None, base: Path | None = 
             raise RuntimeError(f"template {path} still has an uncheckpointed WAL")
         side.unlink(missing_ok=True)
     return path
+
+
+def _copy_database(source: Path, dest: Path) -> None:
+    if not source.is_file():
+        raise FileNotFoundError(f"memkit template source not found: {source}")
+    src = sqlite3.connect(f"{source.resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        out = sqlite3.connect(dest)
+        try:
+            src.backup(out)
+        finally:
+            out.close()
+    finally:
+        src.close()
 
 
 def clone_template(template: Path, dest: Path) -> Path:
@@ -266,3 +319,125 @@ def sync_database(
             facade.close()
             raise
     return facade
+
+
+# -- fixture internals shared with the plugin's own fixtures ---------------------------
+
+
+def _wants_guard(request: pytest.FixtureRequest) -> bool:
+    return "memkit_query_guard" in request.fixturenames or bool(
+        request.node.get_closest_marker("memkit_query_guard")
+    )
+
+
+def _allowed_scans(node: pytest.Item | Any) -> dict[str, str]:
+    allowed: dict[str, str] = {}
+    for marker in node.iter_markers("memkit_allow_scan"):
+        for table in marker.args:
+            allowed.setdefault(str(table), str(marker.kwargs.get("reason", "")))
+    return allowed
+
+
+def _start_marker_guard(request: pytest.FixtureRequest, db: Any) -> None:
+    if request.node.get_closest_marker("memkit_query_guard"):
+        guard = QueryGuard(db, allow=_allowed_scans(request.node))
+        guard.start()
+        request.node.stash[MARKER_GUARD] = guard
+
+
+def _stop_marker_guard(node: pytest.Item) -> None:
+    guard = node.stash.get(MARKER_GUARD, None)
+    if guard is not None:
+        del node.stash[MARKER_GUARD]
+        guard.stop()
+
+
+def _marker_seeds(node: Any) -> list[Any]:
+    """The ``memkit_seed`` markers' seeds, outermost (module) first.
+
+    ``"initial"`` is dropped: the seeded template has those memories already.
+    """
+    seeds: list[Any] = []
+    for marker in reversed(list(node.iter_markers("memkit_seed"))):
+        seeds += [s for s in marker.args if s != "initial"]
+    return seeds
+
+
+# -- fixture factories --------------------------------------------------------------------
+
+
+def memkit_template(
+    seed: Seed | None = None,
+    *,
+    source: str | os.PathLike[str] | None = None,
+    scope: Any = "session",
+) -> Any:
+    """A fixture returning the path of a template database, built once per ``scope``.
+
+    ``seed`` is applied to it (relative paths from the rootdir); ``source`` is a
+    database file to start from (copied, then migrated; the file is not touched).
+    Use the fixture's name as ``template=`` of :func:`memkit_db` / :func:`memkit_sync_db`.
+    """
+
+    @pytest.fixture(scope=scope)
+    def template_fixture(request: pytest.FixtureRequest) -> Path:
+        factory: pytest.TempPathFactory = request.getfixturevalue("tmp_path_factory")
+        if seed is not None:
+            load_seed(seed, request.config.rootpath)  # fail on a bad seed before building
+        return build_template(
+            factory.mktemp(f"memkit-{request.fixturename}") / "template.db",
+            seed=seed,
+            base=request.config.rootpath,
+            source=None if source is None else request.config.rootpath / source,
+        )
+
+    return template_fixture
+
+
+def _fresh_copy(request: pytest.FixtureRequest, template: str) -> Path:
+    tmp_path: Path = request.getfixturevalue("tmp_path")
+    return clone_template(request.getfixturevalue(template), tmp_path / f"{request.fixturename}.db")
+
+
+def memkit_db(template: str = "memkit_template", seed: Seed | None = None) -> Any:
+    """An async fixture: a fresh ``Database`` copied from the ``template`` fixture's
+    file for each test, plus ``seed`` (relative paths from the rootdir), closed at teardown.
+
+    ``template`` names a fixture returning a database path (``memkit_template``,
+    ``memkit_seeded_template``, or one from :func:`memkit_template`).
+    """
+
+    @_async_fixture
+    async def db_fixture(request: pytest.FixtureRequest) -> AsyncIterator[Any]:
+        from abathur_memkit import Database
+
+        db = Database(_fresh_copy(request, template))
+        await db.initialize()
+        try:
+            if _wants_guard(request):
+                await install_trace(db)
+            request.node.stash.setdefault(DBS, []).append(db)
+            if seed is not None:
+                await apply_seed(db, seed, request.config.rootpath)
+            yield db
+        finally:
+            await db.close()
+
+    return db_fixture
+
+
+def memkit_sync_db(template: str = "memkit_template", seed: Seed | None = None) -> Any:
+    """:func:`memkit_db` for sync tests: a :class:`SyncDatabase` (no pytest-asyncio needed)."""
+
+    @pytest.fixture
+    def sync_db_fixture(request: pytest.FixtureRequest) -> Iterator[SyncDatabase]:
+        facade = SyncDatabase.open(_fresh_copy(request, template))
+        try:
+            request.node.stash.setdefault(DBS, []).append(facade.db)
+            if seed is not None:
+                facade.run(apply_seed(facade.db, seed, request.config.rootpath))
+            yield facade
+        finally:
+            facade.close()
+
+    return sync_db_fixture

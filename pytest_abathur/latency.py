@@ -42,6 +42,7 @@ __all__ = [
     "Comparison",
     "Gates",
     "LatencyGateError",
+    "LatencyGateWarning",
     "LatencyStats",
     "MemkitBaselineWarning",
     "StepCounter",
@@ -62,6 +63,10 @@ class LatencyGateError(AssertionError):
 
 class MemkitBaselineWarning(UserWarning):
     """No baseline to compare with (a warning, not an error: first runs have none)."""
+
+
+class LatencyGateWarning(UserWarning):
+    """A gate failed under ``--memkit-gates=warn``: reported, the test still passes."""
 
 
 # -- statistics ---------------------------------------------------------------------------

@@ -18,12 +18,36 @@ from typing import Any
 import pytest
 
 from .assertions import PlanAssertions
-from .factories import apply_seed, build_template, clone_template, load_seed
+from .factories import (
+    DBS,
+    MARKER_GUARD,
+    _allowed_scans,
+    _async_fixture,
+    _marker_seeds,
+    _start_marker_guard,
+    _stop_marker_guard,
+    _wants_guard,
+    apply_seed,
+    build_template,
+    clone_template,
+    load_seed,
+)
 from .guard import QueryGuard, install_trace
+from .history import (
+    FIELDS,
+    CompareRule,
+    find_run,
+    histogram,
+    parse_compare_fail,
+    run_values,
+    save_run,
+    stats_values,
+)
 from .latency import (
     Baseline,
     Gates,
     LatencyGateError,
+    LatencyGateWarning,
     LatencyStats,
     MemkitBaselineWarning,
     benchmark_json,
@@ -47,20 +71,11 @@ __all__ = [
     "memkit_sync_db",
 ]
 
-# The async fixtures need pytest-asyncio (pytest itself then reports them as
-# unsupported); importing this plugin, and the sync fixtures, never need it.
-try:
-    import pytest_asyncio
-
-    _async_fixture: Callable[..., Any] = pytest_asyncio.fixture
-except ImportError:  # pragma: no cover - exercised only without pytest-asyncio
-    _async_fixture = pytest.fixture
-
 VERSION = "0.1.0"
 DEFAULT_ROUNDS = 200
 DEFAULT_WARMUP = 20
 DEFAULT_VM_ROUNDS = 3
-GATE_MODES = ("all", "vm", "off")
+GATE_MODES = ("fail", "warn", "vm", "off")
 
 MARKERS = (
     "memkit_latency(p50_ms=None, p95_ms=None, p99_ms=None, mean_ms=None, max_ms=None, "
@@ -77,14 +92,55 @@ MARKERS = (
 
 # -- options ------------------------------------------------------------------------------
 
+# Every ini option is also a command-line option (the command line wins):
+# (ini name, flag, metavar, help, ini default).
+_INI_OPTIONS: tuple[tuple[str, str, str, str, str], ...] = (
+    ("memkit_baseline", "--memkit-baseline", "PATH",
+     "baseline file to compare latency measurements with (ini: relative to the rootdir)", ""),
+    ("memkit_gates", "--memkit-gates", "MODE",
+     "what a failed gate does: fail (default), warn, vm (only VM-step gates fail: for noisy "
+     "CI), off (each measured function runs once, untimed)", "fail"),
+    ("memkit_rounds", "--memkit-rounds", "N", "default rounds per measurement",
+     str(DEFAULT_ROUNDS)),
+    ("memkit_warmup", "--memkit-warmup", "N", "default warm-up calls", str(DEFAULT_WARMUP)),
+    ("memkit_vm_rounds", "--memkit-vm-rounds", "N", "extra calls that count VM steps",
+     str(DEFAULT_VM_ROUNDS)),
+    *(
+        (f"memkit_{gate}", f"--memkit-{gate.replace('_', '-')}", "MS",
+         f"default {gate} gate for every measurement", "")
+        for gate in ("p50_ms", "p95_ms", "p99_ms", "mean_ms", "max_ms")
+    ),
+    ("memkit_max_regression", "--memkit-max-regression", "TOL",
+     "default tolerance against the baseline, e.g. 20%", ""),
+    ("memkit_alpha", "--memkit-alpha", "A", "significance level of the regression test", "0.01"),
+    ("memkit_storage", "--memkit-storage", "DIR",
+     "where runs are saved and compared from (ini: relative to the rootdir)", ".memkit/runs"),
+    ("memkit_autosave", "--memkit-autosave", "yes|no",
+     "save every run that measured something in the storage folder", "yes"),
+)
+
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("memkit", "abathur-memkit fixtures, plan assertions, latency gates")
+    for name, flag, metavar, help_text, default in _INI_OPTIONS:
+        group.addoption(flag, dest=name, metavar=metavar, default=None,
+                        help=f"{help_text} (ini: {name}, default: {default or 'none'})"
+                        .replace("%", "%%"))  # argparse formats help with %
+        parser.addini(name, help_text, default=default)
     group.addoption(
-        "--memkit-baseline",
+        "--memkit-seed-file",
+        dest="memkit_seed_files",
         metavar="PATH",
+        action="append",
         default=None,
-        help="baseline file to compare latency measurements with (ini: memkit_baseline)",
+        help="JSON seed file memkit_seeded_db loads; repeat for more "
+        "(ini: memkit_seed_files, relative to the rootdir)",
+    )
+    parser.addini(
+        "memkit_seed_files",
+        "JSON seed files (relative to the rootdir) memkit_seeded_db loads",
+        type="linelist",
+        default=[],
     )
     group.addoption(
         "--memkit-save-baseline",
@@ -100,30 +156,54 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="write measurements as pytest-benchmark JSON (readable by `pytest-benchmark compare`)",
     )
     group.addoption(
-        "--memkit-gates",
-        choices=GATE_MODES,
+        "--memkit-compare",
+        metavar="RUN",
+        nargs="?",
+        const="",
         default=None,
-        help="which gates fail tests: all (default), vm (VM steps only: for noisy CI), off",
+        help="compare with a saved run: the latest (no value), a number, a file-name "
+        "prefix or a path",
     )
-    parser.addini("memkit_baseline", "baseline file (relative to the rootdir)", default="")
-    parser.addini("memkit_gates", "all | vm | off", default="all")
-    parser.addini("memkit_rounds", "default rounds per measurement", default=str(DEFAULT_ROUNDS))
-    parser.addini("memkit_warmup", "default warm-up calls", default=str(DEFAULT_WARMUP))
-    parser.addini(
-        "memkit_vm_rounds", "extra calls that count VM steps", default=str(DEFAULT_VM_ROUNDS)
-    )
-    for gate in ("p50_ms", "p95_ms", "p99_ms", "mean_ms", "max_ms"):
-        parser.addini(f"memkit_{gate}", f"default {gate} gate for every measurement", default="")
-    parser.addini(
-        "memkit_max_regression", "default tolerance against the baseline, e.g. 20%", default=""
-    )
-    parser.addini("memkit_alpha", "significance level of the regression test", default="0.01")
-    parser.addini(
-        "memkit_seed_files",
-        "JSON seed files (relative to the rootdir) memkit_seeded_db loads",
-        type="linelist",
+    group.addoption(
+        "--memkit-compare-fail",
+        metavar="FIELD:LIMIT",
+        action="append",
         default=[],
+        help="fail the session when a measurement is worse than the compared run by more "
+        "than LIMIT: p50:10%% (relative) or p99:0.5 (ms); fields "
+        f"{', '.join(FIELDS)}; repeatable; implies --memkit-compare",
     )
+    group.addoption(
+        "--memkit-histogram",
+        metavar="PREFIX",
+        nargs="?",
+        const="memkit-histogram",
+        default=None,
+        help="plot each measurement's latencies to PREFIX-<name>.png (needs matplotlib; "
+        "default prefix: memkit-histogram)",
+    )
+
+
+def _option(config: pytest.Config, name: str) -> str:
+    """The command-line value of an ini option, else the ini value."""
+    cli = config.getoption(name)
+    return str(cli if cli is not None else config.getini(name)).strip()
+
+
+def _path_option(config: pytest.Config, name: str) -> Path | None:
+    """A path option: relative to the invocation dir on the command line, to the rootdir in ini."""
+    cli = config.getoption(name)
+    if cli:
+        return (config.invocation_params.dir / str(cli)).resolve()
+    ini = str(config.getini(name)).strip()
+    return (config.rootpath / ini).resolve() if ini else None
+
+
+def _seed_files(config: pytest.Config) -> list[str]:
+    cli = config.getoption("memkit_seed_files")
+    if cli:
+        return [str((config.invocation_params.dir / path).resolve()) for path in cli]
+    return [str(path) for path in config.getini("memkit_seed_files")]
 
 
 # -- session state ----------------------------------------------------------------------------
@@ -141,8 +221,16 @@ class _State:
     baseline_path: Path | None
     save_baseline: bool
     json_path: Path | None
+    storage: Path
+    autosave: bool
+    compare: str | None
+    compare_fail: list[CompareRule]
+    histogram: Path | None
     xdist_note: str | None = None
     records: list[tuple[str, LatencyStats]] = field(default_factory=list)
+    compared: list[tuple[str, dict[str, float], dict[str, float]]] = field(default_factory=list)
+    compare_run: Path | None = None
+    untimed: int = 0
     _baseline: Baseline | None = None
     notes: list[str] = field(default_factory=list)
 
@@ -155,13 +243,11 @@ class _State:
 
 
 _STATE = pytest.StashKey[_State]()
-_DBS = pytest.StashKey[list[Any]]()
 _MEASURED = pytest.StashKey[int]()
-_MARKER_GUARD = pytest.StashKey[QueryGuard]()
 
 
-def _int_ini(config: pytest.Config, name: str) -> int:
-    raw = str(config.getini(name)).strip()
+def _int_option(config: pytest.Config, name: str) -> int:
+    raw = _option(config, name)
     try:
         value = int(raw)
     except ValueError:
@@ -176,13 +262,37 @@ def _ini_gates(config: pytest.Config) -> Gates:
     for key in Gates.KEYS:
         if key == "max_vm_steps":
             continue
-        raw = str(config.getini(f"memkit_{key}")).strip()
+        raw = _option(config, f"memkit_{key}")
         if raw:
             values[key] = raw
     try:
         return Gates.from_mapping(values)
     except (TypeError, ValueError) as exc:
-        raise pytest.UsageError(f"memkit ini gates: {exc}") from None
+        raise pytest.UsageError(f"memkit gate options: {exc}") from None
+
+
+def _gate_mode(config: pytest.Config) -> str:
+    mode = _option(config, "memkit_gates") or "fail"
+    mode = "fail" if mode == "all" else mode  # "all": the name before warn existed
+    if mode not in GATE_MODES:
+        raise pytest.UsageError(
+            f"memkit_gates must be one of {', '.join(GATE_MODES)}, got {mode!r}"
+        )
+    return mode
+
+
+def _yes(config: pytest.Config, name: str) -> bool:
+    raw = _option(config, name).lower()
+    if raw not in ("yes", "no", "true", "false", "1", "0", "on", "off"):
+        raise pytest.UsageError(f"{name} must be yes or no, got {raw!r}")
+    return raw in ("yes", "true", "1", "on")
+
+
+def _compare_rules(config: pytest.Config) -> list[CompareRule]:
+    try:
+        return [parse_compare_fail(text) for text in config.getoption("memkit_compare_fail")]
+    except ValueError as exc:
+        raise pytest.UsageError(str(exc)) from None
 
 
 def _xdist_active(config: pytest.Config) -> bool:
@@ -199,34 +309,34 @@ def pytest_configure(config: pytest.Config) -> None:
         config.addinivalue_line("markers", marker)
     root = config.rootpath
     invocation = config.invocation_params.dir
-    mode = config.getoption("memkit_gates") or str(config.getini("memkit_gates")).strip() or "all"
-    if mode not in GATE_MODES:
-        raise pytest.UsageError(f"memkit_gates must be one of {GATE_MODES}, got {mode!r}")
-    cli_baseline = config.getoption("memkit_baseline")
-    ini_baseline = str(config.getini("memkit_baseline")).strip()
+    mode = _gate_mode(config)
     save = bool(config.getoption("memkit_save_baseline"))
-    baseline_path: Path | None = None
-    if cli_baseline:
-        baseline_path = (invocation / cli_baseline).resolve()
-    elif ini_baseline:
-        baseline_path = (root / ini_baseline).resolve()
-    elif save:
+    baseline_path = _path_option(config, "memkit_baseline")
+    if baseline_path is None and save:
         baseline_path = root / ".memkit" / "baseline.json"
     json_opt = config.getoption("memkit_json")
+    histogram = config.getoption("memkit_histogram")
+    rules = _compare_rules(config)
+    compare = config.getoption("memkit_compare")
     xdist = _xdist_active(config)
     state = _State(
         root=root,
         gate_mode=mode,
-        wall_gates=mode == "all" and not xdist,
-        rounds=max(1, _int_ini(config, "memkit_rounds")),
-        warmup=_int_ini(config, "memkit_warmup"),
-        vm_rounds=_int_ini(config, "memkit_vm_rounds"),
+        wall_gates=mode in ("fail", "warn") and not xdist,
+        rounds=max(1, _int_option(config, "memkit_rounds")),
+        warmup=_int_option(config, "memkit_warmup"),
+        vm_rounds=_int_option(config, "memkit_vm_rounds"),
         ini_gates=_ini_gates(config),
         baseline_path=baseline_path,
         save_baseline=save,
         json_path=(invocation / json_opt).resolve() if json_opt else None,
+        storage=_path_option(config, "memkit_storage") or root / ".memkit" / "runs",
+        autosave=_yes(config, "memkit_autosave"),
+        compare="" if compare is None and rules else compare,
+        compare_fail=rules,
+        histogram=(invocation / histogram).resolve() if histogram else None,
     )
-    if xdist and mode == "all":
+    if xdist and mode in ("fail", "warn"):
         state.xdist_note = (
             "memkit: wall-time latency gates are disabled under pytest-xdist (parallel "
             "workers share the CPUs, so wall time says nothing); VM-step gates still apply"
@@ -269,7 +379,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
     __tracebackhide__ = True
-    guard = item.stash.get(_MARKER_GUARD, None)
+    guard = item.stash.get(MARKER_GUARD, None)
     try:
         result = yield
     finally:
@@ -303,7 +413,7 @@ def memkit_seeded_template(
     tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config
 ) -> Path:
     """The template plus the initial memories and the ini seed files (internal)."""
-    seeds: list[Any] = ["initial", *pytestconfig.getini("memkit_seed_files")]
+    seeds: list[Any] = ["initial", *_seed_files(pytestconfig)]
     load_seed(seeds, pytestconfig.rootpath)  # fail on a bad seed file before building
     return build_template(
         tmp_path_factory.mktemp("memkit-seeded") / "template.db",
@@ -330,34 +440,6 @@ def memkit_db_path(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
     return clone_template(template, tmp_path / "memkit.db")
 
 
-def _wants_guard(request: pytest.FixtureRequest) -> bool:
-    return "memkit_query_guard" in request.fixturenames or bool(
-        request.node.get_closest_marker("memkit_query_guard")
-    )
-
-
-def _allowed_scans(node: pytest.Item | Any) -> dict[str, str]:
-    allowed: dict[str, str] = {}
-    for marker in node.iter_markers("memkit_allow_scan"):
-        for table in marker.args:
-            allowed.setdefault(str(table), str(marker.kwargs.get("reason", "")))
-    return allowed
-
-
-def _start_marker_guard(request: pytest.FixtureRequest, db: Any) -> None:
-    if request.node.get_closest_marker("memkit_query_guard"):
-        guard = QueryGuard(db, allow=_allowed_scans(request.node))
-        guard.start()
-        request.node.stash[_MARKER_GUARD] = guard
-
-
-def _stop_marker_guard(node: pytest.Item) -> None:
-    guard = node.stash.get(_MARKER_GUARD, None)
-    if guard is not None:
-        del node.stash[_MARKER_GUARD]
-        guard.stop()
-
-
 @_async_fixture
 async def memkit_db(request: pytest.FixtureRequest, memkit_db_path: Path) -> AsyncIterator[Any]:
     """A fresh, initialized WAL ``Database`` in ``tmp_path``, closed at teardown."""
@@ -368,24 +450,13 @@ async def memkit_db(request: pytest.FixtureRequest, memkit_db_path: Path) -> Asy
     try:
         if _wants_guard(request):
             await install_trace(db)
-        request.node.stash.setdefault(_DBS, []).append(db)
+        request.node.stash.setdefault(DBS, []).append(db)
         if "memkit_seeded_db" not in request.fixturenames:
             _start_marker_guard(request, db)
         yield db
     finally:
         _stop_marker_guard(request.node)
         await db.close()
-
-
-def _marker_seeds(node: Any) -> list[Any]:
-    """The ``memkit_seed`` markers' seeds, outermost (module) first.
-
-    ``"initial"`` is dropped: the seeded template has those memories already.
-    """
-    seeds: list[Any] = []
-    for marker in reversed(list(node.iter_markers("memkit_seed"))):
-        seeds += [s for s in marker.args if s != "initial"]
-    return seeds
 
 
 @_async_fixture
@@ -406,7 +477,7 @@ def memkit_sync_db(request: pytest.FixtureRequest, memkit_db_path: Path) -> Iter
     With a ``memkit_seed`` marker it is seeded like ``memkit_seeded_db``.
     """
     facade = SyncDatabase.open(memkit_db_path)
-    request.node.stash.setdefault(_DBS, []).append(facade.db)
+    request.node.stash.setdefault(DBS, []).append(facade.db)
     try:
         seeds = _marker_seeds(request.node)
         if seeds:
@@ -488,8 +559,10 @@ class LatencyRunner:
         merged = Gates.from_mapping(gates, merged)
         rounds = state.rounds if rounds is None else rounds
         warmup = min(state.warmup, rounds) if warmup is None else warmup
+        if state.gate_mode == "off":  # like --benchmark-disable: run once, time nothing
+            rounds, warmup, vm_steps = 1, 0, False
         if db is None and vm_steps:
-            dbs = item.stash.get(_DBS, [])
+            dbs = item.stash.get(DBS, [])
             db = dbs[-1] if dbs else None
         data, steps = await measure(
             fn,
@@ -513,18 +586,23 @@ class LatencyRunner:
             driver=str(driver.name) if driver else None,
             gates=merged.as_dict(),
         )
+        if state.gate_mode == "off":
+            state.untimed += 1
+            return stats
         self._compare(stats, merged)
         wall = state.wall_gates
-        vm = state.gate_mode != "off"
-        if not wall and state.gate_mode == "all":
+        if not wall and state.gate_mode in ("fail", "warn"):
             stats.notes.append("wall-time gates off under pytest-xdist")
-        stats.failures = evaluate(stats, merged, wall=wall, vm=vm)
+        stats.failures = evaluate(stats, merged, wall=wall)
         state.records.append((item.nodeid, stats))
         if stats.failures:
             lines = [f"memkit latency gate failed for {stats.name}:"]
             lines += [f"  {failure}" for failure in stats.failures]
             lines.append(f"  measured: {stats.summary()}")
-            raise LatencyGateError("\n".join(lines))
+            if state.gate_mode == "warn":
+                warnings.warn(LatencyGateWarning("\n".join(lines)), stacklevel=2)
+            else:
+                raise LatencyGateError("\n".join(lines))
         return stats
 
     def _compare(self, stats: LatencyStats, gates: Gates) -> None:
@@ -562,7 +640,7 @@ def memkit_latency(request: pytest.FixtureRequest) -> LatencyRunner:
     return LatencyRunner(request.node, _state(request.config))
 
 
-# -- end of session: xdist hand-over, baseline, JSON, summary -------------------------------
+# -- end of session: xdist hand-over, baseline, JSON, history, summary ------------------------
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
@@ -579,24 +657,76 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     if not state.records:
         return
     if state.save_baseline:
-        baseline = state.baseline()
-        assert baseline is not None  # save_baseline always sets a path
-        # A measurement that failed its gates does not become the new normal;
-        # to accept one on purpose, run with --memkit-gates=off.
-        kept = [stats for _, stats in state.records if stats.passed]
-        for stats in kept:
-            baseline.record(stats)
-        baseline.save()
-        skipped = len(state.records) - len(kept)
-        note = f"memkit: baseline saved to {baseline.path} ({len(kept)} measurements)"
-        if skipped:
-            note += f"; {skipped} that failed their gates were not saved"
-        state.notes.append(note)
+        _save_baseline(state)
+    doc = benchmark_json(state.records, state.root, VERSION)
     if state.json_path is not None:
-        doc = benchmark_json(state.records, state.root, VERSION)
         state.json_path.parent.mkdir(parents=True, exist_ok=True)
         state.json_path.write_text(json.dumps(doc, indent=1) + "\n", "utf-8")
         state.notes.append(f"memkit: pytest-benchmark JSON written to {state.json_path}")
+    if state.compare is not None and _compare_with_run(state):
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    if state.autosave:
+        saved = save_run(state.storage, doc)
+        state.notes.append(f"memkit: run saved to {_shown(saved, state.root)}")
+    if state.histogram is not None:
+        _write_histograms(state, state.histogram)
+
+
+def _save_baseline(state: _State) -> None:
+    baseline = state.baseline()
+    assert baseline is not None  # save_baseline always sets a path
+    # A measurement that failed its gates does not become the new normal;
+    # to accept one on purpose, run with --memkit-gates=warn.
+    kept = [s for _, s in state.records if s.passed or state.gate_mode == "warn"]
+    for stats in kept:
+        baseline.record(stats)
+    baseline.save()
+    skipped = len(state.records) - len(kept)
+    note = f"memkit: baseline saved to {baseline.path} ({len(kept)} measurements)"
+    if skipped:
+        note += f"; {skipped} that failed their gates were not saved"
+    state.notes.append(note)
+
+
+def _shown(path: Path, root: Path) -> str:
+    """``path`` relative to the rootdir when it is inside it."""
+    return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
+
+
+def _compare_with_run(state: _State) -> bool:
+    """Compare this run with a saved one; True when a --memkit-compare-fail rule broke."""
+    try:
+        state.compare_run = find_run(state.storage, state.compare)
+    except (LookupError, ValueError) as exc:
+        state.notes.append(f"memkit: cannot compare: {exc}")
+        return False
+    then = run_values(state.compare_run)
+    failures = []
+    for _, stats in state.records:
+        if stats.fullname not in then:
+            continue
+        now = stats_values(stats)
+        state.compared.append((stats.name, now, then[stats.fullname]))
+        for rule in state.compare_fail:
+            failure = rule.check(stats.name, now, then[stats.fullname])
+            if failure:
+                failures.append(failure)
+    if failures:
+        state.notes.append(f"memkit: performance regressed against {state.compare_run.name}:")
+        state.notes += [f"  {failure}" for failure in failures]
+    return bool(failures)
+
+
+def _write_histograms(state: _State, prefix: Path) -> None:
+    try:
+        paths = [histogram(prefix, stats) for _, stats in state.records]
+    except ImportError:
+        state.notes.append(
+            "memkit: --memkit-histogram needs matplotlib: pip install matplotlib "
+            "(or 'abathur-memkit[notebooks]'); no histogram written"
+        )
+        return
+    state.notes.append(f"memkit: {len(paths)} histogram(s) written: {prefix}-*.png")
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -625,7 +755,7 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     state = config.stash.get(_STATE, None)
     if state is None or hasattr(config, "workerinput"):
         return
-    if not state.records and not state.notes:
+    if not state.records and not state.notes and not state.untimed:
         return
     tr = terminalreporter
     tr.section("memkit latency")
@@ -639,15 +769,37 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
             name = stats.name if len(stats.name) <= 44 else "..." + stats.name[-41:]
             vm = "-" if stats.vm_steps is None else str(stats.vm_steps)
             gated = any(k != "alpha" for k in stats.gates)
-            gate = "FAIL" if stats.failures else ("ok" if gated else "-")
+            failed = "WARN" if state.gate_mode == "warn" else "FAIL"
+            gate = failed if stats.failures else ("ok" if gated else "-")
             tr.write_line(
                 f"{name:<44} {stats.rounds:>6} {stats.p50_ms:>9.4f} {stats.p95_ms:>9.4f} "
                 f"{stats.p99_ms:>9.4f} {stats.mean_ms:>9.4f} {vm:>9}  "
                 f"{_fmt_change(stats):<22} {gate}"
             )
-    if state.gate_mode != "all":
+    if state.compared:
+        _write_comparison(tr, state)
+    if state.gate_mode != "fail":
         tr.write_line(f"memkit: gates mode {state.gate_mode!r}")
+    if state.untimed:
+        tr.write_line(
+            f"memkit: {state.untimed} measurement(s) ran once, untimed (--memkit-gates=off)"
+        )
     if state.xdist_note:
         tr.write_line(state.xdist_note)
     for note in state.notes:
         tr.write_line(note)
+
+
+def _write_comparison(tr: Any, state: _State) -> None:
+    assert state.compare_run is not None
+    tr.write_line(f"memkit: compared with {_shown(state.compare_run, state.root)}")
+    tr.write_line(f"{'name':<44} {'field':>8} {'then':>10} {'now':>10} {'change':>8}")
+    for name, now, then in state.compared:
+        short = name if len(name) <= 44 else "..." + name[-41:]
+        for key in ("p50", "p99", "vm_steps"):
+            if key in now and key in then:
+                change = f"{now[key] / then[key] - 1:+.1%}" if then[key] else "-"
+                tr.write_line(
+                    f"{short:<44} {key:>8} {then[key]:>10.4g} {now[key]:>10.4g} {change:>8}"
+                )
+                short = ""

@@ -15,6 +15,14 @@ import inspect
 from os import PathLike
 from pathlib import Path
 
+from abathur_memkit.extras import require_extra
+
+try:  # vectors are numpy arrays: fail with the extra to install, not deep inside
+    import numpy  # noqa: F401
+except ImportError:
+    require_extra("embed", "embeddings (for the hashing or your own embedder, [search] is enough)")
+    raise
+
 from abathur_memkit.embeddings.base import Embedder, Vectors, check_vectors, l2_normalize
 from abathur_memkit.embeddings.hashing import HashingEmbedder
 from abathur_memkit.embeddings.minilm import MAX_BATCH_SIZE, MiniLMEmbedder, OnnxEmbedder
@@ -61,6 +69,7 @@ def get_embedder(spec: Embedder | str | PathLike[str]) -> Embedder:
         raise InvalidInputError(f"unknown embedder {spec!r}: use {_CHOICES}")
     key = spec.strip()
     if key.lower() in ("default", "minilm", "all-minilm-l6-v2"):
+        require_extra("embed", f"the offline embedder {key!r} (all-MiniLM-L6-v2)")
         return MiniLMEmbedder()
     if key.lower() in ("hashing", "hashing-lexical-v1"):
         return HashingEmbedder()

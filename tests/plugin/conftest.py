@@ -9,13 +9,15 @@ from collections.abc import Callable
 import pytest
 
 # In-process pytester runs drop the modules they imported when they end, and
-# numpy (imported by the embedders) cannot be imported twice in one process:
+# numpy (imported by the embedders) and matplotlib cannot be imported twice in one process:
 # import the heavy modules here, once, before any inner run. Hypothesis' plugin,
 # when installed, imports hypothesis at each run's end (about 1 s) otherwise.
 with contextlib.suppress(ImportError):
     import abathur_memkit.embeddings  # noqa: F401
 with contextlib.suppress(ImportError):
     import hypothesis.internal.observability  # noqa: F401
+with contextlib.suppress(ImportError):  # --memkit-histogram imports it in inner runs
+    import matplotlib.pyplot  # noqa: F401
 
 
 INI = """[pytest]

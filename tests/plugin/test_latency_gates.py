@@ -67,7 +67,6 @@ def test_ini_gates_and_gate_modes(pytester: pytest.Pytester, ini: Callable[..., 
     result = pytester.runpytest_inprocess("--memkit-gates=vm")
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["memkit: gates mode 'vm'"])
-    pytester.runpytest_inprocess("--memkit-gates=off").assert_outcomes(passed=1)
 
 
 def test_vm_step_gate_fails_deterministically(suite: pytest.Pytester) -> None:

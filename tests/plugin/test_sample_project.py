@@ -26,6 +26,8 @@ def test_sample_project_passes(tmp_path: Path) -> None:
             str(tmp_path / "basetemp"),
             "--memkit-json",
             str(tmp_path / "sample.json"),
+            "--memkit-storage",
+            str(tmp_path / "runs"),  # the run history, outside the example
         ],
         cwd=SAMPLE,
         env=env,
@@ -38,6 +40,8 @@ def test_sample_project_passes(tmp_path: Path) -> None:
     assert "6 passed" in result.stdout
     assert "test_lookup_latency" in result.stdout  # the terminal summary
     assert (tmp_path / "sample.json").is_file()
+    assert len(list((tmp_path / "runs").glob("*/0001_*.json"))) == 1
+    assert not (SAMPLE / ".memkit").exists()
     # The sample imports nothing from this repository's tests.
     for path in SAMPLE.rglob("*.py"):
         text = path.read_text()
