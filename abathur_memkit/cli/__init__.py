@@ -210,14 +210,33 @@ def _table_cell(value: Any) -> Any:
 
 
 def _fit(cells: list[list[Any]], headers: Sequence[str], width: int) -> list[list[Any]]:
-    """Shorten the widest text columns (with an ellipsis) until a row fits ``width``."""
-    gap = 2  # tabulate's simple format puts two spaces between columns
-    widths = [max([len(h), *(len(str(row[i])) for row in cells)]) for i, h in enumerate(headers)]
-    floors = [max(len(h), 6) for h in headers]
+    """Shorten the widest text columns (with an ellipsis) until a row fits ``width``.
+
+    Long free text (values, namespaces) gives way before short fields such as
+    timestamps: columns up to ``_SHORT`` wide are shortened only as a last resort.
+    """
+    # tabulate's simple format: two spaces between columns, a column at least
+    # two wider than its header.
+    gap = pad = 2
+    widths = [max([len(h) + pad, *(len(str(row[i])) for row in cells)])
+              for i, h in enumerate(headers)]
     text = [all(isinstance(row[i], str) for row in cells) for i in range(len(headers))]
     excess = sum(widths) + gap * (len(headers) - 1) - width
+    for protect in (True, False):
+        floors = [widths[i] if protect and widths[i] <= _SHORT else max(len(h) + pad, 6)
+                  for i, h in enumerate(headers)]
+        excess = _shrink(widths, floors, text, excess)
+    return [[_shorten(cell, widths[i]) if text[i] else cell for i, cell in enumerate(row)]
+            for row in cells]
+
+
+_SHORT = 30
+
+
+def _shrink(widths: list[int], floors: list[int], text: list[bool], excess: int) -> int:
+    """Narrow the widest shrinkable column step by step; return what still does not fit."""
     while excess > 0:
-        shrinkable = [i for i in range(len(headers)) if text[i] and widths[i] > floors[i]]
+        shrinkable = [i for i in range(len(widths)) if text[i] and widths[i] > floors[i]]
         if not shrinkable:
             break
         widest = max(shrinkable, key=lambda i: widths[i])
@@ -225,8 +244,7 @@ def _fit(cells: list[list[Any]], headers: Sequence[str], width: int) -> list[lis
         cut = min(excess, widths[widest] - others) or 1
         widths[widest] -= cut
         excess -= cut
-    return [[_shorten(cell, widths[i]) if text[i] else cell for i, cell in enumerate(row)]
-            for row in cells]
+    return excess
 
 
 def _shorten(cell: str, width: int) -> str:
