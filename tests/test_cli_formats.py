@@ -174,3 +174,21 @@ def test_a_missing_optional_dependency_exits_2(
     assert code == 2, err
     assert err.count("\n") == 1 and err.startswith("memkit: error:")
     assert extra in err and "pip install" in err
+
+
+def test_a_backup_that_fails_its_check_exits_1(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from abathur_memkit import files
+    from abathur_memkit.errors import DatabaseFileError
+
+    db = str(tmp_path / "agents.db")
+    assert run(capsys, "init", db)[0] == 0
+
+    def corrupt(driver: object, path: Path, what: str) -> None:
+        raise DatabaseFileError(f"{what} fails quick_check: row 3 missing from index")
+
+    monkeypatch.setattr(files, "check_copy", corrupt)
+    code, _, err = run(capsys, "backup", db, str(tmp_path / "copy.db"))
+    assert code == 1 and "fails quick_check" in err
+    assert not (tmp_path / "copy.db").exists()

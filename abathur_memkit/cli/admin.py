@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..database import Database
+from ..errors import DatabaseFileError, MemkitError
 from . import add_json_flag, add_output_flags, emit, emit_rows, example
 from .core import raise_missing
 
@@ -160,7 +161,12 @@ async def cmd_stats(args: argparse.Namespace) -> int:
 async def cmd_backup(args: argparse.Namespace) -> int:
     async with open_existing(args.path) as db:
         # Database.backup lands the copy only after it passed quick_check.
-        target = await db.backup(args.dest, overwrite=args.overwrite)
+        try:
+            target = await db.backup(args.dest, overwrite=args.overwrite)
+        except DatabaseFileError as exc:
+            # The source opened as a memkit database, so a copy that fails its
+            # check (or cannot be written) is a failed check (exit 1), not bad input.
+            raise MemkitError(str(exc)) from exc
     report = {"source": os.path.abspath(args.path), "dest": str(target.resolve()),
               "bytes": target.stat().st_size, "quick_check": "ok", "ok": True}
     emit(args, report, f"{args.path} -> {target}: {report['bytes'] / 1e6:,.2f} MB, "

@@ -31,6 +31,9 @@ def register(subparsers: Any) -> None:
         p.add_argument("--elevated", action="store_true",
                        help="write where the write policy would refuse --by")
 
+    # Output flags go last, after each command's own options.
+    outputs: list[tuple[argparse.ArgumentParser, Any]] = []
+
     def command(name: str, help: str, handler: Any, *examples: str, key: bool = True,
                 rows: bool = False) -> argparse.ArgumentParser:
         p: argparse.ArgumentParser = commands.add_parser(name, help=help, **example(*examples))
@@ -38,7 +41,7 @@ def register(subparsers: Any) -> None:
         if key:
             p.add_argument("namespace", help="scope:id[:more], e.g. user:alice:preferences")
             p.add_argument("key")
-        (add_output_flags if rows else add_json_flag)(p)
+        outputs.append((p, add_output_flags if rows else add_json_flag))
         p.set_defaults(handler=handler)
         return p
 
@@ -61,10 +64,11 @@ def register(subparsers: Any) -> None:
     p = command("list", "the latest live version of each key under a prefix", cmd_list,
                 "memkit memory list agents.db user:alice --type semantic --limit 20",
                 "memkit memory list agents.db user: --namespaces --nl", key=False, rows=True)
-    p.add_argument("prefix", nargs="?", default="",
+    p.add_argument("prefix", nargs="?", default="", metavar="PREFIX",
                    help="segment-aware namespace prefix (default: everything)")
-    p.add_argument("--type", choices=MEMORY_TYPES, dest="memory_type")
-    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--type", choices=MEMORY_TYPES, dest="memory_type",
+                   help="only keys of this memory type")
+    p.add_argument("--limit", type=int, default=50, help="at most this many keys (default 50)")
     p.add_argument("--namespaces", action="store_true",
                    help="list the namespaces under the prefix instead")
 
@@ -79,6 +83,8 @@ def register(subparsers: Any) -> None:
     p = command("restore", "undo a soft delete", cmd_restore,
                 "memkit memory restore agents.db user:alice:preferences theme")
     writes(p)
+    for p, add_flags in outputs:
+        add_flags(p)
 
 
 # What a table shows of one version of a key.
