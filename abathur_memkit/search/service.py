@@ -677,7 +677,7 @@ def _stale(name: str, row: dict[str, Any], wanted: tuple[str, int, str]) -> Stal
     return StaleIndexError(
         f"the {name!r} vector index holds {row['model']} vectors ({row['dimensions']} dims, "
         f"backend {row['backend']}) but this database uses {model} ({dims} dims, backend "
-        f"{backend}): run `await db.search.reembed()` (or `memkit index DB DIR --reembed`)"
+        f"{backend}): run `await db.search.reembed()` (or `memkit index --reembed`)"
     )
 
 
