@@ -90,6 +90,7 @@ Run `memkit COMMAND --help` for a command's options and an example, e.g.:
 
 
 def _commands_help(subparsers: Any) -> str:
+    # argparse keeps each command's help only in this (private) list.
     helps = {action.dest: action.help or "" for action in subparsers._choices_actions}
     grouped = {name for names in COMMAND_GROUPS.values() for name in names}
     groups = {**COMMAND_GROUPS, "More": tuple(n for n in helps if n not in grouped)}
@@ -262,7 +263,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.flush()  # a closed pipe shows up here, not at interpreter exit
         return code
     except ImportError as exc:
-        return _fail(args, _missing_text(exc), "MissingDependencyError", 2)
+        missing = _missing_text(exc)
+        if missing is None:
+            raise  # a broken import inside memkit: a bug, worth its traceback
+        return _fail(args, missing, "MissingDependencyError", 2)
     except MemkitError as exc:
         if isinstance(exc.__cause__, ImportError):  # e.g. sqlite-vss not installed
             return _fail(args, str(exc), type(exc).__name__, 2)
@@ -312,14 +316,16 @@ _EXTRAS = {"ollama": "ollama", "httpx": "ollama", "sqlite_vss": "vss", "pandas":
            "jinja2": "notebooks"}
 
 
-def _missing_text(exc: ImportError) -> str:
+def _missing_text(exc: ImportError) -> str | None:
+    """What to install for a missing module; None when no package is missing."""
     if isinstance(exc, MemkitError):  # says what to install already
         return str(exc)
     module = (exc.name or "").split(".")[0]
+    if not isinstance(exc, ModuleNotFoundError) or not module or module == "abathur_memkit":
+        return None
     extra = _EXTRAS.get(module)
-    install = (f"pip install 'abathur-memkit[{extra}]'" if extra
-               else f"pip install {module or 'the missing package'}")
-    return f"this needs {module or exc}, which is not installed: {install}"
+    install = f"pip install 'abathur-memkit[{extra}]'" if extra else f"pip install {module}"
+    return f"this needs {module}, which is not installed: {install}"
 
 
 # A path the user gave is wrong (exit 2), unlike a full disk or an I/O error (exit 1).
