@@ -1,4 +1,4 @@
-"""Watch a folder and keep the document index in step: ``memkit watch DIR``.
+"""Watch a folder and keep the document index in step: ``memkit watch DB DIR``.
 
 watchdog reports file events from its own thread; they are handed to the
 event loop, and a sync runs once no event has arrived for ``debounce``

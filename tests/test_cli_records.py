@@ -64,7 +64,7 @@ def test_memory_lifecycle(dbfile: str, capsys: pytest.CaptureFixture[str]) -> No
     assert code == 2 and "nothing live to delete" in err
     code, out, _ = run(capsys, "memory", "history", dbfile, ns, "theme")
     lines = out.splitlines()
-    assert code == 0 and len(lines) == 3 and lines[1].split()[:2] == ["2", "yes"]
+    assert code == 0 and len(lines) == 4 and lines[2].split()[:2] == ["2", "yes"]
     code, data = run_json(capsys, "memory", "restore", dbfile, ns, "theme")
     assert code == 0 and data == {"restored": True, "namespace": ns, "key": "theme",
                                   "version": 2}

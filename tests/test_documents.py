@@ -247,31 +247,31 @@ async def test_watch_syncs_after_changes(hdb: Database, corpus: Path) -> None:
 def test_cli_index_and_search(corpus: Path, tmp_path: Path,
                               capsys: pytest.CaptureFixture[str]) -> None:
     db = str(tmp_path / "cli.db")
-    assert main(["index", str(corpus), "--db", db, "--embedder", "hashing",
+    assert main(["index", db, str(corpus), "--embedder", "hashing",
                  "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert "11 added" in out and "embedded 37 chunks with hashing-lexical-v1" in out
-    assert main(["index", str(corpus), "--db", db, "--embedder", "hashing", "--json"]) == 0
+    assert main(["index", db, str(corpus), "--embedder", "hashing", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["unchanged"] == 11 and report["added"] == []
     for mode in ("semantic", "keyword", "hybrid"):
         # the embedder is found from the index when not given
-        assert main(["search", "how do sessions expire?", "--db", db, "--mode", mode,
+        assert main(["search", db, "how do sessions expire?", "--mode", mode,
                      "-k", "2", "--json"]) == 0
         hits = json.loads(capsys.readouterr().out)["hits"]
         assert hits[0]["heading"] == "Expiry", mode
-    assert main(["search", "SQLITE_BUSY", "--db", db, "--mode", "keyword"]) == 0
+    assert main(["search", db, "SQLITE_BUSY", "--mode", "keyword"]) == 0
     text = capsys.readouterr().out
     assert text.startswith(" 1. ") and "database is locked" in text
-    assert main(["index", str(corpus / "missing"), "--db", db, "--embedder", "hashing"]) == 2
+    assert main(["index", db, str(corpus / "missing"), "--embedder", "hashing"]) == 2
     assert "not a directory" in capsys.readouterr().err
     plain = str(tmp_path / "plain.db")
-    assert main(["index", str(corpus), "--db", plain, "--no-embed"]) == 0
+    assert main(["index", plain, str(corpus), "--no-embed"]) == 0
     capsys.readouterr()
-    assert main(["search", "SQLITE_BUSY", "--db", plain, "--json"]) == 0
+    assert main(["search", plain, "SQLITE_BUSY", "--json"]) == 0
     captured = capsys.readouterr()
     assert "keyword search only" in captured.err
     assert json.loads(captured.out)["hits"][0]["heading"] == "database is locked"
-    assert main(["search", "x", "--db", str(tmp_path / "none.db")]) == 2
+    assert main(["search", str(tmp_path / "none.db"), "x"]) == 2
     assert "no database at" in capsys.readouterr().err
     assert not (tmp_path / "none.db").exists()

@@ -56,13 +56,13 @@ READS = [
     ["stats", "{db}", "--json"], ["memory", "get", "{db}", "user:a", "k"],
     ["memory", "list", "{db}"], ["memory", "list", "{db}", "user", "--namespaces"],
     ["memory", "history", "{db}", "user:a", "k"], ["session", "list", "{db}"],
-    ["session", "show", "{db}", "s1"], ["search", "hello", "--db", "{db}", "--mode", "keyword"],
+    ["session", "show", "{db}", "s1"], ["search", "{db}", "hello", "--mode", "keyword"],
     ["backup", "{db}", "{dir}/copy.db"],
 ]
 WRITES = [
     ["memory", "put", "{db}", "user:a", "k", "1"], ["memory", "delete", "{db}", "user:a", "k"],
     ["memory", "restore", "{db}", "user:a", "k"], ["init", "{db}"], ["migrate", "{db}"],
-    ["index", "{dir}/docs", "--db", "{db}", "--no-embed"],
+    ["index", "{db}", "{dir}/docs", "--no-embed"],
 ]
 
 

@@ -9,26 +9,33 @@ from pathlib import Path
 from typing import Any
 
 from ..database import Database
-from . import add_json_flag, emit
+from ..errors import DatabaseFileError, MemkitError
+from . import add_json_flag, add_output_flags, emit, emit_rows, example
 from .core import raise_missing
 
 __all__ = ["collect_stats", "open_existing", "open_or_create", "register"]
 
 
 def register(subparsers: Any) -> None:
-    p = subparsers.add_parser("stats", help="rows, sizes and storage of a database")
-    p.add_argument("path")
-    add_json_flag(p)
+    p = subparsers.add_parser(
+        "stats", help="rows, sizes and storage of a database",
+        description="What a database holds. --json prints everything; --nl, --csv and "
+                    "--table print the rows per table.",
+        **example("memkit stats agents.db", "memkit stats agents.db --table --fmt github"))
+    p.add_argument("path", metavar="DB", help="database file")
+    add_output_flags(p)
     p.set_defaults(handler=cmd_stats)
 
-    p = subparsers.add_parser("backup", help="copy a database with SQLite's online backup API")
-    p.add_argument("path")
+    p = subparsers.add_parser("backup", help="copy a database with SQLite's online backup API",
+                              **example("memkit backup agents.db backup.db.gz"))
+    p.add_argument("path", metavar="DB", help="database file")
     p.add_argument("dest", help="the copy (a new file; gzip-compressed if it ends in .gz)")
     p.add_argument("--overwrite", action="store_true", help="replace dest if it exists")
     add_json_flag(p)
     p.set_defaults(handler=cmd_backup)
 
-    p = subparsers.add_parser("restore", help="put a backup (plain or .gz) in place as a database")
+    p = subparsers.add_parser("restore", help="put a backup (plain or .gz) in place as a database",
+                              **example("memkit restore backup.db.gz restored.db"))
     p.add_argument("backup", help="a file memkit backup wrote (plain or .gz)")
     p.add_argument("dest", help="the database to create (never a live one)")
     p.add_argument("--overwrite", action="store_true",
@@ -146,14 +153,20 @@ def _stats_text(stats: dict[str, Any]) -> str:
 async def cmd_stats(args: argparse.Namespace) -> int:
     async with open_existing(args.path) as db:
         stats = await collect_stats(db)
-    emit(args, stats, _stats_text(stats))
+    rows = [{"table": name, "rows": count} for name, count in stats["rows"].items()]
+    emit_rows(args, rows, ("table", "rows"), document=stats, text=_stats_text(stats))
     return 0
 
 
 async def cmd_backup(args: argparse.Namespace) -> int:
     async with open_existing(args.path) as db:
         # Database.backup lands the copy only after it passed quick_check.
-        target = await db.backup(args.dest, overwrite=args.overwrite)
+        try:
+            target = await db.backup(args.dest, overwrite=args.overwrite)
+        except DatabaseFileError as exc:
+            # The source opened as a memkit database, so a copy that fails its
+            # check (or cannot be written) is a failed check (exit 1), not bad input.
+            raise MemkitError(str(exc)) from exc
     report = {"source": os.path.abspath(args.path), "dest": str(target.resolve()),
               "bytes": target.stat().st_size, "quick_check": "ok", "ok": True}
     emit(args, report, f"{args.path} -> {target}: {report['bytes'] / 1e6:,.2f} MB, "

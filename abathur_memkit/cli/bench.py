@@ -9,15 +9,17 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from . import add_json_flag, emit
+from . import add_json_flag, emit, example
 
 __all__ = ["register"]
 
 
 def register(subparsers: Any) -> None:
-    p = subparsers.add_parser("bench", help="benchmarks (ratios against raw SQLite)")
+    p = subparsers.add_parser("bench", help="benchmarks (ratios against raw SQLite)",
+                              **example("memkit bench core --quick"))
     suites = p.add_subparsers(dest="suite", metavar="SUITE", required=True)
-    core = suites.add_parser("core", help="sessions and memory vs raw aiosqlite")
+    core = suites.add_parser("core", help="sessions and memory vs raw aiosqlite",
+                             **example("memkit bench core --json-out bench/core.json"))
     core.add_argument("--db", help="database file to build (default: a temporary file)")
     core.add_argument("--json-out", "--output", dest="output",
                       help="write pytest-benchmark-style JSON here")
@@ -28,7 +30,8 @@ def register(subparsers: Any) -> None:
     core.set_defaults(handler=cmd_bench_core)
 
     search = suites.add_parser("search", help="vector KNN, ingest and re-sync "
-                                              "(vs sqlite-vec float vec0 and a scalar scan)")
+                                              "(vs sqlite-vec float vec0 and a scalar scan)",
+                               **example("memkit bench search --quick --no-vss"))
     search.add_argument("--dir", help="working directory for the databases (default: temp)")
     search.add_argument("--json-out", "--output", dest="output",
                         help="write pytest-benchmark-style JSON here")

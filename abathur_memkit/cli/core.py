@@ -12,28 +12,33 @@ from typing import Any
 
 from ..database import Database
 from ..driver import EXTENSIONS, load_extension, select_driver
-from . import add_json_flag, emit
+from . import add_json_flag, add_output_flags, emit, emit_rows, example
 
 __all__ = ["register"]
 
 
 def register(subparsers: Any) -> None:
-    p = subparsers.add_parser("init", help="create a database (or bring a memkit one up to date)")
-    p.add_argument("path")
+    p = subparsers.add_parser("init", help="create a database (or bring a memkit one up to date)",
+                              **example("memkit init agents.db"))
+    p.add_argument("path", metavar="DB", help="database file")
     add_json_flag(p)
     p.set_defaults(handler=cmd_init)
 
-    p = subparsers.add_parser("migrate", help="upgrade an older memkit or Abathur database")
-    p.add_argument("path")
+    p = subparsers.add_parser("migrate", help="upgrade an older memkit or Abathur database",
+                              **example("memkit migrate old.db"))
+    p.add_argument("path", metavar="DB", help="database file")
     add_json_flag(p)
     p.set_defaults(handler=cmd_migrate)
 
-    p = subparsers.add_parser("validate", help="run the seeds' health checks")
-    p.add_argument("path")
-    add_json_flag(p)
+    p = subparsers.add_parser("validate", help="run the seeds' health checks (exit 1 if one fails)",
+                              **example("memkit validate agents.db",
+                                        "memkit validate agents.db --csv > checks.csv"))
+    p.add_argument("path", metavar="DB", help="database file")
+    add_output_flags(p)
     p.set_defaults(handler=cmd_validate)
 
-    p = subparsers.add_parser("doctor", help="SQLite driver, extensions, Ollama")
+    p = subparsers.add_parser("doctor", help="SQLite driver, extensions, Ollama",
+                              **example("memkit doctor --json"))
     add_json_flag(p)
     p.set_defaults(handler=cmd_doctor)
 
@@ -87,7 +92,8 @@ async def cmd_validate(args: argparse.Namespace) -> int:
              for c in report["checks"]]
     passed = sum(c["passed"] for c in report["checks"])
     lines.append(f"{passed}/{len(report['checks'])} checks passed")
-    emit(args, report, "\n".join(lines))
+    emit_rows(args, report["checks"], ("name", "passed", "detail"), document=report,
+              text="\n".join(lines))
     return 0 if report["ok"] else 1
 
 

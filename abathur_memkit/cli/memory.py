@@ -14,14 +14,16 @@ from typing import Any
 
 from ..errors import InvalidInputError, NotFoundError
 from ..memory import MEMORY_TYPES, describe
-from . import add_json_flag, emit
+from . import add_json_flag, add_output_flags, emit, emit_rows, example
 from .admin import open_existing
 
 __all__ = ["preview", "register"]
 
 
 def register(subparsers: Any) -> None:
-    group = subparsers.add_parser("memory", help="read and write memories")
+    group = subparsers.add_parser(
+        "memory", help="read and write memories: get, put, list, history, delete, restore",
+        **example("memkit memory list agents.db user:alice --table --fmt github"))
     commands = group.add_subparsers(dest="memory_command", metavar="ACTION", required=True)
 
     def writes(p: argparse.ArgumentParser) -> None:
@@ -29,20 +31,28 @@ def register(subparsers: Any) -> None:
         p.add_argument("--elevated", action="store_true",
                        help="write where the write policy would refuse --by")
 
-    def command(name: str, help: str, handler: Any, key: bool = True) -> argparse.ArgumentParser:
-        p: argparse.ArgumentParser = commands.add_parser(name, help=help)
-        p.add_argument("path", help="database file")
+    # Output flags go last, after each command's own options.
+    outputs: list[tuple[argparse.ArgumentParser, Any]] = []
+
+    def command(name: str, help: str, handler: Any, *examples: str, key: bool = True,
+                rows: bool = False) -> argparse.ArgumentParser:
+        p: argparse.ArgumentParser = commands.add_parser(name, help=help, **example(*examples))
+        p.add_argument("path", metavar="DB", help="database file")
         if key:
             p.add_argument("namespace", help="scope:id[:more], e.g. user:alice:preferences")
             p.add_argument("key")
-        add_json_flag(p)
+        outputs.append((p, add_output_flags if rows else add_json_flag))
         p.set_defaults(handler=handler)
         return p
 
-    p = command("get", "the latest live version of a key (or --version N)", cmd_get)
+    p = command("get", "the latest live version of a key (or --version N)", cmd_get,
+                "memkit memory get agents.db user:alice:preferences theme --version 1",
+                rows=True)
     p.add_argument("--version", type=int, help="that version, live or deleted")
 
-    p = command("put", "create a key, or add a version to it", cmd_put)
+    p = command("put", "create a key, or add a version to it", cmd_put,
+                "memkit memory put agents.db user:alice:preferences theme '{\"mode\": \"dark\"}'",
+                "memkit memory put agents.db user:alice:notes todo 'buy milk' --string")
     p.add_argument("value", help="a JSON value (or any text with --string)")
     p.add_argument("--string", action="store_true", help="store VALUE as a JSON string")
     p.add_argument("--type", choices=MEMORY_TYPES, dest="memory_type",
@@ -52,22 +62,33 @@ def register(subparsers: Any) -> None:
     p.add_argument("--task", help="task id recorded in the audit row")
 
     p = command("list", "the latest live version of each key under a prefix", cmd_list,
-                key=False)
-    p.add_argument("prefix", nargs="?", default="",
+                "memkit memory list agents.db user:alice --type semantic --limit 20",
+                "memkit memory list agents.db user: --namespaces --nl", key=False, rows=True)
+    p.add_argument("prefix", nargs="?", default="", metavar="PREFIX",
                    help="segment-aware namespace prefix (default: everything)")
-    p.add_argument("--type", choices=MEMORY_TYPES, dest="memory_type")
-    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--type", choices=MEMORY_TYPES, dest="memory_type",
+                   help="only keys of this memory type")
+    p.add_argument("--limit", type=int, default=50, help="at most this many keys (default 50)")
     p.add_argument("--namespaces", action="store_true",
                    help="list the namespaces under the prefix instead")
 
-    command("history", "every version of a key, newest first", cmd_history)
+    command("history", "every version of a key, newest first", cmd_history,
+            "memkit memory history agents.db user:alice:preferences theme --csv", rows=True)
 
-    p = command("delete", "soft-delete a key (history kept)", cmd_delete)
+    p = command("delete", "soft-delete a key (history kept)", cmd_delete,
+                "memkit memory delete agents.db user:alice:preferences theme --by agent:a1")
     writes(p)
     p.add_argument("--task", help="task id recorded in the audit row")
 
-    p = command("restore", "undo a soft delete", cmd_restore)
+    p = command("restore", "undo a soft delete", cmd_restore,
+                "memkit memory restore agents.db user:alice:preferences theme")
     writes(p)
+    for p, add_flags in outputs:
+        add_flags(p)
+
+
+# What a table shows of one version of a key.
+_VERSION_COLUMNS = ("version", "is_deleted", "memory_type", "updated_by", "updated_at", "value")
 
 
 def preview(value: Any, width: int = 60) -> str:
@@ -100,7 +121,8 @@ async def cmd_get(args: argparse.Namespace) -> int:
     if entry is None:
         which = f", version {args.version}" if args.version is not None else ""
         raise NotFoundError(f"Memory not found: {describe(args.namespace, args.key)}{which}")
-    emit(args, entry, f"{_label(entry)}\n{json.dumps(entry['value'], indent=2)}")
+    emit_rows(args, [entry], ("namespace", "key", *_VERSION_COLUMNS), document=entry,
+              text=f"{_label(entry)}\n{json.dumps(entry['value'], indent=2)}")
     return 0
 
 
@@ -131,15 +153,13 @@ async def cmd_list(args: argparse.Namespace) -> int:
     async with open_existing(args.path) as db:
         if args.namespaces:
             names = await db.memory.list_namespaces(args.prefix)
-            emit(args, names, "\n".join(names) or "(no namespaces)")
+            emit_rows(args, [{"namespace": n} for n in names], ("namespace",), document=names,
+                      footer=f"{len(names)} namespace(s)")
             return 0
         entries = await db.memory.search_memories(args.prefix, args.memory_type, args.limit)
-    lines = [f"{'namespace':<32} {'key':<24} {'v':>3} {'type':<10} {'updated_at':<26} value"]
-    lines += [f"{e['namespace']:<32} {e['key']:<24} {e['version']:>3} {e['memory_type']:<10} "
-              f"{e['updated_at']:<26} {preview(e['value'], 50)}" for e in entries]
-    lines.append(f"{len(entries)} key(s)" + (" (--limit reached)"
-                                            if len(entries) == args.limit else ""))
-    emit(args, entries, "\n".join(lines))
+    limited = " (--limit reached)" if len(entries) == args.limit else ""
+    emit_rows(args, entries, ("namespace", "key", "version", "memory_type", "updated_at",
+                              "value"), footer=f"{len(entries)} key(s){limited}")
     return 0
 
 
@@ -148,11 +168,7 @@ async def cmd_history(args: argparse.Namespace) -> int:
         versions = await db.memory.get_memory_history(args.namespace, args.key)
     if not versions:
         raise NotFoundError(f"Memory not found: {describe(args.namespace, args.key)}")
-    lines = [f"{'v':>3} {'deleted':<7} {'type':<10} {'by':<24} {'updated_at':<26} value"]
-    lines += [f"{e['version']:>3} {'yes' if e['is_deleted'] else 'no':<7} "
-              f"{e['memory_type']:<10} {e['updated_by'] or '-':<24} {e['updated_at']:<26} "
-              f"{preview(e['value'], 50)}" for e in versions]
-    emit(args, versions, "\n".join(lines))
+    emit_rows(args, versions, _VERSION_COLUMNS)
     return 0
 
 

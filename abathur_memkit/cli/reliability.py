@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InvalidInputError
-from . import add_json_flag, emit, positive_int
+from . import add_json_flag, emit, example, positive_int
 
 __all__ = ["register"]
 
@@ -32,7 +32,8 @@ def _add_db(p: argparse.ArgumentParser, what: str) -> None:
 
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
-        "stress", help="many agents and processes on one file, then check nothing was lost")
+        "stress", help="many agents and processes on one file, then check nothing was lost",
+        **example("memkit stress --agents 50 --processes 4 --operations 40"))
     _add_db(p, "database file to stress")
     _add_stress_options(p)
     p.add_argument("--operations", type=positive_int, default=40,
@@ -42,14 +43,16 @@ def register(subparsers: Any) -> None:
                         "as this process runs)")
     p.set_defaults(handler=cmd_stress)
 
-    p = subparsers.add_parser("soak", help="the stress workload for a number of minutes")
+    p = subparsers.add_parser("soak", help="the stress workload for a number of minutes",
+                              **example("memkit soak --minutes 60 --db soak.db"))
     _add_db(p, "database file to soak")
     _add_stress_options(p)
     p.add_argument("--minutes", type=float, default=10.0, help="how long (default 10)")
     p.set_defaults(handler=cmd_soak)
 
     p = subparsers.add_parser(
-        "crash", help="SIGKILL writer processes mid-transaction; check the file after each kill")
+        "crash", help="SIGKILL writer processes mid-transaction; check the file after each kill",
+        **example("memkit crash --kills 200 --workers 2"))
     _add_db(p, "database file to crash-test")
     p.add_argument("--kills", type=positive_int, default=200,
                    help="processes to kill (default 200)")
@@ -58,7 +61,8 @@ def register(subparsers: Any) -> None:
     p.set_defaults(handler=cmd_crash)
 
     p = subparsers.add_parser(
-        "capacity", help="grow a database to a size and compare lookups at 10k rows and full")
+        "capacity", help="grow a database to a size and compare lookups at 10k rows and full",
+        **example("memkit capacity --size 1GB --db capacity.db"))
     _add_db(p, "database file to build")
     p.add_argument("--size", default="1GB",
                    help="target file size: 1GB (default), 500MB, 10GB, 2GiB, ...")

@@ -1,29 +1,31 @@
-"""``memkit index DIR``, ``memkit search "…"`` and ``memkit watch DIR``."""
+"""``memkit index DB FOLDER``, ``memkit search DB "…"`` and ``memkit watch DB FOLDER``."""
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import textwrap
 from pathlib import Path
 from typing import Any
 
 from ..memory import MEMORY_TYPES
-from . import add_json_flag, emit
+from . import add_json_flag, add_output_flags, emit, emit_rows, example
 
 __all__ = ["register"]
 
-DEFAULT_DB = "memkit.db"
 # search.service.DOCUMENT_TYPES, spelled out: importing that module loads numpy.
 _DOCUMENT_TYPES = ("design", "specification", "plan", "report")
 
 
 def register(subparsers: Any) -> None:
-    p = subparsers.add_parser("index", help="index a folder of markdown files")
-    p.add_argument("directory")
+    p = subparsers.add_parser(
+        "index", help="index a folder of markdown files (creates DB if missing)",
+        **example("memkit index agents.db design_docs/",
+                  "memkit index agents.db design_docs/ --no-embed --pattern 'guides/**/*.md'"))
+    _database(p)
+    p.add_argument("directory", metavar="FOLDER")
     _common(p, embedder_default="default")
-    p.add_argument("--pattern", default="**/*.md", help="glob under DIR (default: **/*.md)")
+    p.add_argument("--pattern", default="**/*.md", help="glob under FOLDER (default: **/*.md)")
     p.add_argument("--type", dest="document_type", choices=_DOCUMENT_TYPES,
                    help="document type for files whose front matter names none")
     p.add_argument("--no-embed", action="store_true",
@@ -34,7 +36,11 @@ def register(subparsers: Any) -> None:
     add_json_flag(p)
     p.set_defaults(handler=cmd_index)
 
-    p = subparsers.add_parser("search", help="search indexed documents and memories")
+    p = subparsers.add_parser(
+        "search", help="search indexed documents and memories",
+        **example('memkit search agents.db "how do sessions expire?" -k 3',
+                  "memkit search agents.db SQLITE_BUSY --mode keyword --csv"))
+    _database(p)
     p.add_argument("query")
     _common(p, embedder_default=None)
     p.add_argument("--mode", choices=("semantic", "keyword", "hybrid"), default="hybrid")
@@ -43,11 +49,13 @@ def register(subparsers: Any) -> None:
     p.add_argument("--type", dest="document_type", choices=_DOCUMENT_TYPES)
     p.add_argument("--namespace", dest="namespace_prefix", help="memory namespace prefix")
     p.add_argument("--memory-type", choices=MEMORY_TYPES)
-    add_json_flag(p)
+    add_output_flags(p)
     p.set_defaults(handler=cmd_search)
 
-    p = subparsers.add_parser("watch", help="keep a folder's index up to date")
-    p.add_argument("directory")
+    p = subparsers.add_parser("watch", help="keep a folder's index up to date",
+                              **example("memkit watch agents.db design_docs/ --debounce 1"))
+    _database(p)
+    p.add_argument("directory", metavar="FOLDER")
     _common(p, embedder_default="default")
     p.add_argument("--pattern", default="**/*.md")
     p.add_argument("--debounce", type=float, default=0.5,
@@ -57,9 +65,12 @@ def register(subparsers: Any) -> None:
     p.set_defaults(handler=cmd_watch)
 
 
+def _database(p: argparse.ArgumentParser) -> None:
+    # dest "db": the handlers below read args.db, as when this was the --db option.
+    p.add_argument("db", metavar="DB", help="database file")
+
+
 def _common(p: argparse.ArgumentParser, *, embedder_default: str | None) -> None:
-    p.add_argument("--db", default=os.environ.get("MEMKIT_DB", DEFAULT_DB),
-                   help=f"database file (default: $MEMKIT_DB or {DEFAULT_DB})")
     help_text = ("embedder: default (offline MiniLM), hashing, ollama[:model], "
                  "or an ONNX model directory")
     if embedder_default is None:
@@ -126,7 +137,7 @@ async def cmd_search(args: argparse.Namespace) -> int:
         from ..errors import DatabaseFileError
 
         raise DatabaseFileError(
-            f"no database at {args.db} (build one with: memkit index DIR --db {args.db})")
+            f"no database at {args.db} (build one with: memkit index {args.db} FOLDER)")
 
     mode = args.mode
     db = await _open(args, embed=mode != "keyword")
@@ -139,8 +150,12 @@ async def cmd_search(args: argparse.Namespace) -> int:
     async with db:
         hits = await db.search.search(args.query, args.k, mode=mode, **filters)
     data = {"query": args.query, "mode": mode, "hits": [h.to_dict() for h in hits]}
-    emit(args, data, _hits_text(hits))
+    emit_rows(args, data["hits"], _HIT_COLUMNS, document=data, text=_hits_text(hits))
     return 0
+
+
+# What --table shows of a hit: where it is (a document or a memory) and its text.
+_HIT_COLUMNS = ("score", "source", "file_path", "heading", "namespace", "key", "text")
 
 
 def _hits_text(hits: list[Any]) -> str:

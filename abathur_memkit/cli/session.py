@@ -8,7 +8,7 @@ from typing import Any
 
 from ..errors import NotFoundError
 from ..sessions import STATUSES
-from . import add_json_flag, emit
+from . import add_output_flags, emit_rows, example
 from .admin import open_existing
 from .memory import preview
 
@@ -16,25 +16,30 @@ __all__ = ["register"]
 
 
 def register(subparsers: Any) -> None:
-    group = subparsers.add_parser("session", help="list and show sessions")
+    group = subparsers.add_parser("session", help="list and show sessions",
+                                  **example("memkit session list agents.db --status active"))
     commands = group.add_subparsers(dest="session_command", metavar="ACTION", required=True)
 
-    p = commands.add_parser("list", help="sessions, newest first (a page at a time)")
-    p.add_argument("path", help="database file")
+    p = commands.add_parser("list", help="sessions, newest first (a page at a time)",
+                            **example("memkit session list agents.db --status active --limit 3",
+                                      "memkit session list agents.db --user u002 --nl"))
+    p.add_argument("path", metavar="DB", help="database file")
     p.add_argument("--project")
     p.add_argument("--user")
     p.add_argument("--status", choices=STATUSES)
     p.add_argument("--limit", type=int, default=20)
     p.add_argument("--cursor", help="the next_cursor a previous page printed")
-    add_json_flag(p)
+    add_output_flags(p)
     p.set_defaults(handler=cmd_list)
 
-    p = commands.add_parser("show", help="one session: status, state and its last events")
-    p.add_argument("path", help="database file")
+    p = commands.add_parser("show", help="one session: status, state and its last events",
+                            **example("memkit session show agents.db sess-1e7c82f9e0be --events 3",
+                                      "memkit session show agents.db sess-1e7c82f9e0be --nl"))
+    p.add_argument("path", metavar="DB", help="database file")
     p.add_argument("session_id")
     p.add_argument("--events", type=int, default=10,
                    help="how many of the latest events to show (default 10; -1: all)")
-    add_json_flag(p)
+    add_output_flags(p)
     p.set_defaults(handler=cmd_show)
 
 
@@ -42,13 +47,11 @@ async def cmd_list(args: argparse.Namespace) -> int:
     async with open_existing(args.path) as db:
         page = await db.sessions.list_sessions(args.project, args.status, args.user,
                                                args.limit, args.cursor)
-    lines = [f"{'id':<24} {'status':<10} {'user':<12} {'project':<10} {'created_at':<26} "
-             "last_update_time"]
-    lines += [f"{s['id']:<24} {s['status']:<10} {s['user_id']:<12} {s['project_id'] or '-':<10} "
-              f"{s['created_at']:<26} {s['last_update_time']}" for s in page]
-    lines.append(f"{len(page)} session(s)" + (f"; next page: --cursor {page.next_cursor}"
-                                             if page.next_cursor else ""))
-    emit(args, {"sessions": list(page), "next_cursor": page.next_cursor}, "\n".join(lines))
+    more = f"; next page: --cursor {page.next_cursor}" if page.next_cursor else ""
+    emit_rows(args, page, ("id", "status", "user_id", "project_id", "created_at",
+                           "last_update_time"),
+              document={"sessions": list(page), "next_cursor": page.next_cursor},
+              footer=f"{len(page)} session(s){more}")
     return 0
 
 
@@ -73,5 +76,6 @@ async def cmd_show(args: argparse.Namespace) -> int:
         f"  {count} event(s)" + (f", the last {len(shown)}:" if shown else ""),
     ]
     lines += [f"  #{first_seq + i:<5} {preview(event, 90)}" for i, event in enumerate(shown)]
-    emit(args, data, "\n".join(lines))
+    rows = [{"seq": first_seq + i, "event": event} for i, event in enumerate(shown)]
+    emit_rows(args, rows, ("seq", "event"), document=data, text="\n".join(lines))
     return 0

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InvalidInputError
-from . import add_json_flag, emit, positive_int
+from . import add_json_flag, emit, example, positive_int
 from .admin import open_or_create
 
 __all__ = ["register"]
@@ -30,7 +30,8 @@ def register(subparsers: Any) -> None:
         description="Run N agents as asyncio tasks on one Database: sessions and events, "
         "memories (episodic, semantic, procedural; versions, deletes, publishes), tasks, "
         "agents, checkpoints, metrics and audit. Afterwards the timestamps this run wrote are "
-        "spread over the last --days days (order kept), so growth per day means something.")
+        "spread over the last --days days (order kept), so growth per day means something.",
+        **example("memkit simulate agents.db --agents 50 --operations 20000"))
     p.add_argument("path", nargs="?", default="agents.db",
                    help="database file, created if missing (default: agents.db)")
     budget = p.add_mutually_exclusive_group(required=True)
@@ -52,7 +53,9 @@ def register(subparsers: Any) -> None:
         "(--db, any file name; or a directory holding agents.db and bench/*.json, as memkit "
         "demo writes) and benchmark JSON (--bench), and export them to HTML with every plot "
         "as a PNG and an index page leading with the key numbers. With --bench only, the "
-        "performance notebook runs. Needs: pip install 'abathur-memkit[notebooks]'.")
+        "performance notebook runs. Needs: pip install 'abathur-memkit[notebooks]'.",
+        **example("memkit report memkit-demo",
+                  "memkit report swarm.sqlite --bench bench/ --output report/"))
     p.add_argument("data_dir", nargs="?", default=None,
                    help="same as --db (default: memkit-demo, when neither is given)")
     p.add_argument("--db", help="the database file, or a directory holding agents.db")
@@ -73,7 +76,8 @@ def register(subparsers: Any) -> None:
         description="Build ./memkit-demo/: a database seeded with the seed guide's memories "
         "and filled by a simulated swarm, the repository's docs indexed and searched, "
         "benchmark JSON, the validation report and an HTML report with plots. Prints where "
-        "everything is.")
+        "everything is.",
+        **example("memkit demo --operations 20000 --quick-bench"))
     p.add_argument("--output", default="memkit-demo", help="directory (default: memkit-demo)")
     p.add_argument("--agents", type=positive_int, default=50, help="concurrent agents (50)")
     p.add_argument("--operations", type=positive_int, default=100_000,

@@ -83,7 +83,7 @@ def test_cli_index_reports_names_that_are_not_utf8(tmp_path: Path,
     root.mkdir()
     (root / "good.md").write_text("# Good\n\nplain text\n")
     _odd_name(root, b"bad\x80.md").write_text("# Bad\n")
-    assert main(["index", str(root), "--db", str(tmp_path / "cli.db"), "--no-embed",
+    assert main(["index", str(tmp_path / "cli.db"), str(root), "--no-embed",
                  "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["added"] == ["good.md"]
