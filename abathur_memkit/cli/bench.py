@@ -40,6 +40,17 @@ def register(subparsers: Any) -> None:
     add_json_flag(scope)
     scope.set_defaults(handler=cmd_bench_scope)
 
+    peers = suites.add_parser("peers", help="the same workload through raw sqlite3/aiosqlite, "
+                                            "LangGraph, ADK and memkit (extra [peers])")
+    peers.add_argument("--dir", help="working directory for the databases (default: temp)")
+    peers.add_argument("--json-out", "--output", dest="output",
+                       help="write pytest-benchmark-style JSON here")
+    peers.add_argument("--quick", action="store_true", help="small sizes (a smoke run)")
+    peers.add_argument("--no-pin", action="store_true",
+                       help="do not pin the process to one CPU (ratios get noisier)")
+    add_json_flag(peers)
+    peers.set_defaults(handler=cmd_bench_peers)
+
     search = suites.add_parser("search", help="vector KNN, ingest and re-sync "
                                               "(vs sqlite-vec float vec0 and a scalar scan)")
     search.add_argument("--dir", help="working directory for the databases (default: temp)")
@@ -84,8 +95,10 @@ async def cmd_bench_scope(args: argparse.Namespace) -> int:
 
     sizes = ScopeSizes.quick() if args.quick else ScopeSizes()
     if args.memories:
+        # Above 100k the old queries take seconds each: fewer rounds of them.
         sizes = replace(sizes, memories=args.memories,
-                        users=max(sizes.users, args.memories // 100))
+                        users=max(sizes.users, args.memories // 100),
+                        legacy_rounds=sizes.legacy_rounds if args.memories <= 100_000 else 3)
     with tempfile.TemporaryDirectory(prefix="memkit-bench-") as tmp:
         path = Path(args.db) if args.db else Path(tmp) / "scope.db"
         result = await run_scope(path, sizes, pin=not args.no_pin,
@@ -98,6 +111,30 @@ async def cmd_bench_scope(args: argparse.Namespace) -> int:
         text += f"\n\nJSON written to {args.output}"
     emit(args, document, text)
     return 1 if result.missed else 0
+
+
+async def cmd_bench_peers(args: argparse.Namespace) -> int:
+    from ..bench.peers import PEERS_EXTRA, PeerSizes, missing_peers, run_peers
+    from ..driver import select_driver
+
+    missing = missing_peers()
+    if missing:
+        print(f"memkit bench peers needs the [peers] extra ({', '.join(missing)} missing): "
+              f"{PEERS_EXTRA}", file=sys.stderr)
+        return 2
+    sizes = PeerSizes.quick() if args.quick else PeerSizes()
+    with tempfile.TemporaryDirectory(prefix="memkit-bench-") as tmp:
+        directory = Path(args.dir) if args.dir else Path(tmp)
+        result = await run_peers(directory, sizes, pin=not args.no_pin,
+                                 progress=lambda m: print(f"... {m}", file=sys.stderr))
+    driver = select_driver()
+    document = result.report.to_json(sqlite_version=driver.sqlite_version, driver=driver.name)
+    text = result.table()
+    if args.output:
+        Path(args.output).write_text(json.dumps(document, indent=2) + "\n", "utf-8")
+        text += f"\n\nJSON written to {args.output}"
+    emit(args, document, text)
+    return 0
 
 
 async def cmd_bench_search(args: argparse.Namespace) -> int:
