@@ -94,7 +94,11 @@ def peer_versions() -> dict[str, str]:
     """The versions measured, for the output."""
     from importlib.metadata import PackageNotFoundError, version
 
-    found = {"sqlite": sqlite3.sqlite_version}
+    from ..driver import select_driver
+
+    driver = select_driver()
+    found = {"sqlite3 (raw)": sqlite3.sqlite_version,
+             f"memkit's {driver.name}": driver.sqlite_version}
     for name in ("aiosqlite", "langgraph-checkpoint-sqlite", "google-adk", "sqlalchemy"):
         try:
             found[name] = version(name)
