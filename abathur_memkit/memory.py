@@ -93,7 +93,8 @@ SEARCH_PREFIX_WALK = (
     f"CROSS JOIN memory_entries m ON m.id = h.entry_id "
     f"WHERE {_IN_PREFIX} AND {_TYPE_FILTER} {_HEADS_ORDER}"
 )
-# A narrow prefix (an owner's keys): its heads by primary-key range, then sorted.
+# A narrow prefix (an owner's keys): its heads by primary-key range, then sorted
+# (the "+" keeps the planner off idx_memory_heads_recent, the slow side here).
 SEARCH_PREFIX = (
     f"SELECT {_M_COLUMNS} FROM (SELECT h.entry_id FROM memory_heads h "
     f"WHERE {_IN_PREFIX} AND {_TYPE_FILTER} "
@@ -105,7 +106,8 @@ COUNT_PREFIX = (
     f"SELECT count(*) FROM (SELECT 1 FROM memory_heads h WHERE {_IN_PREFIX} LIMIT ?)"
 )
 #: From this many heads under a prefix on, the newest-first walk beats range-and-sort:
-#: the walk meets a match every total/heads rows, the sort costs every head.
+#: the walk meets a match every total/heads rows on average, the sort costs every head.
+#: (A broad prefix whose keys are all older than the rest walks further.)
 WALK_FROM_HEADS = 4_000
 # Above every namespace (each starts with an ASCII scope name).
 _AFTER_ALL = "\U0010ffff"
@@ -232,8 +234,8 @@ class MemoryService:
         params = (*bounds, memory_type, memory_type, limit)
 
         def search(conn: Any) -> list[dict[str, Any]]:
-            broad = limit >= 0 and conn.execute(
-                COUNT_PREFIX, (*bounds, WALK_FROM_HEADS)).fetchone()[0] >= WALK_FROM_HEADS
+            count = conn.execute(COUNT_PREFIX, (*bounds, WALK_FROM_HEADS)).fetchone()[0]
+            broad = count >= WALK_FROM_HEADS
             return _fetch(conn, SEARCH_PREFIX_WALK if broad else SEARCH_PREFIX, params)
 
         return await self.db.read(search)
