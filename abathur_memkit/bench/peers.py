@@ -8,7 +8,9 @@ see the machine at the same moment; the process is pinned to one CPU as in
 ``bench core``. Needs the ``peers`` extra.
 
 The raw sides use a minimal schema (a key-value table and an events table,
-no versions, no audit): the floor SQLite sets on this machine.
+no versions, no audit) on memkit's driver: the floor SQLite sets on this
+machine. LangGraph and ADK open their files themselves (aiosqlite over the
+standard ``sqlite3``).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from typing import Any
 import aiosqlite
 
 from ..database import PRAGMAS, Database
+from ..driver import select_driver
 from ..values import timestamp
 from . import Report, Result, one_cpu
 
@@ -94,11 +97,9 @@ def peer_versions() -> dict[str, str]:
     """The versions measured, for the output."""
     from importlib.metadata import PackageNotFoundError, version
 
-    from ..driver import select_driver
-
     driver = select_driver()
-    found = {"sqlite3 (raw)": sqlite3.sqlite_version,
-             f"memkit's {driver.name}": driver.sqlite_version}
+    found = {f"SQLite (raw and memkit, {driver.name})": driver.sqlite_version,
+             "SQLite (LangGraph and ADK, sqlite3)": sqlite3.sqlite_version}
     for name in ("aiosqlite", "langgraph-checkpoint-sqlite", "google-adk", "sqlalchemy"):
         try:
             found[name] = version(name)
@@ -152,8 +153,9 @@ async def _rounds(ops: dict[str, Op], rounds: int, warmup: int) -> dict[str, Res
     return {name: Result.from_samples(name, values) for name, values in samples.items()}
 
 
-def _connect_sqlite3(path: Path) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+def _connect_raw(path: Path) -> sqlite3.Connection:
+    """A raw connection through memkit's driver (the same SQLite build), same PRAGMAs."""
+    conn = select_driver().connect(str(path))
     for name, value in PRAGMAS.items():
         conn.execute(f"PRAGMA {name} = {value}")
     return conn
@@ -192,14 +194,13 @@ async def _open(stack: AsyncExitStack, directory: Path, sizes: PeerSizes,
     for name in ("raw3.db", "rawaio.db", "langgraph.db", "adk.db", "memkit.db"):
         for suffix in ("", "-wal", "-shm"):
             Path(f"{directory / name}{suffix}").unlink(missing_ok=True)
-    raw_sync = _connect_sqlite3(directory / "raw3.db")
+    raw_sync = _connect_raw(directory / "raw3.db")
     stack.callback(raw_sync.close)
     for ddl in RAW_SCHEMA:
         raw_sync.execute(ddl)
-    raw_async = await aiosqlite.connect(directory / "rawaio.db", isolation_level=None)
+    raw_async = await aiosqlite.Connection(lambda: _connect_raw(directory / "rawaio.db"),
+                                           iter_chunk_size=64)
     stack.push_async_callback(raw_async.close)
-    for name, value in PRAGMAS.items():
-        await raw_async.execute(f"PRAGMA {name} = {value}")
     for ddl in RAW_SCHEMA:
         await raw_async.execute(ddl)
     store_conn = await aiosqlite.connect(directory / "langgraph.db", isolation_level=None)
