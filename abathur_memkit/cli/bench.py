@@ -1,4 +1,4 @@
-"""``memkit bench core``: benchmarks with ratios against raw SQLite in the same run."""
+"""``memkit bench core|scope|peers|search``: benchmarks with ratios against a same-run baseline."""
 
 from __future__ import annotations
 
