@@ -73,7 +73,8 @@ async def test_two_databases_initialize_one_file_at_once(tmp_path: Path) -> None
     try:
         # Each migration was applied exactly once across all of them.
         assert sorted(v for r in results for v in r) == [m for m in range(1, schema_version() + 1)]
-        assert (await dbs[0].get_index_usage())["index_count"] == 32
+        # The seeds' 32 and memkit's idx_memory_heads_recent.
+        assert (await dbs[0].get_index_usage())["index_count"] == 33
     finally:
         for d in dbs:
             await d.close()
@@ -151,8 +152,9 @@ async def test_utilities(db: Database) -> None:
     assert await db.integrity_check() == ["ok"]
     assert await db.validate_foreign_keys() == []
     usage = await db.get_index_usage()
-    assert usage["index_count"] == 32
+    assert usage["index_count"] == 33  # the seeds' 32 and idx_memory_heads_recent
     assert "idx_memory_namespace_key_version" in usage["by_table"]["memory_entries"]
+    assert usage["by_table"]["memory_heads"] == ["idx_memory_heads_recent"]
     assert "idx_memory_episodic_ttl" in usage["partial"]
     await db.analyze()
     assert await db.fetchone("SELECT count(*) AS n FROM sqlite_stat1") is not None

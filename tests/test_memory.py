@@ -145,16 +145,23 @@ async def test_search_returns_latest_live_version_per_key(db: Database) -> None:
 
 
 async def test_prefix_query_plans_search_the_index(db: Database) -> None:
-    plan = await db.query_plan(sql.SEARCH_PREFIX, ("user:a", "user:a:", "user:a;", None, None, 50))
+    bounds = ("user:a", "user:a:", "user:a;")
+    plan = await db.query_plan(sql.SEARCH_PREFIX, (*bounds, None, None, 50))
     details = [d for _, _, d in plan]
-    assert any("SEARCH m USING INDEX idx_memory_namespace_prefix (namespace>? AND namespace<?)"
-               in d for d in details), details
-    assert not any(d.startswith("SCAN m") for d in details), details
+    assert "SEARCH h USING PRIMARY KEY (namespace>? AND namespace<?)" in details, details
+    assert not any(d.startswith(("SCAN m", "SCAN h")) for d in details), details
+    # Scope-wide: a walk of the heads newest first, one row lookup per result.
+    for query, params in ((sql.SEARCH_ALL, (None, None, 50)),
+                          (sql.SEARCH_PREFIX_WALK, (*bounds, None, None, 50))):
+        details = [d for _, _, d in await db.query_plan(query, params)]
+        assert details == ["SCAN h USING COVERING INDEX idx_memory_heads_recent",
+                           "SEARCH m USING INTEGER PRIMARY KEY (rowid=?)"], details
     for query in (sql.GET_LATEST, sql.GET_NEWEST, sql.HISTORY, sql.SOFT_DELETE):
         details = [d for _, _, d in await db.query_plan(query, ("n",) * query.count("?"))]
         assert details[0].startswith("SEARCH memory_entries USING "), (query, details)
-    details = [d for _, _, d in await db.query_plan(sql.LIST_NAMESPACES, ("",))]
-    assert not any(d.startswith("SCAN memory_entries") for d in details), details
+    details = [d for _, _, d in await db.query_plan(sql.LIST_NAMESPACES, ("", "~"))]
+    assert "SEARCH memory_namespaces USING PRIMARY KEY (namespace>? AND namespace<?)" in details
+    assert not any(d.startswith("SCAN memory") for d in details), details
     details = [d for _, _, d in await db.query_plan(sql.EXPIRED, ("2025",))]
     assert "idx_memory_episodic_ttl" in details[0]
 

@@ -1,4 +1,6 @@
-"""The schema of SPEC §3: tables, columns, the 32 named indexes, CHECKs, foreign keys."""
+"""The schema of SPEC §3: tables, columns, the 32 named indexes, CHECKs, foreign keys.
+
+Plus memkit's own: memory_heads and memory_namespaces (migration 005) and their index."""
 
 from __future__ import annotations
 
@@ -32,6 +34,8 @@ COLUMNS = {
     "checkpoints": ["task_id", "iteration", "state", "created_at", "session_id"],
     "state": ["id", "task_id", "key", "value", "created_at", "updated_at"],
     "metrics": ["id", "timestamp", "metric_name", "metric_value", "labels"],
+    "memory_heads": ["namespace", "key", "entry_id", "version", "memory_type", "updated_at"],
+    "memory_namespaces": ["namespace"],
 }
 
 # name -> (table, columns as PRAGMA index_xinfo names them with DESC marked, unique, WHERE)
@@ -87,9 +91,16 @@ INDEXES: dict[str, tuple[str, list[str], bool, str | None]] = {
 }
 
 
+# Not in the seeds: the index that makes scope-wide memory queries a walk.
+OWN_INDEXES: dict[str, tuple[str, list[str], bool, str | None]] = {
+    "idx_memory_heads_recent": ("memory_heads", ["updated_at DESC", "entry_id DESC",
+                                                 "memory_type"], False, None),
+}
+
+
 def test_thirty_two_named_indexes_in_the_sql_files() -> None:
     assert len(INDEXES) == 32
-    assert sorted(named_indexes()) == sorted(INDEXES)
+    assert sorted(named_indexes()) == sorted({**INDEXES, **OWN_INDEXES})
 
 
 async def test_tables_and_columns(db: Database) -> None:
@@ -104,9 +115,9 @@ async def test_sessions_has_no_events_column(db: Database) -> None:
     assert "events" not in {r["name"] for r in rows}
 
 
-@pytest.mark.parametrize("name", sorted(INDEXES))
+@pytest.mark.parametrize("name", sorted({**INDEXES, **OWN_INDEXES}))
 async def test_named_index(db: Database, name: str) -> None:
-    table, columns, unique, where = INDEXES[name]
+    table, columns, unique, where = {**INDEXES, **OWN_INDEXES}[name]
     row = await db.fetchone(
         "SELECT tbl_name, sql FROM sqlite_master WHERE type = 'index' AND name = ?", (name,)
     )

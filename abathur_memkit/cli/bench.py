@@ -1,4 +1,4 @@
-"""``memkit bench core``: benchmarks with ratios against raw SQLite in the same run."""
+"""``memkit bench core|scope|peers|search``: benchmarks with ratios against a same-run baseline."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from . import add_json_flag, emit, example
+from . import add_json_flag, emit, example, positive_int
 
 __all__ = ["register"]
 
@@ -28,6 +28,32 @@ def register(subparsers: Any) -> None:
                       help="do not pin the process to one CPU (ratios get noisier)")
     add_json_flag(core)
     core.set_defaults(handler=cmd_bench_core)
+
+    scope = suites.add_parser("scope", help="scope-wide memory queries vs the old queries",
+                              **example("memkit bench scope --memories 100000"))
+    scope.add_argument("--db", help="database file to build (default: a temporary file)")
+    scope.add_argument("--memories", type=positive_int, default=None,
+                       help="memories to build (default 100,000; the target at 1,000,000 "
+                            "is 1.5x the one at 100,000)")
+    scope.add_argument("--json-out", "--output", dest="output",
+                       help="write pytest-benchmark-style JSON here")
+    scope.add_argument("--quick", action="store_true", help="small sizes (a smoke run)")
+    scope.add_argument("--no-pin", action="store_true",
+                       help="do not pin the process to one CPU (ratios get noisier)")
+    add_json_flag(scope)
+    scope.set_defaults(handler=cmd_bench_scope)
+
+    peers = suites.add_parser("peers", help="the same workload through raw sqlite3/aiosqlite, "
+                                            "LangGraph, ADK and memkit (extra [peers])",
+                              **example("memkit bench peers --quick"))
+    peers.add_argument("--dir", help="working directory for the databases (default: temp)")
+    peers.add_argument("--json-out", "--output", dest="output",
+                       help="write pytest-benchmark-style JSON here")
+    peers.add_argument("--quick", action="store_true", help="small sizes (a smoke run)")
+    peers.add_argument("--no-pin", action="store_true",
+                       help="do not pin the process to one CPU (ratios get noisier)")
+    add_json_flag(peers)
+    peers.set_defaults(handler=cmd_bench_peers)
 
     search = suites.add_parser("search", help="vector KNN, ingest and re-sync "
                                               "(vs sqlite-vec float vec0 and a scalar scan)",
@@ -64,6 +90,56 @@ async def cmd_bench_core(args: argparse.Namespace) -> int:
         text += f"\n\nJSON written to {args.output}"
     emit(args, document, text)
     return 1 if missed else 0
+
+
+async def cmd_bench_scope(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from ..bench.scope import ScopeSizes, run_scope
+    from ..driver import select_driver
+
+    sizes = ScopeSizes.quick() if args.quick else ScopeSizes()
+    if args.memories:
+        # Above 100k the old queries take seconds each: fewer rounds of them.
+        sizes = replace(sizes, memories=args.memories,
+                        users=max(sizes.users, args.memories // 100),
+                        legacy_rounds=sizes.legacy_rounds if args.memories <= 100_000 else 3)
+    with tempfile.TemporaryDirectory(prefix="memkit-bench-") as tmp:
+        path = Path(args.db) if args.db else Path(tmp) / "scope.db"
+        result = await run_scope(path, sizes, pin=not args.no_pin,
+                                 progress=lambda m: print(f"... {m}", file=sys.stderr))
+    driver = select_driver()
+    document = result.report.to_json(sqlite_version=driver.sqlite_version, driver=driver.name)
+    text = result.table()
+    if args.output:
+        Path(args.output).write_text(json.dumps(document, indent=2) + "\n", "utf-8")
+        text += f"\n\nJSON written to {args.output}"
+    emit(args, document, text)
+    return 1 if result.missed else 0
+
+
+async def cmd_bench_peers(args: argparse.Namespace) -> int:
+    from ..bench.peers import PEERS_EXTRA, PeerSizes, missing_peers, run_peers
+    from ..driver import select_driver
+
+    missing = missing_peers()
+    if missing:
+        print(f"memkit bench peers needs the [peers] extra ({', '.join(missing)} missing): "
+              f"{PEERS_EXTRA}", file=sys.stderr)
+        return 2
+    sizes = PeerSizes.quick() if args.quick else PeerSizes()
+    with tempfile.TemporaryDirectory(prefix="memkit-bench-") as tmp:
+        directory = Path(args.dir) if args.dir else Path(tmp)
+        result = await run_peers(directory, sizes, pin=not args.no_pin,
+                                 progress=lambda m: print(f"... {m}", file=sys.stderr))
+    driver = select_driver()
+    document = result.report.to_json(sqlite_version=driver.sqlite_version, driver=driver.name)
+    text = result.table()
+    if args.output:
+        Path(args.output).write_text(json.dumps(document, indent=2) + "\n", "utf-8")
+        text += f"\n\nJSON written to {args.output}"
+    emit(args, document, text)
+    return 0
 
 
 async def cmd_bench_search(args: argparse.Namespace) -> int:
