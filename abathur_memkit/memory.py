@@ -123,7 +123,8 @@ LIST_NAMESPACES = (
 EXPIRED = (
     "SELECT m.id, m.namespace, m.key, m.version FROM memory_entries m "
     "WHERE m.memory_type = 'episodic' AND m.is_deleted = 0 AND m.updated_at < ? "
-    f"AND {_LATEST_PER_KEY}"
+    "AND m.version = (SELECT max(x.version) FROM memory_entries x "
+    "WHERE x.namespace = m.namespace AND x.key = m.key AND x.is_deleted = 0)"
 )
 EXISTING_KEYS = (
     "SELECT m.namespace, m.key, max(m.version), "
@@ -256,7 +257,7 @@ class MemoryService:
             exact, low, high = bounds or ("", "", _AFTER_ALL)
             # sorted() is linear on the sorted array; it keeps the order whatever
             # order the aggregate saw its rows in.
-            names = sorted(_loads(conn.execute(LIST_NAMESPACES, (exact, high)).fetchone()[0]))
+            names = sorted(from_json(conn.execute(LIST_NAMESPACES, (exact, high)).fetchone()[0]))
             # [exact, high) also holds siblings such as user:alice2 < user:alice:.
             return [n for n in names if n == exact or n >= low]
 
