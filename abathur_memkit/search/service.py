@@ -19,9 +19,10 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import Callable, Sequence
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import numpy as np
 
@@ -40,6 +41,8 @@ if TYPE_CHECKING:
 __all__ = [
     "DOCUMENT_TYPES",
     "INDEXES",
+    "DocumentHit",
+    "Group",
     "SearchHit",
     "SearchService",
     "Source",
@@ -52,6 +55,17 @@ INDEXES = ("chunks", "memories")
 DOCUMENT_TYPES = ("design", "specification", "plan", "report")
 
 Source = Literal["all", "documents", "memories"]
+#: What one result is: a chunk (or memory), or a document with its best chunks.
+Group = Literal["chunk", "document"]
+
+#: Chunks kept per document in a ``group="document"`` result.
+CHUNKS_PER_DOCUMENT = 3
+#: Query embeddings kept (per service), least recently used dropped first.
+QUERY_CACHE_SIZE = 256
+#: Weights of the two modes' votes in hybrid fusion. Measured, not guessed:
+#: see ``memkit bench search --quality`` and the README.
+SEMANTIC_WEIGHT = 1.0
+KEYWORD_WEIGHT = 1.0
 
 # Texts per embedder call when (re)building an index: small enough to show
 # progress and to bound memory, large enough to fill the embedder's batches.
@@ -127,6 +141,66 @@ class SearchHit:
 
 
 @dataclass(frozen=True)
+class DocumentHit:
+    """One document of a ``group="document"`` search, with its best chunks.
+
+    ``chunks`` are the document's best-matching chunks, best first (at most
+    ``CHUNKS_PER_DOCUMENT``); a memory is a document of one chunk. ``score``
+    is the best chunk's score (semantic, keyword) or the fused score of the
+    document (hybrid); ``ranks`` is the document's rank in each fused mode.
+    """
+
+    score: float
+    chunks: tuple[SearchHit, ...]
+    ranks: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def best(self) -> SearchHit:
+        return self.chunks[0]
+
+    @property
+    def source(self) -> Literal["document", "memory"]:
+        return self.best.source
+
+    @property
+    def file_path(self) -> str | None:
+        return self.best.file_path
+
+    @property
+    def title(self) -> str | None:
+        return self.best.title
+
+    @property
+    def document_id(self) -> int | None:
+        return self.best.document_id
+
+    @property
+    def headings(self) -> tuple[str, ...]:
+        """The heading paths of its chunks, best first, without repeats."""
+        return tuple(dict.fromkeys(h.heading_path for h in self.chunks if h.heading_path))
+
+    @property
+    def ref(self) -> tuple[str, int]:
+        """("document", document id) or ("memory", entry id)."""
+        return _group_key(self.best)
+
+    @property
+    def location(self) -> str:
+        """The file path, or ``namespace/key`` for a memory."""
+        return str(self.file_path) if self.source == "document" else self.best.location
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"score": self.score, "source": self.source}
+        if self.source == "document":
+            out.update(file_path=self.file_path, title=self.title,
+                       document_id=self.document_id, document_type=self.best.document_type,
+                       headings=list(self.headings))
+        out["ranks"] = self.ranks
+        out["chunks"] = [h.to_dict() for h in self.chunks]
+        return out
+
+
+@dataclass(frozen=True)
 class _Filters:
     source: Source
     document_type: str | None
@@ -147,8 +221,22 @@ class SearchService:
 
     def __init__(self, db: Database) -> None:
         self.db = db
+        # (model name, query) -> its embedding, least recently used first.
+        self._query_vectors: OrderedDict[tuple[str, str], Vectors] = OrderedDict()
 
     # -- public search API -----------------------------------------------------
+
+    @overload
+    async def semantic(self, query: str, k: int = 10, *, source: Source = "all",
+                       document_type: str | None = None, namespace_prefix: str | None = None,
+                       memory_type: str | None = None,
+                       group: Literal["chunk"] = "chunk") -> list[SearchHit]: ...
+
+    @overload
+    async def semantic(self, query: str, k: int = 10, *, source: Source = "all",
+                       document_type: str | None = None, namespace_prefix: str | None = None,
+                       memory_type: str | None = None,
+                       group: Literal["document"]) -> list[DocumentHit]: ...
 
     async def semantic(
         self,
@@ -159,22 +247,37 @@ class SearchService:
         document_type: str | None = None,
         namespace_prefix: str | None = None,
         memory_type: str | None = None,
-    ) -> list[SearchHit]:
-        """The ``k`` chunks/memories nearest to ``query`` in embedding space."""
+        group: Group = "chunk",
+    ) -> list[SearchHit] | list[DocumentHit]:
+        """The ``k`` chunks/memories nearest to ``query`` in embedding space.
+
+        ``group="document"``: the ``k`` nearest documents instead, each with its
+        best chunks (a memory counts as a document of one chunk).
+        """
         filters = _filters(source, document_type, namespace_prefix, memory_type)
         k = _check_k(k)
         query = _check_query(query)
+        group = _check_group(group)
+        vector = await self._query_vector(query)
+        await self._catch_up(filters, embed=True)
         embedder = self.db.embedder
-        vector = check_vectors(await embedder.embed_query(query), embedder.dimensions,
-                               what="query vector")
-        if vector.ndim != 1:
-            raise InvalidInputError(
-                f"query vector from {embedder.name} has shape {vector.shape}, "
-                f"expected ({embedder.dimensions},)")
-        if filters.memories:
-            await self.sync_memories()
-        await self.purge()
-        return await self._semantic(vector, k, filters, embedder)
+
+        async def fetch(n: int) -> list[SearchHit]:
+            return await self._semantic(vector, n, filters, embedder)
+
+        return await fetch(k) if group == "chunk" else await _by_document(fetch, k)
+
+    @overload
+    async def keyword(self, query: str, k: int = 10, *, source: Source = "all",
+                      document_type: str | None = None, namespace_prefix: str | None = None,
+                      memory_type: str | None = None, raw: bool = False,
+                      group: Literal["chunk"] = "chunk") -> list[SearchHit]: ...
+
+    @overload
+    async def keyword(self, query: str, k: int = 10, *, source: Source = "all",
+                      document_type: str | None = None, namespace_prefix: str | None = None,
+                      memory_type: str | None = None, raw: bool = False,
+                      group: Literal["document"]) -> list[DocumentHit]: ...
 
     async def keyword(
         self,
@@ -186,26 +289,36 @@ class SearchService:
         namespace_prefix: str | None = None,
         memory_type: str | None = None,
         raw: bool = False,
-    ) -> list[SearchHit]:
+        group: Group = "chunk",
+    ) -> list[SearchHit] | list[DocumentHit]:
         """BM25 full-text search; ``raw=True`` passes FTS5 query syntax through.
 
         By default the query's words (stopwords dropped) are OR-ed, so a
         question finds passages that use some of its words, the more the better.
+        ``group="document"`` as for :meth:`semantic`.
         """
         filters = _filters(source, document_type, namespace_prefix, memory_type)
         k = _check_k(k)
         query = _check_query(query)
-        match = query if raw else fts_query(query)
-        if not match:
-            return []
-        if filters.memories:
-            await self.sync_memories(embed=False)
-        try:
-            return await self.db.read(lambda conn: self._keyword(conn, match, k, filters))
-        except self.db.driver.module.OperationalError as exc:
-            if raw:  # the caller's FTS5 syntax
-                raise InvalidInputError(f"Invalid FTS5 query {query!r}: {exc}") from exc
-            raise
+        group = _check_group(group)
+        await self._catch_up(filters, embed=False)
+
+        async def fetch(n: int) -> list[SearchHit]:
+            return await self._run_keyword(query, n, filters, raw=raw)
+
+        return await fetch(k) if group == "chunk" else await _by_document(fetch, k)
+
+    @overload
+    async def hybrid(self, query: str, k: int = 10, *, source: Source = "all",
+                     document_type: str | None = None, namespace_prefix: str | None = None,
+                     memory_type: str | None = None, candidates: int | None = None,
+                     rrf_k: int = RRF_K, group: Literal["chunk"] = "chunk") -> list[SearchHit]: ...
+
+    @overload
+    async def hybrid(self, query: str, k: int = 10, *, source: Source = "all",
+                     document_type: str | None = None, namespace_prefix: str | None = None,
+                     memory_type: str | None = None, candidates: int | None = None,
+                     rrf_k: int = RRF_K, group: Literal["document"]) -> list[DocumentHit]: ...
 
     async def hybrid(
         self,
@@ -218,47 +331,97 @@ class SearchService:
         memory_type: str | None = None,
         candidates: int | None = None,
         rrf_k: int = RRF_K,
-    ) -> list[SearchHit]:
-        """Semantic and keyword results fused by reciprocal rank.
+        group: Group = "chunk",
+    ) -> list[SearchHit] | list[DocumentHit]:
+        """Semantic and keyword results fused by weighted reciprocal rank.
 
-        Each mode contributes its top ``candidates`` (default ``max(4k, 40)``).
+        Both modes run at once on one query embedding; each contributes its
+        top ``candidates`` chunks/memories (default ``max(5k, 50)``). With
+        ``group="document"`` documents are fused by their rank in each mode
+        (a document's rank is its best chunk's), so two chunks of one page
+        add up instead of competing.
         """
-        _filters(source, document_type, namespace_prefix, memory_type)  # checked up front
+        filters = _filters(source, document_type, namespace_prefix, memory_type)
         k = _check_k(k)
-        n = _check_k(candidates if candidates is not None else max(4 * k, 40))
-        kwargs: dict[str, Any] = {"source": source, "document_type": document_type,
-                                  "namespace_prefix": namespace_prefix,
-                                  "memory_type": memory_type}
-        semantic = await self.semantic(query, n, **kwargs)
-        keyword = await self.keyword(query, n, **kwargs)
-        by_ref: dict[tuple[str, int], SearchHit] = {}
-        for hit in (*keyword, *semantic):
-            by_ref.setdefault(hit.ref, hit)
-        fused = reciprocal_rank_fusion(
-            [[h.ref for h in semantic], [h.ref for h in keyword]], k=rrf_k
-        )
-        sem_rank = {h.ref: i for i, h in enumerate(semantic, start=1)}
-        kw_rank = {h.ref: i for i, h in enumerate(keyword, start=1)}
-        out = []
-        for ref, score in fused[:k]:
-            ranks = {}
-            if ref in sem_rank:
-                ranks["semantic"] = sem_rank[ref]
-            if ref in kw_rank:
-                ranks["keyword"] = kw_rank[ref]
-            out.append(_replace(by_ref[ref], score=score, ranks=ranks))
-        return out
+        query = _check_query(query)
+        group = _check_group(group)
+        n = _check_k(candidates if candidates is not None else max(5 * k, 50))
+        await self._catch_up(filters, embed=True)
+        embedder = self.db.embedder
+
+        async def semantic() -> list[SearchHit]:
+            return await self._semantic(await self._query_vector(query), n, filters, embedder)
+
+        sem, kw = await asyncio.gather(
+            semantic(), self._run_keyword(query, n, filters, raw=False))
+        lists = {"semantic": sem, "keyword": kw}
+        if group == "chunk":
+            return _fuse_chunks(lists, k, rrf_k)
+        return _fuse_documents(lists, k, rrf_k)
+
+    @overload
+    async def search(self, query: str, k: int = 10, *, mode: str = "hybrid",
+                     group: Literal["chunk"] = "chunk", **filters: Any) -> list[SearchHit]: ...
+
+    @overload
+    async def search(self, query: str, k: int = 10, *, mode: str = "hybrid",
+                     group: Literal["document"], **filters: Any) -> list[DocumentHit]: ...
 
     async def search(self, query: str, k: int = 10, *, mode: str = "hybrid",
-                     **filters: Any) -> list[SearchHit]:
+                     group: Group = "chunk", **filters: Any
+                     ) -> list[SearchHit] | list[DocumentHit]:
         """``semantic``, ``keyword`` or ``hybrid`` by name (the CLI's entry point)."""
+        group = _check_group(group)
         if mode == "semantic":
-            return await self.semantic(query, k, **filters)
+            return await self.semantic(query, k, group=group, **filters)
         if mode == "keyword":
-            return await self.keyword(query, k, **filters)
+            return await self.keyword(query, k, group=group, **filters)
         if mode == "hybrid":
-            return await self.hybrid(query, k, **filters)
+            return await self.hybrid(query, k, group=group, **filters)
         raise InvalidInputError(f"Invalid search mode: {mode!r} (semantic, keyword or hybrid)")
+
+    def forget_queries(self) -> None:
+        """Empty the cache of query embeddings (it keeps the last few hundred)."""
+        self._query_vectors.clear()
+
+    async def _query_vector(self, query: str) -> Vectors:
+        embedder = self.db.embedder
+        key = (embedder.name, query)
+        cached = self._query_vectors.get(key)
+        if cached is not None:
+            self._query_vectors.move_to_end(key)
+            return cached
+        vector = check_vectors(await embedder.embed_query(query), embedder.dimensions,
+                               what="query vector")
+        if vector.ndim != 1:
+            raise InvalidInputError(
+                f"query vector from {embedder.name} has shape {vector.shape}, "
+                f"expected ({embedder.dimensions},)")
+        vector.setflags(write=False)  # shared by later searches: nobody may change it
+        self._query_vectors[key] = vector
+        if len(self._query_vectors) > QUERY_CACHE_SIZE:
+            self._query_vectors.popitem(last=False)
+        return vector
+
+    async def _catch_up(self, filters: _Filters, *, embed: bool) -> None:
+        """Bring memory search up to date (embedding too when ``embed``) and drop
+        vectors of deleted rows, before a search reads them."""
+        if filters.memories:
+            await self.sync_memories(embed=None if embed else False)
+        if embed:
+            await self.purge()
+
+    async def _run_keyword(self, query: str, k: int, filters: _Filters, *,
+                           raw: bool) -> list[SearchHit]:
+        match = query if raw else fts_query(query)
+        if not match:
+            return []
+        try:
+            return await self.db.read(lambda conn: self._keyword(conn, match, k, filters))
+        except self.db.driver.module.OperationalError as exc:
+            if raw:  # the caller's FTS5 syntax
+                raise InvalidInputError(f"Invalid FTS5 query {query!r}: {exc}") from exc
+            raise
 
     # -- index state -------------------------------------------------------------
 
@@ -639,6 +802,84 @@ def _filters(
         elif namespace_prefix or memory_type:
             chosen = "memories"
     return _Filters(chosen, document_type, bounds, memory_type)
+
+
+def _check_group(group: object) -> Group:
+    if group not in ("chunk", "document"):
+        raise InvalidInputError(f"Invalid group: {group!r} (chunk or document)")
+    return "document" if group == "document" else "chunk"
+
+
+def _group_key(hit: SearchHit) -> tuple[str, int]:
+    if hit.source == "document":
+        return ("document", int(hit.document_id or 0))
+    return hit.ref
+
+
+def _documents(hits: Sequence[SearchHit]) -> list[DocumentHit]:
+    """``hits`` (best first) gathered by document, in order of each one's best hit."""
+    groups: dict[tuple[str, int], list[SearchHit]] = {}
+    for hit in hits:
+        groups.setdefault(_group_key(hit), []).append(hit)
+    return [DocumentHit(chunks[0].score, tuple(chunks[:CHUNKS_PER_DOCUMENT]))
+            for chunks in groups.values()]
+
+
+async def _by_document(fetch: Callable[[int], Awaitable[list[SearchHit]]],
+                       k: int) -> list[DocumentHit]:
+    """The best ``k`` documents of what ``fetch(n)`` (the best ``n`` hits) finds:
+    ``n`` grows until ``k`` documents are found or nothing more is there."""
+    n = min(1000, 5 * k)
+    while True:
+        hits = await fetch(n)
+        documents = _documents(hits)
+        if len(documents) >= k or len(hits) < n or n == 1000:
+            return documents[:k]
+        n = min(1000, 2 * n)
+
+
+def _weights() -> dict[str, float]:
+    return {"semantic": SEMANTIC_WEIGHT, "keyword": KEYWORD_WEIGHT}
+
+
+def _ranks(keys: Sequence[tuple[str, int]]) -> dict[tuple[str, int], int]:
+    """Rank (from 1) of each key's first appearance."""
+    out: dict[tuple[str, int], int] = {}
+    for key in keys:
+        out.setdefault(key, len(out) + 1)
+    return out
+
+
+def _fuse_chunks(lists: Mapping[str, list[SearchHit]], k: int, rrf_k: int) -> list[SearchHit]:
+    """Chunks (and memories) by their weighted reciprocal rank in each list."""
+    weights = _weights()
+    by_ref: dict[tuple[str, int], SearchHit] = {}
+    for hits in lists.values():
+        for hit in hits:
+            by_ref.setdefault(hit.ref, hit)
+    ranks = {mode: _ranks([h.ref for h in hits]) for mode, hits in lists.items()}
+    fused = reciprocal_rank_fusion([list(r) for r in ranks.values()], k=rrf_k,
+                                   weights=[weights[mode] for mode in ranks])
+    return [_replace(by_ref[ref], score=score,
+                     ranks={mode: r[ref] for mode, r in ranks.items() if ref in r})
+            for ref, score in fused[:k]]
+
+
+def _fuse_documents(lists: Mapping[str, list[SearchHit]], k: int,
+                    rrf_k: int) -> list[DocumentHit]:
+    """Documents by their weighted reciprocal rank in each list, where a
+    document's rank is that of its best chunk; its chunks in fused order."""
+    chunks = _fuse_chunks(lists, sum(len(h) for h in lists.values()) or 1, rrf_k)
+    weights = _weights()
+    ranks = {mode: _ranks([_group_key(h) for h in hits]) for mode, hits in lists.items()}
+    fused = reciprocal_rank_fusion([list(r) for r in ranks.values()], k=rrf_k,
+                                   weights=[weights[mode] for mode in ranks])
+    members: dict[tuple[str, int], list[SearchHit]] = {}
+    for hit in chunks:
+        members.setdefault(_group_key(hit), []).append(hit)
+    return [DocumentHit(score, tuple(members[key][:CHUNKS_PER_DOCUMENT]),
+                        {mode: r[key] for mode, r in ranks.items() if key in r})
+            for key, score in fused[:k]]
 
 
 def _check_query(query: object) -> str:
