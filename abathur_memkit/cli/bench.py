@@ -46,6 +46,9 @@ def register(subparsers: Any) -> None:
                                        "(default: /usr/share/doc/python3.11/html)")
     search.add_argument("--questions", help="with --quality: a labelled questions JSON file "
                                             "(default: the shipped Python-docs set)")
+    search.add_argument("--scale", type=int, metavar="N",
+                        help="with --quality: also time semantic and hybrid search against a "
+                             "numpy scan at N synthetic chunks (e.g. 100000)")
     add_json_flag(search)
     search.set_defaults(handler=cmd_bench_search)
 
@@ -106,7 +109,7 @@ async def cmd_bench_search(args: argparse.Namespace) -> int:
 
 async def _bench_quality(args: argparse.Namespace) -> int:
     from ..bench.pydocs import DEFAULT_HTML
-    from ..bench.quality import load_questions, run_quality
+    from ..bench.quality import load_questions, run_quality, run_scale
     from ..errors import InvalidInputError
 
     html = Path(args.html) if args.html else DEFAULT_HTML
@@ -115,8 +118,10 @@ async def _bench_quality(args: argparse.Namespace) -> int:
             f"no Python documentation HTML at {html}: apt-get install python3.11-doc "
             f"(or pass --html DIR)")
     questions = load_questions(args.questions) if args.questions else None
-    report = await run_quality(args.dir, html_root=html, questions=questions,
-                               progress=lambda m: print(f"... {m}", file=sys.stderr))
+    say = lambda m: print(f"... {m}", file=sys.stderr)  # noqa: E731
+    report = await run_quality(args.dir, html_root=html, questions=questions, progress=say)
+    if args.scale:
+        report.lines.extend(await run_scale(args.scale, args.dir, progress=say))
     document = report.to_dict()
     text = report.table()
     if args.output:

@@ -920,14 +920,15 @@ def _stale(name: str, row: dict[str, Any], wanted: tuple[str, int, str]) -> Stal
     )
 
 
-def _chunk_filter(filters: _Filters) -> IdFilter:
-    select = ("SELECT c.id FROM document_chunks c JOIN document_index d "
-              "ON d.id = c.document_id WHERE c.embedding_model IS NOT NULL")
-    params: tuple[Any, ...] = ()
-    if filters.document_type is not None:
-        select += " AND d.document_type = ?"
-        params = (filters.document_type,)
-    return IdFilter(select, "c.id", params)
+def _chunk_filter(filters: _Filters) -> IdFilter | None:
+    if filters.document_type is None:
+        # Every stored vector is a live chunk's (chunk ids are never reused and
+        # purge() drops the vectors of deleted chunks first): no filter needed,
+        # and a filter would make the backend fetch 4x the candidates.
+        return None
+    return IdFilter("SELECT c.id FROM document_chunks c JOIN document_index d "
+                    "ON d.id = c.document_id WHERE c.embedding_model IS NOT NULL "
+                    "AND d.document_type = ?", "c.id", (filters.document_type,))
 
 
 def _memory_terms(sql: str, params: list[Any], filters: _Filters) -> tuple[str, list[Any]]:
