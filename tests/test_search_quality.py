@@ -142,7 +142,8 @@ async def test_group_by_document_gives_k_distinct_documents(tmp_path: Path, mode
 async def test_group_is_checked_and_memories_are_their_own_documents(tmp_path: Path) -> None:
     db = await indexed(tmp_path, HashingEmbedder())
     try:
-        await db.memory.add_memory("project:notes", "deploy", "deploy the session service on Friday",
+        await db.memory.add_memory("project:notes", "deploy",
+                                   "deploy the session service on Friday",
                                    "semantic", "system")
         found = await db.search.keyword("session deploy", 10, group="document")
         memories = [d for d in found if d.source == "memory"]
@@ -243,3 +244,30 @@ async def test_quality_bench_on_a_subset(tmp_path: Path) -> None:
     for name in ("recall@5", "recall@10", "MRR@10", "hit@1", "bm25", "fit half", "test half"):
         assert name in table
     assert "semantic / numpy scan" in table
+
+
+def test_score_fusion_keeps_a_clear_winner_that_rank_fusion_loses() -> None:
+    from abathur_memkit.search.fusion import reciprocal_rank_fusion, score_fusion
+
+    semantic = [("a", 0.90), ("b", 0.50), ("c", 0.45)]  # "a" far ahead
+    keyword = [("c", 10.0), ("b", 6.0), ("d", 5.0)]  # "a" has none of the words
+    by_score = score_fusion([semantic, keyword], [0.7, 0.3])
+    assert [item for item, _ in by_score][:2] == ["a", "c"]
+    assert by_score[0][1] == pytest.approx(0.7)
+    by_rank = reciprocal_rank_fusion([[i for i, _ in semantic], [i for i, _ in keyword]])
+    assert by_rank[0][0] == "b"  # middling twice beats first once
+    assert score_fusion([[("x", 1.0)], []], [0.7, 0.3]) == [("x", 0.7)]
+    with pytest.raises(ValueError, match="one weight per list"):
+        score_fusion([semantic], [0.7, 0.3])
+
+
+async def test_hybrid_rank_fusion_is_still_there_on_request(tmp_path: Path) -> None:
+    db = await indexed(tmp_path, HashingEmbedder())
+    try:
+        scored = await db.search.hybrid("how do sessions expire", 3)
+        ranked = await db.search.hybrid("how do sessions expire", 3, rrf_k=60)
+        assert len(scored) == len(ranked) == 3
+        assert all(h.score <= 1.0 for h in scored) and scored[0].score > ranked[0].score
+        assert ranked[0].score <= 2 / 61  # two votes of at most 1/(60+1)
+    finally:
+        await db.close()

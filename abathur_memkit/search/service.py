@@ -32,7 +32,7 @@ from ..memory import MEMORY_TYPES
 from ..namespaces import prefix_bounds
 from ..values import to_json
 from .backends import IdFilter, Neighbour, VectorBackend, _check_k, make_backend
-from .fusion import RRF_K, reciprocal_rank_fusion
+from .fusion import reciprocal_rank_fusion, score_fusion
 
 if TYPE_CHECKING:
     from ..database import Database
@@ -62,10 +62,11 @@ Group = Literal["chunk", "document"]
 CHUNKS_PER_DOCUMENT = 3
 #: Query embeddings kept (per service), least recently used dropped first.
 QUERY_CACHE_SIZE = 256
-#: Weights of the two modes' votes in hybrid fusion. Measured, not guessed:
-#: see ``memkit bench search --quality`` and the README.
-SEMANTIC_WEIGHT = 1.0
-KEYWORD_WEIGHT = 1.0
+#: Weights of the two modes in hybrid fusion (of min-max-scaled scores), fitted
+#: on half of the labelled Python-docs questions and checked on the other half
+#: (``memkit bench search --quality``; see the README).
+SEMANTIC_WEIGHT = 0.7
+KEYWORD_WEIGHT = 0.3
 
 # Texts per embedder call when (re)building an index: small enough to show
 # progress and to bound memory, large enough to fill the embedder's batches.
@@ -73,13 +74,19 @@ EMBED_BATCH = 64
 # Memory keys moved from the queue per write transaction.
 QUEUE_BATCH = 2000
 
-_STOPWORDS = frozenset({
-    "a", "an", "and", "are", "as", "at", "be", "but", "by", "can", "do", "does", "did", "for",
-    "from", "had", "has", "have", "how", "i", "if", "in", "into", "is", "it", "its", "me",
-    "my", "no", "not", "of", "on", "or", "our", "so", "such", "that", "the", "their", "them",
-    "then", "there", "these", "they", "this", "to", "was", "we", "were", "what", "when",
-    "where", "which", "who", "whom", "why", "will", "with", "would", "you", "your",
-})
+# A standard English stopword list (NLTK's, less contraction fragments): words
+# that match nearly every passage and only let generic chunks win.
+_STOPWORD_TEXT = """
+    a about above after again against all am an and any are as at be because been before
+    being below between both but by can could did do does doing down during each few for
+    from further had has have having he her here hers herself him himself his how i if in
+    into is it its itself just me more most my myself no nor not now of off on once only or
+    other our ours ourselves out over own same she should so some such than that the their
+    theirs them themselves then there these they this those through to too under until up
+    very was we were what when where which while who whom why will with would you your
+    yours yourself yourselves
+"""
+_STOPWORDS = frozenset(_STOPWORD_TEXT.split())
 _WORD = re.compile(r"\w+", re.UNICODE)
 
 
@@ -312,13 +319,15 @@ class SearchService:
     async def hybrid(self, query: str, k: int = 10, *, source: Source = "all",
                      document_type: str | None = None, namespace_prefix: str | None = None,
                      memory_type: str | None = None, candidates: int | None = None,
-                     rrf_k: int = RRF_K, group: Literal["chunk"] = "chunk") -> list[SearchHit]: ...
+                     rrf_k: int | None = None,
+                     group: Literal["chunk"] = "chunk") -> list[SearchHit]: ...
 
     @overload
     async def hybrid(self, query: str, k: int = 10, *, source: Source = "all",
                      document_type: str | None = None, namespace_prefix: str | None = None,
                      memory_type: str | None = None, candidates: int | None = None,
-                     rrf_k: int = RRF_K, group: Literal["document"]) -> list[DocumentHit]: ...
+                     rrf_k: int | None = None,
+                     group: Literal["document"]) -> list[DocumentHit]: ...
 
     async def hybrid(
         self,
@@ -330,16 +339,17 @@ class SearchService:
         namespace_prefix: str | None = None,
         memory_type: str | None = None,
         candidates: int | None = None,
-        rrf_k: int = RRF_K,
+        rrf_k: int | None = None,
         group: Group = "chunk",
     ) -> list[SearchHit] | list[DocumentHit]:
-        """Semantic and keyword results fused by weighted reciprocal rank.
+        """Semantic and keyword results fused.
 
         Both modes run at once on one query embedding; each contributes its
-        top ``candidates`` chunks/memories (default ``max(5k, 50)``). With
-        ``group="document"`` documents are fused by their rank in each mode
-        (a document's rank is its best chunk's), so two chunks of one page
-        add up instead of competing.
+        top ``candidates`` chunks/memories (default ``max(5k, 50)``). Each
+        mode's scores are scaled to 0..1 and summed with the weights
+        ``SEMANTIC_WEIGHT`` and ``KEYWORD_WEIGHT``; ``rrf_k=60`` (say) fuses
+        by weighted reciprocal rank instead. With ``group="document"``
+        documents are fused, each by its best chunk in each mode.
         """
         filters = _filters(source, document_type, namespace_prefix, memory_type)
         k = _check_k(k)
@@ -838,10 +848,6 @@ async def _by_document(fetch: Callable[[int], Awaitable[list[SearchHit]]],
         n = min(1000, 2 * n)
 
 
-def _weights() -> dict[str, float]:
-    return {"semantic": SEMANTIC_WEIGHT, "keyword": KEYWORD_WEIGHT}
-
-
 def _ranks(keys: Sequence[tuple[str, int]]) -> dict[tuple[str, int], int]:
     """Rank (from 1) of each key's first appearance."""
     out: dict[tuple[str, int], int] = {}
@@ -850,33 +856,50 @@ def _ranks(keys: Sequence[tuple[str, int]]) -> dict[tuple[str, int], int]:
     return out
 
 
-def _fuse_chunks(lists: Mapping[str, list[SearchHit]], k: int, rrf_k: int) -> list[SearchHit]:
-    """Chunks (and memories) by their weighted reciprocal rank in each list."""
-    weights = _weights()
+def _fuse(scored: Mapping[str, list[tuple[tuple[str, int], float]]],
+          rrf_k: int | None) -> list[tuple[tuple[str, int], float]]:
+    """Keys of each mode's ``(key, score)`` list (best first, a key once) fused
+    by weighted scaled score, or by weighted reciprocal rank with ``rrf_k``."""
+    weights = [{"semantic": SEMANTIC_WEIGHT, "keyword": KEYWORD_WEIGHT}[m] for m in scored]
+    if rrf_k is None:
+        return score_fusion(list(scored.values()), weights)
+    return reciprocal_rank_fusion([[key for key, _ in items] for items in scored.values()],
+                                  k=rrf_k, weights=weights)
+
+
+def _best_by(hits: Sequence[SearchHit],
+             key: Callable[[SearchHit], tuple[str, int]]) -> list[tuple[tuple[str, int], float]]:
+    """``(key, score)`` of each key's best hit of ``hits`` (best first)."""
+    seen: dict[tuple[str, int], float] = {}
+    for hit in hits:
+        seen.setdefault(key(hit), hit.score)
+    return list(seen.items())
+
+
+def _fuse_chunks(lists: Mapping[str, list[SearchHit]], k: int,
+                 rrf_k: int | None) -> list[SearchHit]:
+    """Chunks (and memories) of each mode's list, fused (see :func:`_fuse`)."""
     by_ref: dict[tuple[str, int], SearchHit] = {}
     for hits in lists.values():
         for hit in hits:
             by_ref.setdefault(hit.ref, hit)
     ranks = {mode: _ranks([h.ref for h in hits]) for mode, hits in lists.items()}
-    fused = reciprocal_rank_fusion([list(r) for r in ranks.values()], k=rrf_k,
-                                   weights=[weights[mode] for mode in ranks])
+    fused = _fuse({mode: _best_by(hits, lambda h: h.ref) for mode, hits in lists.items()},
+                  rrf_k)
     return [_replace(by_ref[ref], score=score,
                      ranks={mode: r[ref] for mode, r in ranks.items() if ref in r})
             for ref, score in fused[:k]]
 
 
 def _fuse_documents(lists: Mapping[str, list[SearchHit]], k: int,
-                    rrf_k: int) -> list[DocumentHit]:
-    """Documents by their weighted reciprocal rank in each list, where a
-    document's rank is that of its best chunk; its chunks in fused order."""
+                    rrf_k: int | None) -> list[DocumentHit]:
+    """Documents fused by their best chunk in each mode; their chunks in fused order."""
     chunks = _fuse_chunks(lists, sum(len(h) for h in lists.values()) or 1, rrf_k)
-    weights = _weights()
-    ranks = {mode: _ranks([_group_key(h) for h in hits]) for mode, hits in lists.items()}
-    fused = reciprocal_rank_fusion([list(r) for r in ranks.values()], k=rrf_k,
-                                   weights=[weights[mode] for mode in ranks])
     members: dict[tuple[str, int], list[SearchHit]] = {}
     for hit in chunks:
         members.setdefault(_group_key(hit), []).append(hit)
+    ranks = {mode: _ranks([_group_key(h) for h in hits]) for mode, hits in lists.items()}
+    fused = _fuse({mode: _best_by(hits, _group_key) for mode, hits in lists.items()}, rrf_k)
     return [DocumentHit(score, tuple(members[key][:CHUNKS_PER_DOCUMENT]),
                         {mode: r[key] for mode, r in ranks.items() if key in r})
             for key, score in fused[:k]]
