@@ -146,12 +146,10 @@ def _hits_text(hits: list[Any]) -> str:
         return "no results"
     lines = []
     for n, hit in enumerate(hits, start=1):
-        if hasattr(hit, "chunks"):  # a document and its best chunks
+        if hasattr(hit, "chunks"):  # a document: its best chunks' headings, the best one's text
             lines.append(f"{n:>2}. {hit.score:.4f}  {_where(hit.best, heading=False)}")
-            for chunk in hit.chunks:
-                if chunk.source == "document":
-                    lines.append(f"    › {chunk.heading_path or '(top)'}")
-                lines.append(_body(chunk, "      " if chunk.source == "document" else "    "))
+            lines.extend(f"    › {heading}" for heading in hit.headings)
+            lines.append(_body(hit.best, "    "))
         else:
             lines.append(f"{n:>2}. {hit.score:.4f}  {_where(hit, heading=True)}")
             lines.append(_body(hit, "    "))

@@ -882,7 +882,8 @@ def _fuse_chunks(lists: Mapping[str, list[SearchHit]], k: int,
     by_ref: dict[tuple[str, int], SearchHit] = {}
     for hits in lists.values():
         for hit in hits:
-            by_ref.setdefault(hit.ref, hit)
+            if hit.ref not in by_ref or by_ref[hit.ref].snippet is None:
+                by_ref[hit.ref] = hit  # keep keyword's snippet when there is one
     ranks = {mode: _ranks([h.ref for h in hits]) for mode, hits in lists.items()}
     fused = _fuse({mode: _best_by(hits, lambda h: h.ref) for mode, hits in lists.items()},
                   rrf_k)
