@@ -177,7 +177,9 @@ class OnnxEmbedder:
         return out
 
     async def embed_query(self, text: str) -> Vectors:
-        vectors = await self.embed_documents([text])
+        (text,) = check_texts([text])
+        # One trip to a worker thread, not two: a query's latency is mostly hops.
+        vectors = await asyncio.to_thread(lambda: self._infer(self._tokenize([text])))
         return vectors.reshape(vectors.shape[1])
 
     # -- loading ---------------------------------------------------------------

@@ -414,12 +414,10 @@ class SearchService:
         return vector
 
     async def _catch_up(self, filters: _Filters, *, embed: bool) -> None:
-        """Bring memory search up to date (embedding too when ``embed``) and drop
-        vectors of deleted rows, before a search reads them."""
+        """Bring memory search up to date (embedding too when ``embed``) before a
+        search reads it (vectors of deleted rows: see :meth:`_semantic`)."""
         if filters.memories:
             await self.sync_memories(embed=None if embed else False)
-        if embed:
-            await self.purge()
 
     async def _run_keyword(self, query: str, k: int, filters: _Filters, *,
                            raw: bool) -> list[SearchHit]:
@@ -691,7 +689,11 @@ class SearchService:
         indexes = (("chunks", filters.documents, _chunk_filter, _document_hits),
                    ("memories", filters.memories, _memory_filter, _memory_hits))
 
-        def run(conn: Any) -> list[SearchHit]:
+        def run(conn: Any, check: bool = True) -> list[SearchHit] | None:
+            # Vectors of deleted rows are purged first (None: purge, then again);
+            # checked here, not by purge(), to spare a search a round trip.
+            if check and conn.execute("SELECT 1 FROM vector_garbage LIMIT 1").fetchone():
+                return None
             hits: list[SearchHit] = []
             for name, wanted_here, id_filter, to_hits in indexes:
                 row = _registry(conn, name) if wanted_here else None
@@ -704,7 +706,11 @@ class SearchService:
             hits.sort(key=lambda h: -h.score)
             return hits[:k]
 
-        return await self.db.read(run)
+        hits = await self.db.read(run)
+        if hits is None:
+            await self.purge()
+            hits = await self.db.read(lambda conn: run(conn, check=False))
+        return hits or []
 
     def _keyword(self, conn: Any, match: str, k: int, filters: _Filters) -> list[SearchHit]:
         hits: list[SearchHit] = []
