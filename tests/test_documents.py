@@ -254,7 +254,7 @@ def test_cli_index_and_search(corpus: Path, tmp_path: Path,
         assert main(["search", "how do sessions expire?", "--db", db, "--mode", mode,
                      "-k", "2", "--json"]) == 0
         hits = json.loads(capsys.readouterr().out)["hits"]
-        assert hits[0]["heading"] == "Expiry", mode
+        assert hits[0]["chunks"][0]["heading"] == "Expiry", mode  # documents by default
     assert main(["search", "SQLITE_BUSY", "--db", db, "--mode", "keyword"]) == 0
     text = capsys.readouterr().out
     assert text.startswith(" 1. ") and "database is locked" in text
@@ -266,7 +266,7 @@ def test_cli_index_and_search(corpus: Path, tmp_path: Path,
     assert main(["search", "SQLITE_BUSY", "--db", plain, "--json"]) == 0
     captured = capsys.readouterr()
     assert "keyword search only" in captured.err
-    assert json.loads(captured.out)["hits"][0]["heading"] == "database is locked"
+    assert json.loads(captured.out)["hits"][0]["chunks"][0]["heading"] == "database is locked"
     assert main(["search", "x", "--db", str(tmp_path / "none.db")]) == 2
     assert "no database at" in capsys.readouterr().err
     assert not (tmp_path / "none.db").exists()
