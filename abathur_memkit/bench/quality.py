@@ -315,8 +315,16 @@ async def run_scale(
 
     say = progress or (lambda _message: None)
     qs = [q.question for q in load_questions()][:queries]
-    words = sorted({w.lower() for q in qs for w in _WORD.findall(q)})
     rng = np.random.default_rng(5)
+    # Text with a natural spread of word frequencies (Zipf over 20,000 words,
+    # the questions' words among them at random ranks), so keyword search meets
+    # rare and common words as in prose, not a tiny vocabulary in every chunk.
+    vocabulary = np.array([f"w{i}" for i in range(20_000)], dtype=object)
+    question_words = sorted({w.lower() for q in qs for w in _WORD.findall(q)})
+    vocabulary[rng.choice(len(vocabulary), len(question_words), replace=False)] = question_words
+    ranks = np.arange(1, len(vocabulary) + 1)
+    frequency = 1.0 / ranks ** 1.1
+    frequency /= frequency.sum()
     model = MiniLMEmbedder()
     with tempfile.TemporaryDirectory(prefix="memkit-scale-") as tmp:
         where = Path(directory) if directory else Path(tmp)
@@ -329,7 +337,8 @@ async def run_scale(
             say(f"writing {n:,} synthetic chunks")
             per_doc = 20
             for d in range(math.ceil(n / per_doc)):
-                sections = [f"## Part {s}\n\n" + " ".join(rng.choice(words, 40)) + "."
+                sections = [f"## Part {s}\n\n" + " ".join(rng.choice(vocabulary, 40,
+                                                                    p=frequency)) + "."
                             for s in range(min(per_doc, n - d * per_doc))]
                 await db.documents.index_document(f"doc-{d}.md", f"Doc {d}",
                                                   f"# Doc {d}\n\n" + "\n\n".join(sections))
