@@ -407,7 +407,8 @@ class SearchService:
             raise InvalidInputError(
                 f"query vector from {embedder.name} has shape {vector.shape}, "
                 f"expected ({embedder.dimensions},)")
-        vector.setflags(write=False)  # shared by later searches: nobody may change it
+        vector = vector.copy()  # shared by later searches: a copy nobody may change
+        vector.setflags(write=False)
         self._query_vectors[key] = vector
         if len(self._query_vectors) > QUERY_CACHE_SIZE:
             self._query_vectors.popitem(last=False)
