@@ -846,7 +846,9 @@ async def _by_document(fetch: Callable[[int], Awaitable[list[SearchHit]]],
                        k: int) -> list[DocumentHit]:
     """The best ``k`` documents of what ``fetch(n)`` (the best ``n`` hits) finds:
     ``n`` grows until ``k`` documents are found or nothing more is there."""
-    n = min(1000, 5 * k)
+    # 8 chunks a document: the top 80 chunks of the Python docs hold 10 pages for
+    # most questions (the top 50 for only half), and a second fetch costs more.
+    n = min(1000, 8 * k)
     while True:
         hits = await fetch(n)
         documents = _documents(hits)
