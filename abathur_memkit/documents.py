@@ -46,6 +46,7 @@ from .search.chunking import (
     embedding_text,
     front_matter,
     title_of,
+    token_window,
 )
 from .search.service import DOCUMENT_TYPES, EMBED_BATCH, embed_texts
 from .values import timestamp, to_json
@@ -501,7 +502,10 @@ class DocumentIndexService:
     # -- internals ---------------------------------------------------------------
 
     def _chunk(self, content: str) -> list[Chunk]:
-        return chunk_markdown(content, max_tokens=self.max_tokens, overlap=self.overlap)
+        # Chunks fit the embedder's token window, so no chunk's end goes unembedded.
+        window = token_window(self.db.embedder) if self.db.has_embedder else None
+        return chunk_markdown(content, max_tokens=self.max_tokens, overlap=self.overlap,
+                              window=window)
 
     def _prepare_files(
         self, files: Sequence[_Scanned], document_type: str | None

@@ -259,7 +259,7 @@ def test_cli_index_and_search(corpus: Path, tmp_path: Path,
         assert main(["search", db, "how do sessions expire?", "--mode", mode,
                      "-k", "2", "--json"]) == 0
         hits = json.loads(capsys.readouterr().out)["hits"]
-        assert hits[0]["heading"] == "Expiry", mode
+        assert hits[0]["chunks"][0]["heading"] == "Expiry", mode  # documents by default
     assert main(["search", db, "SQLITE_BUSY", "--mode", "keyword"]) == 0
     text = capsys.readouterr().out
     assert text.startswith(" 1. ") and "database is locked" in text
@@ -271,7 +271,7 @@ def test_cli_index_and_search(corpus: Path, tmp_path: Path,
     assert main(["search", plain, "SQLITE_BUSY", "--json"]) == 0
     captured = capsys.readouterr()
     assert "keyword search only" in captured.err
-    assert json.loads(captured.out)["hits"][0]["heading"] == "database is locked"
+    assert json.loads(captured.out)["hits"][0]["chunks"][0]["heading"] == "database is locked"
     assert main(["search", str(tmp_path / "none.db"), "x"]) == 2
     assert "no database at" in capsys.readouterr().err
     assert not (tmp_path / "none.db").exists()

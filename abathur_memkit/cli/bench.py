@@ -67,6 +67,17 @@ def register(subparsers: Any) -> None:
     search.add_argument("--no-vss", action="store_true", help="skip the sqlite-vss backend")
     search.add_argument("--no-model", action="store_true",
                         help="skip the offline-model ingest run")
+    search.add_argument("--quality", action="store_true",
+                        help="instead: recall@5/10, MRR@10, hit@1 and p50 of each mode (and "
+                             "BM25 and exact-numpy baselines) on labelled questions over the "
+                             "Python docs (Debian package python3.11-doc; takes minutes)")
+    search.add_argument("--html", help="with --quality: the Python docs' HTML folder "
+                                       "(default: /usr/share/doc/python3.11/html)")
+    search.add_argument("--questions", help="with --quality: a labelled questions JSON file "
+                                            "(default: the shipped Python-docs set)")
+    search.add_argument("--scale", type=int, metavar="N",
+                        help="with --quality: also time semantic and hybrid search against a "
+                             "numpy scan at N synthetic chunks (e.g. 100000)")
     add_json_flag(search)
     search.set_defaults(handler=cmd_bench_search)
 
@@ -149,6 +160,8 @@ async def cmd_bench_search(args: argparse.Namespace) -> int:
     from ..driver import select_driver
     from ..errors import InvalidInputError
 
+    if args.quality:
+        return await _bench_quality(args)
     sizes = SearchSizes.quick() if args.quick else SearchSizes()
     if args.sizes:
         try:
@@ -171,3 +184,27 @@ async def cmd_bench_search(args: argparse.Namespace) -> int:
         text += f"\n\nJSON written to {args.output}"
     emit(args, document, text)
     return 1 if result.missed else 0
+
+
+async def _bench_quality(args: argparse.Namespace) -> int:
+    from ..bench.pydocs import DEFAULT_HTML
+    from ..bench.quality import load_questions, run_quality, run_scale
+    from ..errors import InvalidInputError
+
+    html = Path(args.html) if args.html else DEFAULT_HTML
+    if not (html / "library").is_dir():
+        raise InvalidInputError(
+            f"no Python documentation HTML at {html}: apt-get install python3.11-doc "
+            f"(or pass --html DIR)")
+    questions = load_questions(args.questions) if args.questions else None
+    say = lambda m: print(f"... {m}", file=sys.stderr)  # noqa: E731
+    report = await run_quality(args.dir, html_root=html, questions=questions, progress=say)
+    if args.scale:
+        report.lines.extend(await run_scale(args.scale, args.dir, progress=say))
+    document = report.to_dict()
+    text = report.table()
+    if args.output:
+        Path(args.output).write_text(json.dumps(document, indent=2) + "\n", "utf-8")
+        text += f"\n\nJSON written to {args.output}"
+    emit(args, document, text)
+    return 0

@@ -49,6 +49,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--type", dest="document_type", choices=_DOCUMENT_TYPES)
     p.add_argument("--namespace", dest="namespace_prefix", help="memory namespace prefix")
     p.add_argument("--memory-type", choices=MEMORY_TYPES)
+    p.add_argument("--chunks", action="store_true",
+                   help="one result per chunk (default: per document, with its best chunks)")
     add_output_flags(p)
     p.set_defaults(handler=cmd_search)
 
@@ -147,36 +149,54 @@ async def cmd_search(args: argparse.Namespace) -> int:
         mode = "keyword"
     filters = {"source": args.source, "document_type": args.document_type,
                "namespace_prefix": args.namespace_prefix, "memory_type": args.memory_type}
+    group = "chunk" if args.chunks else "document"
     async with db:
-        hits = await db.search.search(args.query, args.k, mode=mode, **filters)
-    data = {"query": args.query, "mode": mode, "hits": [h.to_dict() for h in hits]}
-    emit_rows(args, data["hits"], _HIT_COLUMNS, document=data, text=_hits_text(hits))
+        hits = await db.search.search(args.query, args.k, mode=mode, group=group, **filters)
+    data = {"query": args.query, "mode": mode, "group": group,
+            "hits": [h.to_dict() for h in hits]}
+    columns = _HIT_COLUMNS if group == "chunk" else _DOCUMENT_COLUMNS
+    emit_rows(args, data["hits"], columns, document=data, text=_hits_text(hits))
     return 0
 
 
 # What --table shows of a hit: where it is (a document or a memory) and its text.
 _HIT_COLUMNS = ("score", "source", "file_path", "heading", "namespace", "key", "text")
+# ... and of a document (the default): where it is, and the headings of its best chunks.
+_DOCUMENT_COLUMNS = ("score", "source", "file_path", "title", "headings")
 
 
 def _hits_text(hits: list[Any]) -> str:
     if not hits:
         return "no results"
     lines = []
-    cwd = Path.cwd()
     for n, hit in enumerate(hits, start=1):
-        if hit.source == "document":
-            try:
-                where = str(Path(hit.file_path).relative_to(cwd))
-            except ValueError:
-                where = str(hit.file_path)
-            if hit.heading_path:
-                where += f" › {hit.heading_path}"
+        if hasattr(hit, "chunks"):  # a document: its best chunks' headings, the best one's text
+            lines.append(f"{n:>2}. {hit.score:.4f}  {_where(hit.best, heading=False)}")
+            lines.extend(f"    › {heading}" for heading in hit.headings)
+            lines.append(_body(hit.best, "    "))
         else:
-            where = f"memory {hit.namespace}/{hit.key} (v{hit.version})"
-        lines.append(f"{n:>2}. {hit.score:.4f}  {where}")
-        body = " ".join((hit.snippet or hit.text).split())
-        lines.append(textwrap.indent(textwrap.shorten(body, 160, placeholder=" …"), "    "))
+            lines.append(f"{n:>2}. {hit.score:.4f}  {_where(hit, heading=True)}")
+            lines.append(_body(hit, "    "))
     return "\n".join(lines)
+
+
+def _where(hit: Any, *, heading: bool) -> str:
+    if hit.source != "document":
+        return f"memory {hit.namespace}/{hit.key} (v{hit.version})"
+    try:
+        where = str(Path(hit.file_path).relative_to(Path.cwd()))
+    except ValueError:
+        where = str(hit.file_path)
+    if heading and hit.heading_path:
+        where += f" › {hit.heading_path}"
+    elif not heading and hit.title:
+        where += f" — {hit.title}"
+    return where
+
+
+def _body(hit: Any, indent: str) -> str:
+    body = " ".join((hit.snippet or hit.text).split())
+    return textwrap.indent(textwrap.shorten(body, 160, placeholder=" …"), indent)
 
 
 async def cmd_watch(args: argparse.Namespace) -> int:

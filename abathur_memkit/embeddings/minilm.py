@@ -14,6 +14,7 @@ the longest text of a batch, mean pooling over the attention mask, L2 norm.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import importlib.resources
 import threading
@@ -37,6 +38,7 @@ __all__ = [
     "MINILM_TOKENIZER_SHA256",
     "MiniLMEmbedder",
     "OnnxEmbedder",
+    "wordpiece_count",
 ]
 
 MINILM_NAME = "all-MiniLM-L6-v2"
@@ -66,7 +68,8 @@ class _Loaded:
     """Everything built at first use; replaced as a whole, never mutated."""
 
     session: Any  # onnxruntime.InferenceSession (untyped library)
-    tokenizer: Any  # tokenizers.Tokenizer
+    tokenizer: Any  # tokenizers.Tokenizer, cutting at max_tokens
+    counter: Any  # the same tokenizer, cutting nothing: counts a text's tokens
     inputs: dict[str, type[np.signedinteger[Any]]]  # graph input name -> integer dtype
     output_name: str
     pad_id: int
@@ -146,8 +149,13 @@ class OnnxEmbedder:
 
     @property
     def max_tokens(self) -> int:
-        """Tokens kept per text; the rest is cut off."""
+        """Tokens kept per text (special tokens included); the rest is cut off."""
         return self._max_tokens
+
+    def count_tokens(self, text: str) -> int:
+        """How many tokens the model would read of ``text`` uncut (special tokens
+        included): the chunker splits what is over :attr:`max_tokens`."""
+        return len(self._ensure_loaded().counter.encode(text).ids)
 
     def __repr__(self) -> str:
         return (
@@ -169,7 +177,9 @@ class OnnxEmbedder:
         return out
 
     async def embed_query(self, text: str) -> Vectors:
-        vectors = await self.embed_documents([text])
+        (text,) = check_texts([text])
+        # One trip to a worker thread, not two: a query's latency is mostly hops.
+        vectors = await asyncio.to_thread(lambda: self._infer(self._tokenize([text])))
         return vectors.reshape(vectors.shape[1])
 
     # -- loading ---------------------------------------------------------------
@@ -222,6 +232,8 @@ class OnnxEmbedder:
         # tokenizer.json files often carry their own fixed padding/truncation
         # (MiniLM's: pad everything to 128, cut at 128); ours pads per batch.
         tokenizer.no_padding()
+        counter = Tokenizer.from_str(tokenizer.to_str())
+        counter.no_truncation()
         tokenizer.enable_truncation(max_length=self.max_tokens)
 
         options = ort.SessionOptions()
@@ -261,7 +273,7 @@ class OnnxEmbedder:
             if "sentence_embedding" in outputs
             else session.get_outputs()[0].name
         )
-        loaded = _Loaded(session, tokenizer, input_types, output_name, pad_id, 0)
+        loaded = _Loaded(session, tokenizer, counter, input_types, output_name, pad_id, 0)
         width = outputs[output_name].shape[-1]
         if not _is_int(width):  # symbolic: ask the model once
             width = int(self._run(loaded, [_encode(tokenizer, ["dimension probe"])[0]]).shape[1])
@@ -270,7 +282,7 @@ class OnnxEmbedder:
                 f"{model_path} produces {width}-dimensional vectors, "
                 f"but this embedder was configured for {self._dimensions}"
             )
-        return _Loaded(session, tokenizer, input_types, output_name, pad_id, width)
+        return _Loaded(session, tokenizer, counter, input_types, output_name, pad_id, width)
 
     # -- inference -------------------------------------------------------------
 
@@ -360,6 +372,25 @@ class MiniLMEmbedder(OnnxEmbedder):
                 f"or not a plain file ({ref}); reinstall it"
             )
         return ref, _TOKENIZER_FILE
+
+
+@functools.cache
+def _wordpiece() -> Any:
+    from tokenizers import Tokenizer
+
+    data = _read(_TOKENIZER_FILE)
+    _verify(_TOKENIZER_FILE, data, MINILM_TOKENIZER_SHA256)
+    tokenizer = Tokenizer.from_str(data.decode("utf-8"))
+    tokenizer.no_padding()
+    tokenizer.no_truncation()
+    return tokenizer
+
+
+def wordpiece_count(text: str) -> int:
+    """Tokens of ``text`` (with [CLS] and [SEP]) in the bert-base-uncased WordPiece
+    vocabulary that MiniLM ships, which BERT-family models (nomic-embed-text,
+    mxbai-embed-large) share; loads no model."""
+    return len(_wordpiece().encode(text).ids)
 
 
 def _encode(tokenizer: Any, texts: list[str]) -> list[tuple[list[int], list[int]]]:

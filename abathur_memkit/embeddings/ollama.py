@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import numpy as np
 
 from abathur_memkit.embeddings.base import Vectors, check_texts, l2_normalize
+from abathur_memkit.embeddings.minilm import wordpiece_count
 from abathur_memkit.errors import EmbeddingError, InvalidInputError
 
 if TYPE_CHECKING:
@@ -34,12 +35,13 @@ DEFAULT_OLLAMA_HOST = "http://127.0.0.1:11434"
 
 _T = TypeVar("_T")
 
-# (dimensions, document prefix, query prefix) of models whose card says so.
-# Keys are model names without the ":tag".
-_KNOWN_MODELS: dict[str, tuple[int, str, str]] = {
-    "nomic-embed-text": (768, "search_document: ", "search_query: "),
-    "mxbai-embed-large": (1024, "", "Represent this sentence for searching relevant passages: "),
-    "all-minilm": (384, "", ""),
+# (dimensions, document prefix, query prefix, context window in tokens) of
+# models whose card says so. Keys are model names without the ":tag".
+_KNOWN_MODELS: dict[str, tuple[int, str, str, int]] = {
+    "nomic-embed-text": (768, "search_document: ", "search_query: ", 8192),
+    "mxbai-embed-large": (1024, "", "Represent this sentence for searching relevant passages: ",
+                          512),
+    "all-minilm": (384, "", "", 256),
 }
 
 
@@ -93,6 +95,7 @@ class OllamaEmbedder:
             query_prefix if query_prefix is not None else (known[2] if known else "")
         )
         self.keep_alive = keep_alive
+        self._window = known[3] if known else None
         self._dimensions = dimensions
         self._ssl: ssl.SSLContext | None = None
 
@@ -105,6 +108,22 @@ class OllamaEmbedder:
     @property
     def dimensions(self) -> int:
         return self._dimensions
+
+    @property
+    def max_tokens(self) -> int | None:
+        """The model's context window in tokens (None for models not known here)."""
+        return self._window
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens of a document as sent (its prefix included), counted offline.
+
+        The known models are BERT-family and share the bert-base-uncased
+        WordPiece vocabulary bundled for MiniLM; Ollama's own tokenizer may
+        differ slightly, so the count is padded by 5 % (an overestimate only
+        makes chunks smaller).
+        """
+        n = wordpiece_count(self.document_prefix + text)
+        return n + n // 20 + 1
 
     def __repr__(self) -> str:
         return f"OllamaEmbedder(model={self.model!r}, host={self.host!r})"

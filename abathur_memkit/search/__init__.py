@@ -14,11 +14,12 @@ except ImportError:
 from .backends import BACKENDS, IdFilter, VecBackend, VectorBackend, VssBackend, make_backend
 from .chunking import Chunk, chunk_markdown
 from .fusion import reciprocal_rank_fusion
-from .service import SearchHit, SearchService, StaleIndexError, fts_query
+from .service import DocumentHit, SearchHit, SearchService, StaleIndexError, fts_query
 
 __all__ = [
     "BACKENDS",
     "Chunk",
+    "DocumentHit",
     "IdFilter",
     "SearchHit",
     "SearchService",

@@ -271,11 +271,17 @@ class VectorBackend(ABC):
         """Ids likely to hold the ``k`` nearest (more than ``k`` of them)."""
 
     def _rescore(self, conn: Any, query: Vectors, ids: Sequence[int]) -> list[Neighbour]:
-        loaded = self._load(conn, ids)
-        if not loaded:
+        if not ids:
             return []
-        found = np.fromiter((i for i, _ in loaded), dtype=np.int64, count=len(loaded))
-        matrix = np.stack([v for _, v in loaded])
+        rows = conn.execute(
+            f"SELECT id, embedding FROM {self.store} WHERE id IN (SELECT value FROM json_each(?))",
+            (json.dumps([int(i) for i in ids]),),
+        )
+        # One buffer for all the candidates: per-row arrays cost more than the math.
+        found, matrix = next(_batches(rows, self.dimensions, size=len(ids)),
+                             (np.empty(0, dtype=np.int64), None))
+        if matrix is None:
+            return []
         scores = matrix @ query
         order = np.argsort(-scores, kind="stable")
         return [(int(found[i]), float(scores[i])) for i in order]
@@ -346,7 +352,10 @@ class VecBackend(VectorBackend):
         return int(conn.execute(f"SELECT count(*) FROM {self.table}_rowids").fetchone()[0])
 
     def _candidates(self, conn: Any, query: Vectors, k: int) -> list[int]:
-        total = max(k * self.oversample, 64)
+        # Full oversampling for the first 10 wanted; beyond, a quarter of it per
+        # extra result: rescoring is the cost, and a long tail (hybrid and
+        # by-document searches ask for 50+) needs less precision than the top.
+        total = max(self.oversample * min(k, 10) + self.oversample // 4 * max(0, k - 10), 64)
         per_shard = min(VEC_MAX_K, math.ceil(total / self.shards))
         code = _bit_codes(query.reshape(1, -1))[0].tobytes()
         rows = conn.execute(

@@ -7,14 +7,18 @@ Expiry"). A section longer than ``max_tokens`` is cut into windows of at most
 paragraph or sentence end when one is near. Offsets are character offsets
 into the text given, so ``text[chunk.start:chunk.end] == chunk.text``.
 
-Tokens here are words and punctuation marks (``\\w+|[^\\w\\s]``), a close, cheap
-stand-in for the WordPiece tokens of MiniLM (which cuts at 256): the default
-bound of 200 stays under it for ordinary prose.
+Tokens here are words and punctuation marks (``\\w+|[^\\w\\s]``), a cheap
+stand-in for a model's own tokens. Code, identifiers and non-English text
+take more model tokens per word, so a :class:`TokenWindow` (the embedder's
+tokenizer and window) may be given: any chunk whose embedding text (headings
+included) would overflow the model's window is split again, in smaller
+windows of the same span, until every piece fits. Nothing is cut off.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..errors import InvalidInputError
@@ -23,11 +27,13 @@ __all__ = [
     "DEFAULT_MAX_TOKENS",
     "DEFAULT_OVERLAP",
     "Chunk",
+    "TokenWindow",
     "chunk_markdown",
     "count_tokens",
     "embedding_text",
     "front_matter",
     "title_of",
+    "token_window",
 ]
 
 DEFAULT_MAX_TOKENS = 200
@@ -68,6 +74,28 @@ class Chunk:
         return embedding_text(self.heading_text, self.text)
 
 
+@dataclass(frozen=True)
+class TokenWindow:
+    """What an embedder reads of a text: ``count(text)`` model tokens (special
+    tokens and prefixes included), of which it keeps at most ``size``."""
+
+    count: Callable[[str], int]
+    size: int
+
+    def fits(self, chunk: Chunk) -> bool:
+        return self.count(chunk.embedding_text()) <= self.size
+
+
+def token_window(embedder: object) -> TokenWindow | None:
+    """The window of an embedder that says how it counts (``count_tokens(text)``)
+    and how many tokens it reads (``max_tokens``); None for one that does not."""
+    count = getattr(embedder, "count_tokens", None)
+    size = getattr(embedder, "max_tokens", None)
+    if callable(count) and isinstance(size, int) and not isinstance(size, bool) and size > 0:
+        return TokenWindow(count, size)
+    return None
+
+
 def embedding_text(heading_path: str, text: str) -> str:
     """A chunk's text with the headings above it (those not already in the text)."""
     path = [h for h in heading_path.split(" > ") if h] if heading_path else []
@@ -105,9 +133,11 @@ def title_of(text: str, fallback: str) -> str:
 
 
 def chunk_markdown(
-    text: str, *, max_tokens: int = DEFAULT_MAX_TOKENS, overlap: int = DEFAULT_OVERLAP
+    text: str, *, max_tokens: int = DEFAULT_MAX_TOKENS, overlap: int = DEFAULT_OVERLAP,
+    window: TokenWindow | None = None,
 ) -> list[Chunk]:
-    """Cut markdown ``text`` into chunks (see the module docstring)."""
+    """Cut markdown ``text`` into chunks (see the module docstring); with
+    ``window``, every chunk's embedding text fits it."""
     if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 8:
         raise InvalidInputError(f"max_tokens must be an int >= 8, got {max_tokens!r}")
     if (not isinstance(overlap, int) or isinstance(overlap, bool)
@@ -119,8 +149,35 @@ def chunk_markdown(
     chunks: list[Chunk] = []
     for path, start, end in _sections(text, body):
         for s, e, tokens in _windows(text, start, end, max_tokens, overlap):
-            chunks.append(Chunk(len(chunks), path, s, e, text[s:e], tokens))
+            piece = Chunk(len(chunks), path, s, e, text[s:e], tokens)
+            for fitted in _fit(text, piece, window, overlap):
+                chunks.append(Chunk(len(chunks), path, fitted.start, fitted.end, fitted.text,
+                                    fitted.tokens))
     return chunks
+
+
+def _fit(text: str, chunk: Chunk, window: TokenWindow | None, overlap: int) -> list[Chunk]:
+    """``chunk``, or smaller chunks of its span that each fit ``window``."""
+    if window is None or window.fits(chunk):
+        return [chunk]
+    if chunk.tokens <= 1:
+        # One word longer than the model's whole window: cut it at characters.
+        middle = chunk.start + (chunk.end - chunk.start) // 2
+        if middle == chunk.start:
+            return [chunk]  # one character: nothing left to split
+        halves = [(chunk.start, middle), (middle, chunk.end)]
+        return [p for s, e in halves
+                for p in _fit(text, Chunk(0, chunk.heading_path, s, e, text[s:e], 1),
+                              window, 0)]
+    # Shrink the window in proportion to the overflow; recurse until all fit.
+    used = window.count(chunk.embedding_text())
+    smaller = max(1, min(chunk.tokens - 1, chunk.tokens * window.size * 9 // (used * 10)))
+    lap = min(overlap, smaller // 4)
+    out = []
+    for s, e, tokens in _windows(text, chunk.start, chunk.end, smaller, lap):
+        out.extend(_fit(text, Chunk(0, chunk.heading_path, s, e, text[s:e], tokens),
+                        window, lap))
+    return out
 
 
 def _headings(text: str, start: int) -> list[tuple[int, int, str, int]]:
@@ -184,9 +241,11 @@ def _windows(
         if last < len(spans) - 1:
             # Prefer to end at a paragraph, then a sentence, in the window's last 40%.
             floor = first + max(1, int(max_tokens * 0.6))
-            best = max(range(floor, last + 1), key=lambda i: (breaks.get(spans[i][1], 0), i))
-            if breaks.get(spans[best][1], 0) > 0:
-                last = best
+            if floor <= last:
+                best = max(range(floor, last + 1),
+                           key=lambda i: (breaks.get(spans[i][1], 0), i))
+                if breaks.get(spans[best][1], 0) > 0:
+                    last = best
         chunk_start = start if first == 0 else spans[first][0]
         chunk_end = end if last == len(spans) - 1 else spans[last][1]
         out.append((chunk_start, chunk_end, last - first + 1))

@@ -19,9 +19,10 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import Callable, Sequence
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import numpy as np
 
@@ -32,7 +33,7 @@ from ..memory import MEMORY_TYPES
 from ..namespaces import prefix_bounds
 from ..values import to_json
 from .backends import IdFilter, Neighbour, VectorBackend, _check_k, make_backend
-from .fusion import RRF_K, reciprocal_rank_fusion
+from .fusion import reciprocal_rank_fusion, score_fusion
 
 if TYPE_CHECKING:
     from ..database import Database
@@ -41,6 +42,8 @@ if TYPE_CHECKING:
 __all__ = [
     "DOCUMENT_TYPES",
     "INDEXES",
+    "DocumentHit",
+    "Group",
     "SearchHit",
     "SearchService",
     "Source",
@@ -53,6 +56,18 @@ INDEXES = ("chunks", "memories")
 DOCUMENT_TYPES = ("design", "specification", "plan", "report")
 
 Source = Literal["all", "documents", "memories"]
+#: What one result is: a chunk (or memory), or a document with its best chunks.
+Group = Literal["chunk", "document"]
+
+#: Chunks kept per document in a ``group="document"`` result.
+CHUNKS_PER_DOCUMENT = 3
+#: Query embeddings kept (per service), least recently used dropped first.
+QUERY_CACHE_SIZE = 256
+#: Weights of the two modes in hybrid fusion (of min-max-scaled scores), fitted
+#: on half of the labelled Python-docs questions and checked on the other half
+#: (``memkit bench search --quality``; see the README).
+SEMANTIC_WEIGHT = 0.7
+KEYWORD_WEIGHT = 0.3
 
 # Texts per embedder call when (re)building an index: small enough to show
 # progress and to bound memory, large enough to fill the embedder's batches.
@@ -60,13 +75,19 @@ EMBED_BATCH = 64
 # Memory keys moved from the queue per write transaction.
 QUEUE_BATCH = 2000
 
-_STOPWORDS = frozenset({
-    "a", "an", "and", "are", "as", "at", "be", "but", "by", "can", "do", "does", "did", "for",
-    "from", "had", "has", "have", "how", "i", "if", "in", "into", "is", "it", "its", "me",
-    "my", "no", "not", "of", "on", "or", "our", "so", "such", "that", "the", "their", "them",
-    "then", "there", "these", "they", "this", "to", "was", "we", "were", "what", "when",
-    "where", "which", "who", "whom", "why", "will", "with", "would", "you", "your",
-})
+# A standard English stopword list (NLTK's, less contraction fragments): words
+# that match nearly every passage and only let generic chunks win.
+_STOPWORD_TEXT = """
+    a about above after again against all am an and any are as at be because been before
+    being below between both but by can could did do does doing down during each few for
+    from further had has have having he her here hers herself him himself his how i if in
+    into is it its itself just me more most my myself no nor not now of off on once only or
+    other our ours ourselves out over own same she should so some such than that the their
+    theirs them themselves then there these they this those through to too under until up
+    very was we were what when where which while who whom why will with would you your
+    yours yourself yourselves
+"""
+_STOPWORDS = frozenset(_STOPWORD_TEXT.split())
 _WORD = re.compile(r"\w+", re.UNICODE)
 
 
@@ -128,6 +149,66 @@ class SearchHit:
 
 
 @dataclass(frozen=True)
+class DocumentHit:
+    """One document of a ``group="document"`` search, with its best chunks.
+
+    ``chunks`` are the document's best-matching chunks, best first (at most
+    ``CHUNKS_PER_DOCUMENT``); a memory is a document of one chunk. ``score``
+    is the best chunk's score (semantic, keyword) or the fused score of the
+    document (hybrid); ``ranks`` is the document's rank in each fused mode.
+    """
+
+    score: float
+    chunks: tuple[SearchHit, ...]
+    ranks: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def best(self) -> SearchHit:
+        return self.chunks[0]
+
+    @property
+    def source(self) -> Literal["document", "memory"]:
+        return self.best.source
+
+    @property
+    def file_path(self) -> str | None:
+        return self.best.file_path
+
+    @property
+    def title(self) -> str | None:
+        return self.best.title
+
+    @property
+    def document_id(self) -> int | None:
+        return self.best.document_id
+
+    @property
+    def headings(self) -> tuple[str, ...]:
+        """The heading paths of its chunks, best first, without repeats."""
+        return tuple(dict.fromkeys(h.heading_path for h in self.chunks if h.heading_path))
+
+    @property
+    def ref(self) -> tuple[str, int]:
+        """("document", document id) or ("memory", entry id)."""
+        return _group_key(self.best)
+
+    @property
+    def location(self) -> str:
+        """The file path, or ``namespace/key`` for a memory."""
+        return str(self.file_path) if self.source == "document" else self.best.location
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"score": self.score, "source": self.source}
+        if self.source == "document":
+            out.update(file_path=self.file_path, title=self.title,
+                       document_id=self.document_id, document_type=self.best.document_type,
+                       headings=list(self.headings))
+        out["ranks"] = self.ranks
+        out["chunks"] = [h.to_dict() for h in self.chunks]
+        return out
+
+
+@dataclass(frozen=True)
 class _Filters:
     source: Source
     document_type: str | None
@@ -148,8 +229,22 @@ class SearchService:
 
     def __init__(self, db: Database) -> None:
         self.db = db
+        # (model name, query) -> its embedding, least recently used first.
+        self._query_vectors: OrderedDict[tuple[str, str], Vectors] = OrderedDict()
 
     # -- public search API -----------------------------------------------------
+
+    @overload
+    async def semantic(self, query: str, k: int = 10, *, source: Source = "all",
+                       document_type: str | None = None, namespace_prefix: str | None = None,
+                       memory_type: str | None = None,
+                       group: Literal["chunk"] = "chunk") -> list[SearchHit]: ...
+
+    @overload
+    async def semantic(self, query: str, k: int = 10, *, source: Source = "all",
+                       document_type: str | None = None, namespace_prefix: str | None = None,
+                       memory_type: str | None = None,
+                       group: Literal["document"]) -> list[DocumentHit]: ...
 
     async def semantic(
         self,
@@ -160,22 +255,37 @@ class SearchService:
         document_type: str | None = None,
         namespace_prefix: str | None = None,
         memory_type: str | None = None,
-    ) -> list[SearchHit]:
-        """The ``k`` chunks/memories nearest to ``query`` in embedding space."""
+        group: Group = "chunk",
+    ) -> list[SearchHit] | list[DocumentHit]:
+        """The ``k`` chunks/memories nearest to ``query`` in embedding space.
+
+        ``group="document"``: the ``k`` nearest documents instead, each with its
+        best chunks (a memory counts as a document of one chunk).
+        """
         filters = _filters(source, document_type, namespace_prefix, memory_type)
         k = _check_k(k)
         query = _check_query(query)
+        group = _check_group(group)
+        vector = await self._query_vector(query)
+        await self._catch_up(filters, embed=True)
         embedder = self.db.embedder
-        vector = check_vectors(await embedder.embed_query(query), embedder.dimensions,
-                               what="query vector")
-        if vector.ndim != 1:
-            raise InvalidInputError(
-                f"query vector from {embedder.name} has shape {vector.shape}, "
-                f"expected ({embedder.dimensions},)")
-        if filters.memories:
-            await self.sync_memories()
-        await self.purge()
-        return await self._semantic(vector, k, filters, embedder)
+
+        async def fetch(n: int) -> list[SearchHit]:
+            return await self._semantic(vector, n, filters, embedder)
+
+        return await fetch(k) if group == "chunk" else await _by_document(fetch, k)
+
+    @overload
+    async def keyword(self, query: str, k: int = 10, *, source: Source = "all",
+                      document_type: str | None = None, namespace_prefix: str | None = None,
+                      memory_type: str | None = None, raw: bool = False,
+                      group: Literal["chunk"] = "chunk") -> list[SearchHit]: ...
+
+    @overload
+    async def keyword(self, query: str, k: int = 10, *, source: Source = "all",
+                      document_type: str | None = None, namespace_prefix: str | None = None,
+                      memory_type: str | None = None, raw: bool = False,
+                      group: Literal["document"]) -> list[DocumentHit]: ...
 
     async def keyword(
         self,
@@ -187,26 +297,38 @@ class SearchService:
         namespace_prefix: str | None = None,
         memory_type: str | None = None,
         raw: bool = False,
-    ) -> list[SearchHit]:
+        group: Group = "chunk",
+    ) -> list[SearchHit] | list[DocumentHit]:
         """BM25 full-text search; ``raw=True`` passes FTS5 query syntax through.
 
         By default the query's words (stopwords dropped) are OR-ed, so a
         question finds passages that use some of its words, the more the better.
+        ``group="document"`` as for :meth:`semantic`.
         """
         filters = _filters(source, document_type, namespace_prefix, memory_type)
         k = _check_k(k)
         query = _check_query(query)
-        match = query if raw else fts_query(query)
-        if not match:
-            return []
-        if filters.memories:
-            await self.sync_memories(embed=False)
-        try:
-            return await self.db.read(lambda conn: self._keyword(conn, match, k, filters))
-        except InvalidInputError as exc:
-            if raw:  # the caller's FTS5 syntax
-                raise InvalidInputError(f"Invalid FTS5 query {query!r}: {exc.__cause__}") from exc
-            raise
+        group = _check_group(group)
+        await self._catch_up(filters, embed=False)
+
+        async def fetch(n: int) -> list[SearchHit]:
+            return await self._run_keyword(query, n, filters, raw=raw)
+
+        return await fetch(k) if group == "chunk" else await _by_document(fetch, k)
+
+    @overload
+    async def hybrid(self, query: str, k: int = 10, *, source: Source = "all",
+                     document_type: str | None = None, namespace_prefix: str | None = None,
+                     memory_type: str | None = None, candidates: int | None = None,
+                     rrf_k: int | None = None,
+                     group: Literal["chunk"] = "chunk") -> list[SearchHit]: ...
+
+    @overload
+    async def hybrid(self, query: str, k: int = 10, *, source: Source = "all",
+                     document_type: str | None = None, namespace_prefix: str | None = None,
+                     memory_type: str | None = None, candidates: int | None = None,
+                     rrf_k: int | None = None,
+                     group: Literal["document"]) -> list[DocumentHit]: ...
 
     async def hybrid(
         self,
@@ -218,49 +340,100 @@ class SearchService:
         namespace_prefix: str | None = None,
         memory_type: str | None = None,
         candidates: int | None = None,
-        rrf_k: int = RRF_K,
-    ) -> list[SearchHit]:
-        """Semantic and keyword results fused by reciprocal rank.
+        rrf_k: int | None = None,
+        group: Group = "chunk",
+    ) -> list[SearchHit] | list[DocumentHit]:
+        """Semantic and keyword results fused.
 
-        Each mode contributes its top ``candidates`` (default ``max(4k, 40)``).
+        Both modes run at once on one query embedding; each contributes its
+        top ``candidates`` chunks/memories (default ``max(5k, 50)``). Each
+        mode's scores are scaled to 0..1 and summed with the weights
+        ``SEMANTIC_WEIGHT`` and ``KEYWORD_WEIGHT``; ``rrf_k=60`` (say) fuses
+        by weighted reciprocal rank instead. With ``group="document"``
+        documents are fused, each by its best chunk in each mode.
         """
-        _filters(source, document_type, namespace_prefix, memory_type)  # checked up front
+        filters = _filters(source, document_type, namespace_prefix, memory_type)
         k = _check_k(k)
-        rrf_k = require_int(rrf_k, "rrf_k", minimum=0)
-        n = _check_k(candidates if candidates is not None else max(4 * k, 40))
-        kwargs: dict[str, Any] = {"source": source, "document_type": document_type,
-                                  "namespace_prefix": namespace_prefix,
-                                  "memory_type": memory_type}
-        semantic = await self.semantic(query, n, **kwargs)
-        keyword = await self.keyword(query, n, **kwargs)
-        by_ref: dict[tuple[str, int], SearchHit] = {}
-        for hit in (*keyword, *semantic):
-            by_ref.setdefault(hit.ref, hit)
-        fused = reciprocal_rank_fusion(
-            [[h.ref for h in semantic], [h.ref for h in keyword]], k=rrf_k
-        )
-        sem_rank = {h.ref: i for i, h in enumerate(semantic, start=1)}
-        kw_rank = {h.ref: i for i, h in enumerate(keyword, start=1)}
-        out = []
-        for ref, score in fused[:k]:
-            ranks = {}
-            if ref in sem_rank:
-                ranks["semantic"] = sem_rank[ref]
-            if ref in kw_rank:
-                ranks["keyword"] = kw_rank[ref]
-            out.append(_replace(by_ref[ref], score=score, ranks=ranks))
-        return out
+        if rrf_k is not None:
+            rrf_k = require_int(rrf_k, "rrf_k", minimum=0)
+        query = _check_query(query)
+        group = _check_group(group)
+        n = _check_k(candidates if candidates is not None else max(5 * k, 50))
+        await self._catch_up(filters, embed=True)
+        embedder = self.db.embedder
+
+        async def semantic() -> list[SearchHit]:
+            return await self._semantic(await self._query_vector(query), n, filters, embedder)
+
+        sem, kw = await asyncio.gather(
+            semantic(), self._run_keyword(query, n, filters, raw=False))
+        lists = {"semantic": sem, "keyword": kw}
+        if group == "chunk":
+            return _fuse_chunks(lists, k, rrf_k)
+        return _fuse_documents(lists, k, rrf_k)
+
+    @overload
+    async def search(self, query: str, k: int = 10, *, mode: str = "hybrid",
+                     group: Literal["chunk"] = "chunk", **filters: Any) -> list[SearchHit]: ...
+
+    @overload
+    async def search(self, query: str, k: int = 10, *, mode: str = "hybrid",
+                     group: Literal["document"], **filters: Any) -> list[DocumentHit]: ...
 
     async def search(self, query: str, k: int = 10, *, mode: str = "hybrid",
-                     **filters: Any) -> list[SearchHit]:
+                     group: Group = "chunk", **filters: Any
+                     ) -> list[SearchHit] | list[DocumentHit]:
         """``semantic``, ``keyword`` or ``hybrid`` by name (the CLI's entry point)."""
+        group = _check_group(group)
         if mode == "semantic":
-            return await self.semantic(query, k, **filters)
+            return await self.semantic(query, k, group=group, **filters)
         if mode == "keyword":
-            return await self.keyword(query, k, **filters)
+            return await self.keyword(query, k, group=group, **filters)
         if mode == "hybrid":
-            return await self.hybrid(query, k, **filters)
+            return await self.hybrid(query, k, group=group, **filters)
         raise InvalidInputError(f"Invalid search mode: {mode!r} (semantic, keyword or hybrid)")
+
+    def forget_queries(self) -> None:
+        """Empty the cache of query embeddings (it keeps the last few hundred)."""
+        self._query_vectors.clear()
+
+    async def _query_vector(self, query: str) -> Vectors:
+        embedder = self.db.embedder
+        key = (embedder.name, query)
+        cached = self._query_vectors.get(key)
+        if cached is not None:
+            self._query_vectors.move_to_end(key)
+            return cached
+        vector = check_vectors(await embedder.embed_query(query), embedder.dimensions,
+                               what="query vector")
+        if vector.ndim != 1:
+            raise InvalidInputError(
+                f"query vector from {embedder.name} has shape {vector.shape}, "
+                f"expected ({embedder.dimensions},)")
+        vector = vector.copy()  # shared by later searches: a copy nobody may change
+        vector.setflags(write=False)
+        self._query_vectors[key] = vector
+        if len(self._query_vectors) > QUERY_CACHE_SIZE:
+            self._query_vectors.popitem(last=False)
+        return vector
+
+    async def _catch_up(self, filters: _Filters, *, embed: bool) -> None:
+        """Bring memory search up to date (embedding too when ``embed``) before a
+        search reads it (vectors of deleted rows: see :meth:`_semantic`)."""
+        if filters.memories:
+            await self.sync_memories(embed=None if embed else False)
+
+    async def _run_keyword(self, query: str, k: int, filters: _Filters, *,
+                           raw: bool) -> list[SearchHit]:
+        match = query if raw else fts_query(query)
+        if not match:
+            return []
+        try:
+            return await self.db.read(lambda conn: self._keyword(conn, match, k, filters))
+        except InvalidInputError as exc:
+            if raw:  # the caller's FTS5 syntax
+                raise InvalidInputError(f"Invalid FTS5 query {query!r}: {exc.__cause__}") from exc
+            raise
 
     # -- index state -------------------------------------------------------------
 
@@ -520,7 +693,11 @@ class SearchService:
         indexes = (("chunks", filters.documents, _chunk_filter, _document_hits),
                    ("memories", filters.memories, _memory_filter, _memory_hits))
 
-        def run(conn: Any) -> list[SearchHit]:
+        def run(conn: Any, check: bool = True) -> list[SearchHit] | None:
+            # Vectors of deleted rows are purged first (None: purge, then again);
+            # checked here, not by purge(), to spare a search a round trip.
+            if check and conn.execute("SELECT 1 FROM vector_garbage LIMIT 1").fetchone():
+                return None
             hits: list[SearchHit] = []
             for name, wanted_here, id_filter, to_hits in indexes:
                 row = _registry(conn, name) if wanted_here else None
@@ -533,7 +710,11 @@ class SearchService:
             hits.sort(key=lambda h: -h.score)
             return hits[:k]
 
-        return await self.db.read(run)
+        hits = await self.db.read(run)
+        if hits is None:
+            await self.purge()
+            hits = await self.db.read(lambda conn: run(conn, check=False))
+        return hits or []
 
     def _keyword(self, conn: Any, match: str, k: int, filters: _Filters) -> list[SearchHit]:
         hits: list[SearchHit] = []
@@ -643,6 +824,100 @@ def _filters(
     return _Filters(chosen, document_type, bounds, memory_type)
 
 
+def _check_group(group: object) -> Group:
+    if group not in ("chunk", "document"):
+        raise InvalidInputError(f"Invalid group: {group!r} (chunk or document)")
+    return "document" if group == "document" else "chunk"
+
+
+def _group_key(hit: SearchHit) -> tuple[str, int]:
+    if hit.source == "document":
+        return ("document", int(hit.document_id or 0))
+    return hit.ref
+
+
+def _documents(hits: Sequence[SearchHit]) -> list[DocumentHit]:
+    """``hits`` (best first) gathered by document, in order of each one's best hit."""
+    groups: dict[tuple[str, int], list[SearchHit]] = {}
+    for hit in hits:
+        groups.setdefault(_group_key(hit), []).append(hit)
+    return [DocumentHit(chunks[0].score, tuple(chunks[:CHUNKS_PER_DOCUMENT]))
+            for chunks in groups.values()]
+
+
+async def _by_document(fetch: Callable[[int], Awaitable[list[SearchHit]]],
+                       k: int) -> list[DocumentHit]:
+    """The best ``k`` documents of what ``fetch(n)`` (the best ``n`` hits) finds:
+    ``n`` grows until ``k`` documents are found or nothing more is there."""
+    # 8 chunks a document: the top 80 chunks of the Python docs hold 10 pages for
+    # most questions (the top 50 for only half), and a second fetch costs more.
+    n = min(1000, 8 * k)
+    while True:
+        hits = await fetch(n)
+        documents = _documents(hits)
+        if len(documents) >= k or len(hits) < n or n == 1000:
+            return documents[:k]
+        n = min(1000, 2 * n)
+
+
+def _ranks(keys: Sequence[tuple[str, int]]) -> dict[tuple[str, int], int]:
+    """Rank (from 1) of each key's first appearance."""
+    out: dict[tuple[str, int], int] = {}
+    for key in keys:
+        out.setdefault(key, len(out) + 1)
+    return out
+
+
+def _fuse(scored: Mapping[str, list[tuple[tuple[str, int], float]]],
+          rrf_k: int | None) -> list[tuple[tuple[str, int], float]]:
+    """Keys of each mode's ``(key, score)`` list (best first, a key once) fused
+    by weighted scaled score, or by weighted reciprocal rank with ``rrf_k``."""
+    weights = [{"semantic": SEMANTIC_WEIGHT, "keyword": KEYWORD_WEIGHT}[m] for m in scored]
+    if rrf_k is None:
+        return score_fusion(list(scored.values()), weights)
+    return reciprocal_rank_fusion([[key for key, _ in items] for items in scored.values()],
+                                  k=rrf_k, weights=weights)
+
+
+def _best_by(hits: Sequence[SearchHit],
+             key: Callable[[SearchHit], tuple[str, int]]) -> list[tuple[tuple[str, int], float]]:
+    """``(key, score)`` of each key's best hit of ``hits`` (best first)."""
+    seen: dict[tuple[str, int], float] = {}
+    for hit in hits:
+        seen.setdefault(key(hit), hit.score)
+    return list(seen.items())
+
+
+def _fuse_chunks(lists: Mapping[str, list[SearchHit]], k: int,
+                 rrf_k: int | None) -> list[SearchHit]:
+    """Chunks (and memories) of each mode's list, fused (see :func:`_fuse`)."""
+    by_ref: dict[tuple[str, int], SearchHit] = {}
+    for hits in lists.values():
+        for hit in hits:
+            if hit.ref not in by_ref or by_ref[hit.ref].snippet is None:
+                by_ref[hit.ref] = hit  # keep keyword's snippet when there is one
+    ranks = {mode: _ranks([h.ref for h in hits]) for mode, hits in lists.items()}
+    fused = _fuse({mode: _best_by(hits, lambda h: h.ref) for mode, hits in lists.items()},
+                  rrf_k)
+    return [_replace(by_ref[ref], score=score,
+                     ranks={mode: r[ref] for mode, r in ranks.items() if ref in r})
+            for ref, score in fused[:k]]
+
+
+def _fuse_documents(lists: Mapping[str, list[SearchHit]], k: int,
+                    rrf_k: int | None) -> list[DocumentHit]:
+    """Documents fused by their best chunk in each mode; their chunks in fused order."""
+    chunks = _fuse_chunks(lists, sum(len(h) for h in lists.values()) or 1, rrf_k)
+    members: dict[tuple[str, int], list[SearchHit]] = {}
+    for hit in chunks:
+        members.setdefault(_group_key(hit), []).append(hit)
+    ranks = {mode: _ranks([_group_key(h) for h in hits]) for mode, hits in lists.items()}
+    fused = _fuse({mode: _best_by(hits, _group_key) for mode, hits in lists.items()}, rrf_k)
+    return [DocumentHit(score, tuple(members[key][:CHUNKS_PER_DOCUMENT]),
+                        {mode: r[key] for mode, r in ranks.items() if key in r})
+            for key, score in fused[:k]]
+
+
 def _check_query(query: object) -> str:
     if not isinstance(query, str) or not query.strip():
         raise InvalidInputError(f"Invalid query: {query!r} (expected non-empty text)")
@@ -681,14 +956,15 @@ def _stale(name: str, row: dict[str, Any], wanted: tuple[str, int, str]) -> Stal
     )
 
 
-def _chunk_filter(filters: _Filters) -> IdFilter:
-    select = ("SELECT c.id FROM document_chunks c JOIN document_index d "
-              "ON d.id = c.document_id WHERE c.embedding_model IS NOT NULL")
-    params: tuple[Any, ...] = ()
-    if filters.document_type is not None:
-        select += " AND d.document_type = ?"
-        params = (filters.document_type,)
-    return IdFilter(select, "c.id", params)
+def _chunk_filter(filters: _Filters) -> IdFilter | None:
+    if filters.document_type is None:
+        # Every stored vector is a live chunk's (chunk ids are never reused and
+        # purge() drops the vectors of deleted chunks first): no filter needed,
+        # and a filter would make the backend fetch 4x the candidates.
+        return None
+    return IdFilter("SELECT c.id FROM document_chunks c JOIN document_index d "
+                    "ON d.id = c.document_id WHERE c.embedding_model IS NOT NULL "
+                    "AND d.document_type = ?", "c.id", (filters.document_type,))
 
 
 def _memory_terms(sql: str, params: list[Any], filters: _Filters) -> tuple[str, list[Any]]:
