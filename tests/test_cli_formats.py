@@ -106,7 +106,7 @@ def test_database_is_the_first_argument(tmp_path: Path,
     code, out, _ = run(capsys, "index", db, str(docs), "--no-embed")
     assert code == 0 and "1 added" in out
     code, out, _ = run(capsys, "search", db, "SQLITE_BUSY", "--nl")
-    assert code == 0 and json.loads(out.splitlines()[0])["heading"] == "Busy"
+    assert code == 0 and json.loads(out.splitlines()[0])["chunks"][0]["heading"] == "Busy"
     args = build_parser().parse_args(["watch", db, str(docs)])
     assert (args.db, args.directory) == (db, str(docs))
 

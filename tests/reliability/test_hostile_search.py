@@ -140,7 +140,8 @@ async def test_queries_with_lone_surrogates_are_refused(tmp_path: Path, query: s
 
 @pytest.mark.parametrize(("kwargs", "names"), [
     ({"rrf_k": -1}, "rrf_k"), ({"rrf_k": "60"}, "rrf_k"), ({"rrf_k": 1.5}, "rrf_k"),
-    ({"rrf_k": True}, "rrf_k"), ({"rrf_k": None}, "rrf_k"), ({"rrf_k": 2**64}, "rrf_k"),
+    # rrf_k=None is the default: score fusion instead of rank fusion.
+    ({"rrf_k": True}, "rrf_k"), ({"rrf_k": 2**64}, "rrf_k"),
     ({"candidates": 0}, "k"), ({"candidates": "40"}, "k"),
 ])
 async def test_hybrid_refuses_bad_numbers(tmp_path: Path, kwargs: dict[str, Any],
