@@ -226,9 +226,11 @@ async def test_not_a_database_is_a_clear_error(tmp_path: Path) -> None:
     assert bad.read_bytes() == b"this is not sqlite, just some text " * 100
 
 
-async def test_missing_directory_is_a_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(DatabaseFileError, match="does not exist"):
-        await Database(tmp_path / "nope" / "a.db").initialize()
+async def test_a_folder_that_cannot_be_made_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("not a folder")
+    with pytest.raises(DatabaseFileError, match="cannot create directory"):
+        await Database(tmp_path / "file" / "sub" / "a.db").initialize()
+    assert (tmp_path / "file").read_text() == "not a folder"
 
 
 def test_bad_path_types() -> None:
