@@ -17,7 +17,7 @@ from abathur_memkit import (
     MemkitError,
 )
 from abathur_memkit.driver import select_driver
-from abathur_memkit.schema import schema_version
+from abathur_memkit.schema import migrations, schema_version
 
 
 async def test_pragmas_on_writer_and_readers(db: Database) -> None:
@@ -70,7 +70,7 @@ async def test_two_databases_initialize_one_file_at_once(tmp_path: Path) -> None
     results = await asyncio.gather(*(d.initialize() for d in dbs))
     try:
         # Each migration was applied exactly once across all of them.
-        assert sorted(v for r in results for v in r) == [m for m in range(1, schema_version() + 1)]
+        assert sorted(v for r in results for v in r) == [m.version for m in migrations()]
         assert (await dbs[0].get_index_usage())["index_count"] == 32
     finally:
         for d in dbs:
