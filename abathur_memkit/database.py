@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import itertools
 import os
 import random
@@ -19,7 +20,7 @@ import sqlite3
 import time
 import warnings
 import weakref
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -28,7 +29,7 @@ import aiosqlite
 from . import files, schema
 from .driver import Driver, load_extension, select_driver
 from .errors import DatabaseFileError, InvalidInputError, MemkitError
-from .inputs import require_int, require_text, show
+from .inputs import require_bool, require_int, require_text, show
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -86,10 +87,12 @@ class Database:
         vector_backend: str = "vec",
         read_only: bool = False,
         migrate: bool = True,
+        write_policy: bool = False,
     ) -> None:
         if isinstance(path, bytes) or not isinstance(path, str | os.PathLike):
             raise InvalidInputError(f"Database path must be a str or os.PathLike, not {path!r}")
-        self.path = os.fspath(path)
+        # "~/.abathur/abathur.db" is where agents keep their database by default.
+        self.path = os.path.expanduser(os.fspath(path))
         if not self.path:
             raise InvalidInputError("Database path is empty; use ':memory:' for a memory database")
         if "\x00" in self.path:
@@ -101,6 +104,8 @@ class Database:
                 f"Invalid extensions: {show(extensions)} (expected a list of names, e.g. ['vec'])"
             )
         readers = require_int(readers, "readers", minimum=0)
+        #: Whether ``db.memory`` enforces the write policy (see ``WritePolicy``).
+        self.write_policy = require_bool(write_policy, "write_policy")
         self.in_memory = self.path == ":memory:"
         if read_only and self.in_memory:
             raise InvalidInputError("a ':memory:' database cannot be opened read-only")
@@ -133,6 +138,7 @@ class Database:
         self._progress: tuple[Callable[[], int], int] | None = None
         self._next_reader = itertools.count()
         self._init_lock = asyncio.Lock()
+        self._raw_lock = asyncio.Lock()
         self._services: dict[str, Any] = {}
         # (st_dev, st_ino) of the file when opened: tells a deleted or replaced file.
         self._file_id: tuple[int, int] | None = None
@@ -229,12 +235,8 @@ class Database:
         with a ``DatabaseFileError`` saying what it is.
         """
         async with self._init_lock:
-            if self._writer is None and not self.in_memory:
-                parent = Path(self.path).parent
-                if not parent.is_dir():
-                    raise DatabaseFileError(
-                        f"cannot create {self.path}: directory {parent} does not exist"
-                    )
+            if self._writer is None and not self.in_memory and self._migrate:
+                _make_parent(Path(self.path))
             try:
                 applied: list[int]
                 if self._writer is None:
@@ -456,6 +458,39 @@ class Database:
             raise
         return result
 
+    @contextlib.asynccontextmanager
+    async def connection(self) -> AsyncIterator[aiosqlite.Connection]:
+        """A raw aiosqlite connection for SQL of your own (tests, one-off fixes).
+
+        ``async with db.connection() as conn: await conn.execute(...)``. On a
+        file it is a connection of its own, opened with memkit's PRAGMAs, so
+        SQLite's locking keeps it apart from the services' transactions; a
+        write starts ``BEGIN IMMEDIATE``, the block commits when it ends and
+        rolls back if it raises, then the connection closes. A ``:memory:``
+        database exists only inside the writer connection, so there the block
+        gets the writer itself, whose statements commit one by one.
+        ``_get_connection()`` is the same method under the seed code's name.
+        """
+        if self._writer is None:
+            raise MemkitError("Database is not initialized: await db.initialize() first")
+        if self.in_memory:
+            async with self._raw_lock:
+                yield self._writer
+            return
+        conn = await self._connect()
+        try:
+            conn.isolation_level = "IMMEDIATE"
+            try:
+                yield conn
+            except BaseException:
+                await conn.rollback()
+                raise
+            await conn.commit()
+        finally:
+            await conn.close()
+
+    _get_connection = connection
+
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         """Run a query on a reader; rows as plain dicts."""
         _require_statement(sql, params)
@@ -536,19 +571,33 @@ class Database:
         return [str(r[0]) for r in rows]
 
     async def get_index_usage(self) -> dict[str, Any]:
-        """The explicit (named) indexes: count, names, and names per table."""
-        rows = await self.fetchall(
-            "SELECT name, tbl_name, sql FROM sqlite_master "
-            "WHERE type = 'index' AND sql IS NOT NULL ORDER BY tbl_name, name"
-        )
+        """The explicit (named) indexes: count, one row per index, names per table.
+
+        Each row of ``indexes`` is ``{name, table, unique, partial, columns}``.
+        """
+
+        def read(conn: Any) -> list[dict[str, Any]]:
+            rows = conn.execute(
+                "SELECT m.name, m.tbl_name, l.\"unique\", l.partial FROM sqlite_master m "
+                "JOIN pragma_index_list(m.tbl_name) l ON l.name = m.name "
+                "WHERE m.type = 'index' AND m.sql IS NOT NULL ORDER BY m.tbl_name, m.name"
+            ).fetchall()
+            return [
+                {"name": name, "table": table, "unique": bool(unique), "partial": bool(partial),
+                 "columns": [c[0] for c in conn.execute(
+                     "SELECT name FROM pragma_index_info(?) ORDER BY seqno", (name,))]}
+                for name, table, unique, partial in rows
+            ]
+
+        indexes = await self.read(read, snapshot=True)
         by_table: dict[str, list[str]] = {}
-        for row in rows:
-            by_table.setdefault(row["tbl_name"], []).append(row["name"])
+        for index in indexes:
+            by_table.setdefault(index["table"], []).append(index["name"])
         return {
-            "index_count": len(rows),
-            "indexes": [r["name"] for r in rows],
+            "index_count": len(indexes),
+            "indexes": indexes,
             "by_table": by_table,
-            "partial": [r["name"] for r in rows if " WHERE " in r["sql"].upper()],
+            "partial": [i["name"] for i in indexes if i["partial"]],
         }
 
     async def validate(self) -> dict[str, Any]:
@@ -682,6 +731,18 @@ def plan_rows(conn: Any, sql: str, params: Any = ()) -> list[tuple[int, int, str
     conn.execute(RELOAD_SCHEMA)
     rows = conn.execute(f"EXPLAIN QUERY PLAN {sql}", params).fetchall()
     return [(int(r[0]), int(r[1]), str(r[3])) for r in rows]
+
+
+def _make_parent(path: Path) -> None:
+    """Create the folder of a new database file (``~/.abathur`` on a new machine)."""
+    parent = path.parent
+    if parent.is_dir() or path.exists():
+        return
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DatabaseFileError(f"cannot create {path}: cannot create directory {parent}: "
+                                f"{exc.strerror or exc}") from exc
 
 
 def _retry_locked(fn: Callable[[], T], operational_error: type[Exception]) -> T:

@@ -35,9 +35,10 @@ except ImportError:
     require_extra("search", "abathur_memkit.documents")
     raise
 
-from .embeddings.base import check_vectors, l2_normalize
-from .errors import EmbeddingError, InvalidInputError, NotFoundError
-from .inputs import require_int, require_limit, require_object, require_text
+from .embeddings.base import Vectors, check_vectors, l2_normalize
+from .embeddings.ollama import known_dimensions
+from .errors import AlreadyExistsError, EmbeddingError, InvalidInputError, NotFoundError
+from .inputs import require_bool, require_int, require_limit, require_object, require_text
 from .search.chunking import (
     DEFAULT_MAX_TOKENS,
     DEFAULT_OVERLAP,
@@ -48,7 +49,7 @@ from .search.chunking import (
     title_of,
     token_window,
 )
-from .search.service import DOCUMENT_TYPES, EMBED_BATCH, embed_texts
+from .search.service import DOCUMENT_TYPES, EMBED_BATCH, StaleIndexError, embed_texts
 from .values import timestamp, to_json
 
 if TYPE_CHECKING:
@@ -58,6 +59,8 @@ if TYPE_CHECKING:
 
 __all__ = ["DOCUMENT_TYPES", "DocumentIndexService", "EmbedSummary", "SyncSummary"]
 
+#: The seed design's embedding model: ``update_embedding``'s default.
+DEFAULT_EMBEDDING_MODEL = "nomic-embed-text-v1.5"
 #: Files larger than this are skipped (with a reason) by ``sync_directory``.
 MAX_FILE_BYTES = 10 * 1024 * 1024
 # Files written per transaction during a sync, and the most bytes read per batch.
@@ -183,22 +186,33 @@ class DocumentIndexService:
         content: str,
         document_type: str | None = None,
         metadata: Mapping[str, Any] | None = None,
+        *,
+        upsert: bool = False,
     ) -> int:
-        """Add or update a document and its chunks; return its id.
+        """Add a document and its chunks; return its id.
 
-        Same content as stored (SHA-256) = chunks and status kept; new content
-        = chunks replaced and the document pending (new) or stale (it had
-        been embedded) until ``embed_pending`` / ``sync_directory`` embeds it.
+        A path indexed already raises ``AlreadyExistsError`` unless ``upsert``
+        is true; then the same content as stored (SHA-256) keeps chunks and
+        status, and new content replaces the chunks and leaves the document
+        pending (new) or stale (it had been embedded) until ``embed_pending``
+        / ``sync_directory`` embeds it.
         """
         path = _check_text(file_path, "file_path")
         title = _check_text(title, "title")
         digest = _content_hash(content)
         _check_type(document_type)
         meta = _check_metadata(metadata)
+        upsert = require_bool(upsert, "upsert")
         chunks = await asyncio.to_thread(self._chunk, content)
-        return await self.db.write(
-            lambda conn: self._upsert(conn, path, title, digest, chunks, document_type, meta)
-        )
+
+        def write(conn: Any) -> int:
+            if not upsert and conn.execute(
+                    "SELECT 1 FROM document_index WHERE file_path = ?", (path,)).fetchone():
+                raise AlreadyExistsError(
+                    f"Document {path} already exists (pass upsert=True to replace it)")
+            return self._upsert(conn, path, title, digest, chunks, document_type, meta)
+
+        return await self.db.write(write)
 
     async def get_document(self, file_path: str) -> dict[str, Any] | None:
         """The row of ``file_path`` (with ``embedding_blob``), or None."""
@@ -219,20 +233,23 @@ class DocumentIndexService:
             "WHERE document_id = ? ORDER BY chunk_index", (_check_id(doc_id),))
 
     async def update_embedding(
-        self, doc_id: int, embedding: Any, embedding_model: str
+        self, doc_id: int, embedding: Any, embedding_model: str = DEFAULT_EMBEDDING_MODEL
     ) -> None:
-        """Store a document-level vector (float32, 1-D) made by ``embedding_model``.
+        """Store a document's vector made by ``embedding_model`` (1-D float32: a
+        numpy array, a list of floats, or the float32 bytes of the BLOB column).
 
-        When the database's embedder is that model, the size must be its
-        dimension; a vector of another size is refused either way when the
-        chunk index was built by that model.
+        The size must be the model's: the database embedder's when it is that
+        model, the known size of a named model (nomic-embed-text: 768), or the
+        size in the chunk index built by that model. With vector search on and
+        the chunk index of that model (or none yet), the document's chunks take
+        the vector too, so semantic search finds the document and
+        ``embed_pending`` does not embed them again.
         """
         doc_id = _check_id(doc_id)
         model = _check_text(embedding_model, "embedding_model")
-        if not isinstance(embedding, np.ndarray) or embedding.ndim != 1:
-            raise InvalidInputError("embedding must be a 1-D float32 numpy array")
+        given = _as_vector(embedding, "embedding")
         expected = await self._expected_dimensions(model)
-        vector = check_vectors(embedding, expected or int(embedding.shape[0]), what="embedding")
+        vector = check_vectors(given, expected or int(given.shape[0]), what="embedding")
 
         def update(conn: Any) -> None:
             row = conn.execute("SELECT metadata FROM document_index WHERE id = ?",
@@ -246,8 +263,49 @@ class DocumentIndexService:
                 "metadata = ?, updated_at = ? WHERE id = ?",
                 (vector.tobytes(), model, to_json(meta, "metadata"), timestamp(), doc_id),
             )
+            self._index_chunks(conn, doc_id, model, vector)
 
         await self.db.write(update)
+
+    async def search_documents(
+        self,
+        query_embedding: Any,
+        limit: int = 10,
+        *,
+        embedding_model: str | None = None,
+        document_type: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """The documents whose vectors are nearest (cosine) to a vector you made.
+
+        ``query_embedding`` is taken like ``update_embedding``'s; only documents
+        with a vector of its size (and of ``embedding_model``, if given) are
+        compared. Rows are the document's columns plus ``score``, best first.
+        """
+        query = l2_normalize(_as_vector(query_embedding, "query_embedding"))
+        limit = require_limit(limit)
+        if embedding_model is not None:
+            embedding_model = _check_text(embedding_model, "embedding_model")
+        _check_type(document_type)
+        size = int(query.shape[0]) * 4  # float32 bytes
+
+        def search(conn: Any) -> list[dict[str, Any]]:
+            sql = (f"SELECT {_COLUMNS}, embedding_blob FROM document_index "
+                   "WHERE length(embedding_blob) = ?")
+            params: list[Any] = [size]
+            if embedding_model is not None:
+                sql += " AND embedding_model = ?"
+                params.append(embedding_model)
+            if document_type is not None:
+                sql += " AND document_type = ?"
+                params.append(document_type)
+            rows = [_decode(r) for r in conn.execute(sql, params)]
+            for row in rows:
+                stored = l2_normalize(np.frombuffer(row.pop("embedding_blob"), np.float32))
+                row["score"] = float(np.dot(stored, query))
+            rows.sort(key=lambda r: -r["score"])
+            return rows[:limit]
+
+        return await self.db.read(search)
 
     async def mark_synced(self, doc_id: int) -> None:
         """Status ``synced`` now; clears ``metadata.last_error``."""
@@ -282,7 +340,8 @@ class DocumentIndexService:
             raise NotFoundError(f"Document {file_path} not found")
         if digest == row["content_hash"]:
             return False
-        await self.index_document(file_path, row["title"], new_content, row["document_type"])
+        await self.index_document(file_path, row["title"], new_content, row["document_type"],
+                                  upsert=True)
         await self.db.write(lambda conn: conn.execute(
             "UPDATE document_index SET sync_status = 'stale' WHERE file_path = ?", (file_path,)))
         return True
@@ -422,9 +481,31 @@ class DocumentIndexService:
     async def _expected_dimensions(self, model: str) -> int | None:
         if self.db.has_embedder and self.db.embedder.name == model:
             return self.db.embedder.dimensions
+        known = known_dimensions(model)
+        if known is not None:
+            return known
         row = await self.db.fetchone(
             "SELECT dimensions FROM vector_indexes WHERE name = 'chunks' AND model = ?", (model,))
         return int(row["dimensions"]) if row else None
+
+    def _index_chunks(self, conn: Any, doc_id: int, model: str, vector: Vectors) -> None:
+        """Give a document's chunks its vector in the chunk index, if that index
+        can take vectors of ``model`` (vector search on; no other model's index)."""
+        if self.db.vector_backend not in self.db.extensions:
+            return
+        try:
+            backend, _ = self.db.search.prepare_index_for(
+                conn, "chunks", model, int(vector.shape[0]), reset=False)
+        except StaleIndexError:
+            return  # another model's index: the document keeps its own vector only
+        chunk_ids = [int(r[0]) for r in conn.execute(
+            "SELECT id FROM document_chunks WHERE document_id = ?", (doc_id,))]
+        if not chunk_ids:
+            return
+        unit = l2_normalize(vector)
+        backend.upsert(conn, chunk_ids, np.tile(unit, (len(chunk_ids), 1)))
+        conn.execute("UPDATE document_chunks SET embedding_model = ?, embedding_dimensions = ? "
+                     "WHERE document_id = ?", (model, int(vector.shape[0]), doc_id))
 
     # -- directory sync ----------------------------------------------------------
 
@@ -916,6 +997,26 @@ def _check_metadata(metadata: object) -> str | None:
     if metadata is None:
         return None
     return to_json(require_object(metadata, "metadata"), "metadata")
+
+
+def _as_vector(value: object, name: str) -> Vectors:
+    """A 1-D float32 vector from a numpy array, a list of numbers or float32 bytes."""
+    if isinstance(value, bytes | bytearray | memoryview):
+        data = bytes(value)
+        if not data or len(data) % 4:
+            raise InvalidInputError(
+                f"{name} bytes must be float32 values (a non-empty multiple of 4 bytes), "
+                f"got {len(data)} bytes")
+        return np.frombuffer(data, np.float32).copy()
+    if isinstance(value, list | tuple):
+        if not value or not all(isinstance(x, int | float) and not isinstance(x, bool)
+                                for x in value):
+            raise InvalidInputError(f"{name} must be a non-empty list of numbers")
+        return np.asarray(value, np.float32)
+    if not isinstance(value, np.ndarray) or value.ndim != 1:
+        raise InvalidInputError(
+            f"{name} must be a 1-D float32 numpy array, a list of numbers or float32 bytes")
+    return value
 
 
 def _check_id(doc_id: object) -> int:

@@ -193,11 +193,15 @@ def _check_metadata(metadata: object) -> str | None:
 
 
 class MemoryService:
-    """Versioned memories: ``db.memory`` or ``MemoryService(db)``."""
+    """Versioned memories: ``db.memory`` or ``MemoryService(db)``.
+
+    The write policy is off unless ``Database(..., write_policy=True)`` (or an
+    explicit ``policy=WritePolicy()``) turns it on.
+    """
 
     def __init__(self, db: Database, *, policy: WritePolicy | None = None) -> None:
         self.db = db
-        self.policy = policy or WritePolicy()
+        self.policy = policy or WritePolicy(enforce=db.write_policy)
 
     # -- reads ---------------------------------------------------------------
 

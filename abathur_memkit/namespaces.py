@@ -126,7 +126,8 @@ class WritePolicy:
     unless the call is elevated; a writer ``session:<x>`` where ``x`` is not a
     valid segment (``session:s1:x``, ``session:``) is invalid input. Other
     writers (``system``, ``agent:…``) are not restricted. ``enforce=False``
-    turns the policy off.
+    turns the policy off. ``db.memory`` enforces it only when the database
+    was opened with ``Database(..., write_policy=True)``.
     """
 
     enforce: bool = True

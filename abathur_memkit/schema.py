@@ -52,6 +52,13 @@ _BACKFILL = {
     ("tasks", "last_updated_at"): "COALESCE(completed_at, started_at, submitted_at)",
 }
 
+# A migration that rebuilds tables says so; it runs with foreign keys off
+# (dropping a parent table would fail its children's checks) and is checked
+# as a whole before COMMIT instead.
+_REBUILDS = "-- memkit: rebuilds tables"
+# Named CHECKs on JSON columns: "CONSTRAINT "<table>.<column> is JSON" CHECK ...".
+_JSON_CHECK_RE = re.compile(r"CHECK constraint failed: (\w+)\.(\w+) is JSON")
+
 _FILE_RE = re.compile(r"^(\d{3})_[\w-]+\.sql$")
 _INDEX_RE = re.compile(r"CREATE\s+(?:UNIQUE\s+)?INDEX\s+IF\s+NOT\s+EXISTS\s+(\w+)", re.I)
 
@@ -93,7 +100,8 @@ def schema_version() -> int:
 
 @cache
 def named_indexes() -> tuple[str, ...]:
-    return tuple(name for m in migrations() for name in _INDEX_RE.findall(m.sql))
+    # A rebuilt table's indexes are created again by the migration that rebuilds it.
+    return tuple(dict.fromkeys(name for m in migrations() for name in _INDEX_RE.findall(m.sql)))
 
 
 def _is_blank(sql: str) -> bool:
@@ -147,27 +155,71 @@ def migrate(conn: Any, connect_memory: Any) -> list[int]:
         return _upgrade_legacy(conn, connect_memory, legacy)
     applied = []
     for migration in migrations():
-        conn.execute("BEGIN IMMEDIATE")
+        rebuilds = _REBUILDS in migration.sql
+        if rebuilds:
+            conn.execute("PRAGMA foreign_keys = OFF")
         try:
-            # Re-read under the write lock: another process may have migrated.
-            if _user_version(conn) >= migration.version:
-                conn.execute("ROLLBACK")
-                continue
-            for statement in statements(migration.sql):
-                conn.execute(statement)
-            if _user_version(conn) != migration.version:
-                raise SchemaError(
-                    f"{migration.name}.sql did not set PRAGMA user_version = {migration.version}"
-                )
-            conn.execute("COMMIT")
-        except BaseException as exc:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            if isinstance(exc, SchemaError):
-                raise
-            raise SchemaError(f"migration {migration.name} failed: {exc}") from exc
-        applied.append(migration.version)
+            if _apply(conn, migration, rebuilds):
+                applied.append(migration.version)
+        finally:
+            if rebuilds:
+                conn.execute("PRAGMA foreign_keys = ON")
     return applied
+
+
+def _apply(conn: Any, migration: Migration, rebuilds: bool) -> bool:
+    """Apply one migration in one transaction; False if it was applied already."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        # Re-read under the write lock: another process may have migrated.
+        if _user_version(conn) >= migration.version:
+            conn.execute("ROLLBACK")
+            return False
+        for statement in statements(migration.sql):
+            conn.execute(statement)
+        if _user_version(conn) != migration.version:
+            raise SchemaError(
+                f"{migration.name}.sql did not set PRAGMA user_version = {migration.version}"
+            )
+        if rebuilds:
+            _check_foreign_keys(conn, f"migration {migration.name}")
+        conn.execute("COMMIT")
+    except BaseException as exc:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        if isinstance(exc, SchemaError):
+            raise
+        raise SchemaError(
+            f"migration {migration.name} failed: {exc}{_bad_json_row(conn, exc)}"
+        ) from exc
+    return True
+
+
+def _check_foreign_keys(conn: Any, what: str) -> None:
+    violations = conn.execute("PRAGMA foreign_key_check").fetchall()
+    if violations:
+        raise SchemaError(
+            f"{what} would leave {len(violations)} foreign key violations, e.g. "
+            f"{tuple(violations[0])}; nothing was changed"
+        )
+
+
+def _bad_json_row(conn: Any, exc: BaseException) -> str:
+    """Which row broke a JSON check, for the error message ("" if none did)."""
+    match = _JSON_CHECK_RE.search(str(exc))
+    if match is None:
+        return ""
+    table, column = match.groups()
+    keys = [r[1] for r in sorted(conn.execute(f'PRAGMA table_info("{table}")'),
+                                 key=lambda r: r[5]) if r[5]] or ["rowid"]
+    row = conn.execute(
+        f'SELECT {", ".join(keys)} FROM "{table}" WHERE NOT json_valid("{column}") LIMIT 1'
+    ).fetchone()
+    if row is None:
+        return ""
+    where = ", ".join(f"{k}={v!r}" for k, v in zip(keys, tuple(row), strict=True))
+    return (f" (table {table}, row {where}: {column} is not valid JSON; "
+            "fix or delete that row and open the database again; nothing was changed)")
 
 
 def _upgrade_legacy(conn: Any, connect_memory: Any, legacy: set[str]) -> list[int]:
@@ -210,19 +262,16 @@ def _upgrade_legacy(conn: Any, connect_memory: Any, legacy: set[str]) -> list[in
             _copy_rows(conn, table, new_columns[table])
         for table in rebuild:
             conn.execute(f'DROP TABLE "_memkit_old_{table}"')
-        violations = conn.execute("PRAGMA foreign_key_check").fetchall()
-        if violations:
-            raise SchemaError(
-                f"upgrade would leave {len(violations)} foreign key violations, e.g. "
-                f"{tuple(violations[0])}; nothing was changed"
-            )
+        _check_foreign_keys(conn, "upgrade")
         conn.execute("COMMIT")
     except BaseException as exc:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         if isinstance(exc, SchemaError):
             raise
-        raise SchemaError(f"upgrade of the pre-memory schema failed: {exc}") from exc
+        raise SchemaError(
+            f"upgrade of the pre-memory schema failed: {exc}{_bad_json_row(conn, exc)}"
+        ) from exc
     finally:
         conn.execute("PRAGMA legacy_alter_table = OFF")
         conn.execute("PRAGMA foreign_keys = ON")

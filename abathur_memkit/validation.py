@@ -128,7 +128,8 @@ async def run_checks(db: Database) -> dict[str, Any]:
 
     usage = await db.get_index_usage()
     expected_indexes = schema.named_indexes()
-    missing = [i for i in expected_indexes if i not in usage["indexes"]]
+    present = {index["name"] for index in usage["indexes"]}
+    missing = [i for i in expected_indexes if i not in present]
     checks.append(_check(
         "index_count", not missing,
         f"{len(expected_indexes) - len(missing)}/{len(expected_indexes)} named indexes"

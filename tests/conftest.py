@@ -21,6 +21,13 @@ async def db(tmp_path: Path) -> AsyncIterator[Database]:
 
 
 @pytest.fixture
+async def policy_db(tmp_path: Path) -> AsyncIterator[Database]:
+    """Like ``db``, with the memory write policy switched on."""
+    async with Database(tmp_path / "test.db", write_policy=True) as database:
+        yield database
+
+
+@pytest.fixture
 async def memdb() -> AsyncIterator[Database]:
     async with Database(":memory:") as database:
         yield database

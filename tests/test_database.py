@@ -19,7 +19,7 @@ from abathur_memkit import (
     MemkitError,
 )
 from abathur_memkit.driver import select_driver
-from abathur_memkit.schema import schema_version
+from abathur_memkit.schema import migrations, schema_version
 
 
 async def test_pragmas_on_writer_and_readers(db: Database) -> None:
@@ -72,7 +72,7 @@ async def test_two_databases_initialize_one_file_at_once(tmp_path: Path) -> None
     results = await asyncio.gather(*(d.initialize() for d in dbs))
     try:
         # Each migration was applied exactly once across all of them.
-        assert sorted(v for r in results for v in r) == [m for m in range(1, schema_version() + 1)]
+        assert sorted(v for r in results for v in r) == [m.version for m in migrations()]
         # The seeds' 32 and memkit's idx_memory_heads_recent.
         assert (await dbs[0].get_index_usage())["index_count"] == 33
     finally:
@@ -230,9 +230,11 @@ async def test_not_a_database_is_a_clear_error(tmp_path: Path) -> None:
     assert bad.read_bytes() == b"this is not sqlite, just some text " * 100
 
 
-async def test_missing_directory_is_a_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(DatabaseFileError, match="does not exist"):
-        await Database(tmp_path / "nope" / "a.db").initialize()
+async def test_a_folder_that_cannot_be_made_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("not a folder")
+    with pytest.raises(DatabaseFileError, match="cannot create directory"):
+        await Database(tmp_path / "file" / "sub" / "a.db").initialize()
+    assert (tmp_path / "file").read_text() == "not a folder"
 
 
 def test_bad_path_types() -> None:

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from abathur_memkit import Database, InvalidInputError, NotFoundError
+from abathur_memkit import AlreadyExistsError, Database, InvalidInputError, NotFoundError
 from abathur_memkit.cli import main
 from abathur_memkit.documents import DocumentIndexService, SyncSummary
 from abathur_memkit.watch import watch_directory
@@ -53,8 +53,13 @@ async def test_index_document_and_lookups(memdb: Database) -> None:
     chunks = await docs.get_chunks(doc_id)
     assert [c["heading_path"] for c in chunks] == ["Plan", "Plan > Phase one", "Plan > Phase two"]
     assert [text[c["start_offset"]:c["end_offset"]] for c in chunks] == [c["text"] for c in chunks]
+    # indexed already: refused as the seed API documents, unless upsert=True
+    before = await docs.get_document("plans/p.md")
+    with pytest.raises(AlreadyExistsError, match=r"Document plans/p\.md already exists"):
+        await docs.index_document("plans/p.md", "Plan v2", text, "plan")
+    assert await docs.get_document("plans/p.md") == before
     # same content: nothing re-chunked
-    assert await docs.index_document("plans/p.md", "Plan v2", text, "plan") == doc_id
+    assert await docs.index_document("plans/p.md", "Plan v2", text, "plan", upsert=True) == doc_id
     assert [c["id"] for c in await docs.get_chunks(doc_id)] == [c["id"] for c in chunks]
     assert (await docs.get_document("plans/p.md"))["title"] == "Plan v2"  # type: ignore[index]
     pending = await docs.get_pending_documents(10)
@@ -94,7 +99,7 @@ async def test_status_transitions_and_embedding(memdb: Database) -> None:
     with pytest.raises(NotFoundError, match="Document 999 not found"):
         await docs.mark_synced(999)
     with pytest.raises(InvalidInputError, match="1-D float32"):
-        await docs.update_embedding(doc_id, [0.1, 0.2], "m")
+        await docs.update_embedding(doc_id, np.ones((2, 2), np.float32), "m")
     with pytest.raises(InvalidInputError, match="Invalid document_type"):
         await docs.index_document("b.md", "B", "x", "memo")
     with pytest.raises(InvalidInputError, match="Invalid file_path"):

@@ -25,7 +25,8 @@ NS = "user:alice:preferences"
 
 
 @pytest.fixture
-async def alice(db: Database) -> Database:
+async def alice(policy_db: Database) -> Database:
+    db = policy_db
     await db.execute("INSERT INTO sessions (id, app_name, user_id, project_id) "
                      "VALUES ('s1', 'abathur', 'alice', 'p1')")
     return db

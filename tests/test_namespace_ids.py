@@ -23,6 +23,12 @@ from abathur_memkit.namespaces import require_segment
 RULE = "ids that become a namespace segment may not contain ':'"
 
 
+@pytest.fixture
+async def db(policy_db: Database) -> Database:
+    """These tests are about the write policy: every database here enforces it."""
+    return policy_db
+
+
 @pytest.mark.parametrize(("field", "call"), [
     ("session_id", lambda db: db.sessions.create_session("s1:victim", "app", "bob")),
     ("app_name", lambda db: db.sessions.create_session("s2", "app:x", "bob")),
@@ -169,15 +175,16 @@ def test_the_cli_elevates_with_a_flag(tmp_path: Any, capsys: pytest.CaptureFixtu
             await db.sessions.create_session("s1", "app", "alice")
 
     asyncio.run(make_session())
-    write = ["memory", "put", path, "user:bob", "k", "1", "--by", "session:s1"]
+    write = ["memory", "put", path, "user:bob", "k", "1", "--by", "session:s1", "--write-policy"]
     assert main(write) == 1  # refused by the write policy
     assert "--elevated" in capsys.readouterr().err
     assert main([*write, "--elevated"]) == 0
-    assert main(["memory", "delete", path, "user:bob", "k", "--by", "session:s1"]) == 1
-    assert main(["memory", "delete", path, "user:bob", "k", "--by", "session:s1",
-                 "--elevated"]) == 0
-    assert main(["memory", "restore", path, "user:bob", "k", "--by", "session:s1",
-                 "--elevated"]) == 0
+    delete = ["memory", "delete", path, "user:bob", "k", "--by", "session:s1", "--write-policy"]
+    assert main(delete) == 1
+    assert main([*delete, "--elevated"]) == 0
+    restore = ["memory", "restore", path, "user:bob", "k", "--by", "session:s1", "--write-policy"]
+    assert main(restore) == 1
+    assert main([*restore, "--elevated"]) == 0
     capsys.readouterr()
     assert main(["memory", "get", path, "user:bob", "k", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["updated_by"] == "session:s1"

@@ -2,8 +2,9 @@
 
 Values are JSON (``'{"mode": "dark"}'``, ``'42'``, ``'"text"'``); ``put --string``
 stores the argument as a JSON string instead. Writes are audited like any
-other (``--by`` names the writer, default ``cli``) and follow the write policy;
-``--elevated`` overrides it, as ``elevated=True`` does in Python.
+other (``--by`` names the writer, default ``cli``). ``--write-policy`` enforces
+the write policy for ``--by`` (off by default, as in Python); ``--elevated``
+overrides it, as ``elevated=True`` does.
 """
 
 from __future__ import annotations
@@ -12,8 +13,10 @@ import argparse
 import json
 from typing import Any
 
+from ..database import Database
 from ..errors import InvalidInputError, NotFoundError
-from ..memory import MEMORY_TYPES, describe
+from ..memory import MEMORY_TYPES, MemoryService, describe
+from ..namespaces import WritePolicy
 from . import add_json_flag, add_output_flags, emit, emit_rows, example
 from .admin import open_existing
 
@@ -28,6 +31,8 @@ def register(subparsers: Any) -> None:
 
     def writes(p: argparse.ArgumentParser) -> None:
         p.add_argument("--by", default="cli", help="the writer recorded (default: cli)")
+        p.add_argument("--write-policy", action="store_true",
+                       help="enforce the write policy for --by (off by default)")
         p.add_argument("--elevated", action="store_true",
                        help="write where the write policy would refuse --by")
 
@@ -132,12 +137,12 @@ async def cmd_put(args: argparse.Namespace) -> int:
     async with open_existing(args.path, write=True) as db:
         current = await db.memory.get_memory(args.namespace, args.key)
         if current is None:
-            entry_id = await db.memory.add_memory(
+            entry_id = await _writes(db, args).add_memory(
                 args.namespace, args.key, value, args.memory_type or "semantic", args.by,
                 task_id=args.task, metadata=metadata, elevated=args.elevated)
             action = "created"
         else:
-            await db.memory.update_memory(
+            await _writes(db, args).update_memory(
                 args.namespace, args.key, value, args.by, task_id=args.task,
                 memory_type=args.memory_type, metadata=metadata, elevated=args.elevated)
             action = "updated"
@@ -174,8 +179,9 @@ async def cmd_history(args: argparse.Namespace) -> int:
 
 async def cmd_delete(args: argparse.Namespace) -> int:
     async with open_existing(args.path, write=True) as db:
-        deleted = await db.memory.delete_memory(args.namespace, args.key, task_id=args.task,
-                                                deleted_by=args.by, elevated=args.elevated)
+        deleted = await _writes(db, args).delete_memory(
+            args.namespace, args.key, task_id=args.task, deleted_by=args.by,
+            elevated=args.elevated)
     if not deleted:
         raise NotFoundError(f"Memory not found: {describe(args.namespace, args.key)} "
                             "(nothing live to delete)")
@@ -187,9 +193,14 @@ async def cmd_delete(args: argparse.Namespace) -> int:
 
 async def cmd_restore(args: argparse.Namespace) -> int:
     async with open_existing(args.path, write=True) as db:
-        version = await db.memory.restore_memory(args.namespace, args.key, restored_by=args.by,
-                                                 elevated=args.elevated)
+        version = await _writes(db, args).restore_memory(
+            args.namespace, args.key, restored_by=args.by, elevated=args.elevated)
     emit(args, {"restored": True, "namespace": args.namespace, "key": args.key,
                 "version": version},
          f"restored {args.namespace} {args.key} (latest version {version})")
     return 0
+
+
+def _writes(db: Database, args: argparse.Namespace) -> MemoryService:
+    """The memory service a write command uses: with the policy if asked for."""
+    return MemoryService(db, policy=WritePolicy(enforce=args.write_policy))

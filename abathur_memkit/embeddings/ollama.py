@@ -45,6 +45,12 @@ _KNOWN_MODELS: dict[str, tuple[int, str, str, int]] = {
 }
 
 
+def known_dimensions(model: str) -> int | None:
+    """The vector size of a model named here (any ``:tag``; nomic's ``-v1.5`` name too)."""
+    known = _KNOWN_MODELS.get(model.split(":", 1)[0].removesuffix("-v1.5"))
+    return known[0] if known else None
+
+
 class OllamaEmbedder:
     """Embed through an Ollama server with the official client.
 

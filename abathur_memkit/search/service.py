@@ -628,8 +628,15 @@ class SearchService:
         re-embedding); without, :class:`StaleIndexError` is raised. Runs in a
         write transaction.
         """
+        return self.prepare_index_for(conn, name, embedder.name, embedder.dimensions,
+                                      reset=reset)
+
+    def prepare_index_for(
+        self, conn: Any, name: str, model: str, dimensions: int, *, reset: bool
+    ) -> tuple[VectorBackend, bool]:
+        """``prepare_index`` for vectors of ``model`` made elsewhere (no embedder here)."""
         row = _registry(conn, name)
-        wanted = (embedder.name, embedder.dimensions, self.db.vector_backend)
+        wanted = (model, dimensions, self.db.vector_backend)
         if row is not None and _made_by(row) == wanted:
             return _backend(name, row), False
         if row is not None:
@@ -637,13 +644,12 @@ class SearchService:
                 raise _stale(name, row, wanted)
             self._drop_index(conn, name)
         settings = _default_settings(self.db.vector_backend)
-        backend = make_backend(self.db.vector_backend, name, embedder.dimensions, **settings)
+        backend = make_backend(self.db.vector_backend, name, dimensions, **settings)
         backend.create(conn)
         conn.execute(
             "INSERT INTO vector_indexes (name, backend, model, dimensions, settings) "
             "VALUES (?, ?, ?, ?, ?)",
-            (name, self.db.vector_backend, embedder.name, embedder.dimensions,
-             to_json(settings, "settings")),
+            (name, self.db.vector_backend, model, dimensions, to_json(settings, "settings")),
         )
         return backend, row is not None
 

@@ -57,7 +57,8 @@ def allowed(writer: str | None, namespace: str) -> bool:
 
 
 @pytest.fixture
-async def sessions(db: Database) -> Database:
+async def sessions(policy_db: Database) -> Database:
+    db = policy_db
     for sid, user in USERS.items():
         await db.sessions.create_session(sid, "abathur", user, "p1")
     await db.memory.add_memory("session:s1:drafts", "summary", {"text": "draft"}, "semantic",

@@ -1,0 +1,1 @@
+"""Module-path shim: the seed project's ``abathur`` package, served by abathur_memkit."""
