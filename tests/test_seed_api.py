@@ -149,7 +149,7 @@ async def test_search_documents_by_a_callers_vector(db: Database) -> None:
 
 async def test_index_usage_rows_are_dicts(db: Database) -> None:
     usage = await db.get_index_usage()
-    assert usage["index_count"] == len(usage["indexes"]) == 32
+    assert usage["index_count"] == len(usage["indexes"]) == 33  # 32 + the heads index
     by_name = {i["name"]: i for i in usage["indexes"]}
     assert by_name["idx_memory_namespace_key_version"] == {
         "name": "idx_memory_namespace_key_version", "table": "memory_entries",
@@ -270,7 +270,7 @@ async def test_the_migration_adds_the_checks_and_keeps_rows(tmp_path: Path) -> N
         assert task is not None and task["input_data"] == {"a": 1}
         assert (await db.checkpoints.latest("t1"))["state"] == {"step": 1}  # type: ignore[index]
         assert await db.validate_foreign_keys() == []
-        assert (await db.get_index_usage())["index_count"] == 32
+        assert (await db.get_index_usage())["index_count"] == 33  # with idx_memory_heads_recent
         assert (await db.validate())["ok"] is True
         with pytest.raises(InvalidInputError, match=r"tasks\.input_data is JSON"):
             await db.execute("UPDATE tasks SET input_data = '{' WHERE id = 't1'")
