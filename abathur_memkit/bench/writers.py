@@ -10,7 +10,8 @@ In one run, on one file database, pinned to one CPU like ``bench core``:
 Every write is an ``add_memory`` or ``update_memory`` with its audit row. The
 throughput modes run in chunks interleaved round by round, so each sees the
 same file size and the same moments of a shared machine; the spread of the
-per-round rates and the load average are printed as the noise.
+per-round rates and the load average are printed as the noise, and so is the
+process CPU time per write of each mode, which a busy machine disturbs less.
 """
 
 from __future__ import annotations
@@ -134,10 +135,13 @@ async def _run_writers(
         samples: dict[str, list[int]] = {name: [] for name in modes}
         say(f"warm-up, then {sizes.rounds} rounds of {sizes.chunk:,} writes per mode")
         await work.serial(sizes.warmup)
+        cpu_ns = dict.fromkeys(modes, 0)
         for r in range(sizes.rounds):
             for name, (group_commit, run) in modes.items():
                 db.group_commit = group_commit
+                cpu_start = time.process_time_ns()
                 samples[name].append(await run())
+                cpu_ns[name] += time.process_time_ns() - cpu_start
             say(f"round {r + 1}/{sizes.rounds} done")
         say(f"single-writer latency, group commit on vs off, {sizes.latency_rounds:,} each")
         latency = await _single_writer(db, work, sizes)
@@ -145,6 +149,9 @@ async def _run_writers(
     serial, grouped, ungrouped = (
         Result(name, samples[name], count=concurrent if i else sizes.chunk)
         for i, name in enumerate(modes))
+    for result in (serial, grouped, ungrouped):
+        result.extra["cpu_us_per_write"] = cpu_ns[result.name] / 1e3 / (
+            result.count * len(result.samples_ns))
     grouped.compare_rate(serial, target=TARGET_RATIO)
     vs_ungrouped = grouped.ops / ungrouped.ops if ungrouped.ops else 0.0
     grouped.extra.update(writes_per_second=grouped.ops, vs_no_group_commit=vs_ungrouped)
@@ -181,7 +188,8 @@ def _noise(samples: dict[str, list[int]], results: list[Result], load_before: st
     for result in results:
         per_round = [result.count / (ns / 1e9) for ns in samples[result.name]]
         lines.append(f"{result.name:<34} per round {min(per_round):>8,.0f} .. "
-                     f"{max(per_round):>8,.0f} writes/s")
+                     f"{max(per_round):>8,.0f} writes/s, CPU "
+                     f"{result.extra['cpu_us_per_write']:>6.1f} µs per write")
     lines.append(f"load average (1/5/15 min) before {load_before}, after {_load()} "
                  f"on {os.cpu_count()} CPUs")
     return lines
