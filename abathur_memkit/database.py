@@ -75,7 +75,7 @@ _LOCK_RETRY_SECONDS = 60.0
 
 # Most writes one group-commit transaction takes: bounds how long the writes in
 # it wait for their common COMMIT.
-GROUP_LIMIT = 256
+_GROUP_LIMIT = 256
 
 
 class Database:
@@ -528,7 +528,7 @@ class Database:
 
     def _next_group(self) -> list[_QueuedWrite]:
         group: list[_QueuedWrite] = []
-        while self._queued and len(group) < GROUP_LIMIT:
+        while self._queued and len(group) < _GROUP_LIMIT:
             entry = self._queued.popleft()
             if not entry.future.done():  # done: its caller was cancelled
                 group.append(entry)
@@ -581,14 +581,16 @@ class Database:
         # A SAVEPOINT keeps the old image of every page its write changes in a
         # sub-journal; past 64 KiB (a memory write touches ~17 pages) SQLite
         # spills it to a temporary file, which costs ~50 % more per write. The
-        # setting is read at BEGIN, so it applies to this transaction only and
-        # is dropped again (it may not change inside a transaction), so VACUUM
-        # and large sorts keep using files.
+        # setting is read at BEGIN, so it applies to this transaction only; it
+        # is set back after it (it cannot change inside a transaction), so
+        # VACUUM and large sorts keep using files. (Changing it drops TEMP
+        # tables: memkit keeps none on the writer.)
         conn.execute("PRAGMA temp_store = MEMORY")
         try:
             self._group_txn(conn, group)
         finally:
-            conn.execute("PRAGMA temp_store = DEFAULT")
+            if not conn.in_transaction:
+                conn.execute("PRAGMA temp_store = DEFAULT")
 
     def _group_txn(self, conn: Any, group: list[_QueuedWrite]) -> None:
         _begin_immediate(conn, self.driver.module.OperationalError)
