@@ -245,3 +245,19 @@ def test_writes_from_two_event_loops_at_once(tmp_path: Path) -> None:
         return [r["metric_name"] for r in rows]
 
     assert asyncio.run(names()) == ["first loop", "second loop"]
+
+
+async def test_vacuum_and_checkpoint_never_run_inside_a_group(db: Database) -> None:
+    outcomes = await while_writer_busy(db, [
+        lambda: db.execute(INSERT_METRIC, ("a",)),
+        db.vacuum,  # VACUUM fails inside a transaction
+        lambda: db.execute(INSERT_METRIC, ("b",)),
+        lambda: db.checkpoint("TRUNCATE"),
+        lambda: db.execute(INSERT_METRIC, ("c",)),
+    ])
+
+    assert outcomes[0] == outcomes[2] == outcomes[4] == 1
+    assert outcomes[1] is None
+    assert outcomes[3]["busy"] == 0  # it ran, and no transaction held the WAL
+    rows = await db.fetchall("SELECT metric_name FROM metrics ORDER BY metric_name")
+    assert [r["metric_name"] for r in rows] == ["a", "b", "c"]
