@@ -21,7 +21,7 @@ from typing import Any
 
 from pytest_abathur.latency import LatencyStats, commit_info, machine_info
 
-__all__ = ["Report", "Result", "measure_pair", "one_cpu"]
+__all__ = ["Report", "Result", "measure_pair", "one_cpu", "target_lines"]
 
 
 @contextmanager
@@ -173,3 +173,13 @@ async def measure_pair(
     mine, theirs = Result.from_samples(name, a), Result.from_samples(base_name, b)
     mine.compare_latency(theirs, target)
     return [mine, theirs]
+
+
+def target_lines(targets: list[tuple[str, str, str, bool]]) -> list[str]:
+    """A table of ``(name, goal, measured, met)`` targets; no lines for none."""
+    if not targets:
+        return []
+    lines = [f"{'target':<44} {'goal':<28} {'measured':<30} met"]
+    for name, goal, measured, met in targets:
+        lines.append(f"{name:<44} {goal:<28} {measured:<30} {'yes' if met else 'NO'}")
+    return lines

@@ -39,7 +39,7 @@ import numpy as np
 from ..database import PRAGMAS, Database
 from ..driver import load_extension, select_driver
 from ..search.backends import VecBackend, VectorBackend, VssBackend, backend_unavailable
-from . import Report, Result
+from . import Report, Result, target_lines
 
 __all__ = ["SearchSizes", "clustered_vectors", "run_search"]
 
@@ -96,9 +96,7 @@ class SearchReport:
         out.extend(self.lines)
         if self.targets:
             out.append("")
-            out.append(f"{'target':<44} {'goal':<28} {'measured':<30} met")
-            for name, goal, measured, met in self.targets:
-                out.append(f"{name:<44} {goal:<28} {measured:<30} {'yes' if met else 'NO'}")
+            out.extend(target_lines(self.targets))
         return "\n".join(out)
 
     @property

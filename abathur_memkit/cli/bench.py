@@ -55,6 +55,17 @@ def register(subparsers: Any) -> None:
     add_json_flag(peers)
     peers.set_defaults(handler=cmd_bench_peers)
 
+    writers = suites.add_parser("writers", help="50 concurrent writers with group commit "
+                                                "vs one writer and vs group_commit=False")
+    writers.add_argument("--db", help="database file to build (default: a temporary file)")
+    writers.add_argument("--json-out", "--output", dest="output",
+                         help="write pytest-benchmark-style JSON here")
+    writers.add_argument("--quick", action="store_true", help="small sizes (a smoke run)")
+    writers.add_argument("--no-pin", action="store_true",
+                         help="do not pin the process to one CPU")
+    add_json_flag(writers)
+    writers.set_defaults(handler=cmd_bench_writers)
+
     search = suites.add_parser("search", help="vector KNN, ingest and re-sync "
                                               "(vs sqlite-vec float vec0 and a scalar scan)",
                                **example("memkit bench search --quick --no-vss"))
@@ -208,3 +219,24 @@ async def _bench_quality(args: argparse.Namespace) -> int:
         text += f"\n\nJSON written to {args.output}"
     emit(args, document, text)
     return 0
+
+
+async def cmd_bench_writers(args: argparse.Namespace) -> int:
+    from ..bench.writers import WritersSizes, run_writers
+    from ..driver import select_driver
+
+    sizes = WritersSizes.quick() if args.quick else WritersSizes()
+    with tempfile.TemporaryDirectory(prefix="memkit-bench-") as tmp:
+        path = Path(args.db) if args.db else Path(tmp) / "writers.db"
+        result = await run_writers(path, sizes, pin=not args.no_pin,
+                                   progress=lambda m: print(f"... {m}", file=sys.stderr))
+    driver = select_driver()
+    document = result.report.to_json(sqlite_version=driver.sqlite_version, driver=driver.name)
+    document["targets"] = [{"name": n, "goal": g, "measured": m, "met": ok}
+                           for n, g, m, ok in result.targets]
+    text = result.table()
+    if args.output:
+        Path(args.output).write_text(json.dumps(document, indent=2) + "\n", "utf-8")
+        text += f"\n\nJSON written to {args.output}"
+    emit(args, document, text)
+    return 1 if result.missed else 0
