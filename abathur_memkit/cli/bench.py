@@ -56,7 +56,8 @@ def register(subparsers: Any) -> None:
     peers.set_defaults(handler=cmd_bench_peers)
 
     writers = suites.add_parser("writers", help="50 concurrent writers with group commit "
-                                                "vs one writer and vs group_commit=False")
+                                                "vs one writer and vs group_commit=False",
+                                **example("memkit bench writers --quick"))
     writers.add_argument("--db", help="database file to build (default: a temporary file)")
     writers.add_argument("--json-out", "--output", dest="output",
                          help="write pytest-benchmark-style JSON here")
