@@ -22,6 +22,7 @@ def register(subparsers: Any) -> None:
     p = commands.add_parser("list", help="sessions, newest first (a page at a time)")
     p.add_argument("path", help="database file")
     p.add_argument("--project")
+    p.add_argument("--app")
     p.add_argument("--user")
     p.add_argument("--status", choices=STATUSES)
     p.add_argument("--limit", type=int, default=20)
@@ -41,7 +42,7 @@ def register(subparsers: Any) -> None:
 async def cmd_list(args: argparse.Namespace) -> int:
     async with open_existing(args.path) as db:
         page = await db.sessions.list_sessions(args.project, args.status, args.user,
-                                               args.limit, args.cursor)
+                                               args.limit, args.cursor, app_name=args.app)
     lines = [f"{'id':<24} {'status':<10} {'user':<12} {'project':<10} {'created_at':<26} "
              "last_update_time"]
     lines += [f"{s['id']:<24} {s['status']:<10} {s['user_id']:<12} {s['project_id'] or '-':<10} "
