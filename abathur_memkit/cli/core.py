@@ -20,6 +20,7 @@ __all__ = ["register"]
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser("init", help="create or upgrade a database")
     p.add_argument("path")
+    p.add_argument("--seed", action="store_true", help="also add the initial memories")
     add_json_flag(p)
     p.set_defaults(handler=cmd_init)
 
@@ -37,10 +38,21 @@ async def cmd_init(args: argparse.Namespace) -> int:
     db = Database(args.path)
     try:
         applied = await db.initialize()
-        report = {"path": db.path, "applied": applied, "schema_version": await db.schema_version()}
+        report: dict[str, Any] = {
+            "path": db.path, "applied": applied, "schema_version": await db.schema_version(),
+        }
+        if args.seed:
+            from .seed import seed_report
+
+            report["seed"] = await seed_report(db)
     finally:
         await db.close()
-    emit(args, report, _init_text(report))
+    text = _init_text(report)
+    if args.seed:
+        from .seed import seed_text
+
+        text += "\n" + seed_text(db.path, report["seed"])
+    emit(args, report, text)
     return 0
 
 
