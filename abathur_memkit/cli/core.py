@@ -30,6 +30,7 @@ def register(subparsers: Any) -> None:
     p.set_defaults(handler=cmd_validate)
 
     p = subparsers.add_parser("doctor", help="SQLite driver, extensions, Ollama")
+    p.add_argument("path", nargs="?", help="also a database file's WAL size and readers")
     add_json_flag(p)
     p.set_defaults(handler=cmd_doctor)
 
@@ -67,12 +68,15 @@ async def cmd_validate(args: argparse.Namespace) -> int:
         raise_missing(args.path)
     async with Database(args.path) as db:
         report = await db.validate()
-    lines = [f"{'PASS' if c['passed'] else 'FAIL'}  {c['name']:<42} {c['detail']}"
-             for c in report["checks"]]
+    lines = [f"{_verdict(c)}  {c['name']:<42} {c['detail']}" for c in report["checks"]]
     passed = sum(c["passed"] for c in report["checks"])
     lines.append(f"{passed}/{len(report['checks'])} checks passed")
     emit(args, report, "\n".join(lines))
     return 0 if report["ok"] else 1
+
+
+def _verdict(check: dict[str, Any]) -> str:
+    return "PASS" if check["passed"] else "WARN" if check.get("warning") else "FAIL"
 
 
 def raise_missing(path: str) -> None:
@@ -133,5 +137,10 @@ async def cmd_doctor(args: argparse.Namespace) -> int:
     ollama = report["ollama"]
     lines.append(f"ollama          {'reachable' if ollama['reachable'] else 'not reachable'}"
                  f" at {ollama['host']}")
+    if args.path is not None:
+        from .monitoring import wal_report
+
+        report["wal"], text = wal_report(args.path)
+        lines.append(text)
     emit(args, report, "\n".join(lines))
     return 0
