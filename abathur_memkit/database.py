@@ -25,7 +25,8 @@ import aiosqlite
 from . import schema
 from .driver import Driver, load_extension, select_driver
 from .errors import DatabaseFileError, InvalidInputError, MemkitError
-from .inputs import require_int, show
+from .inputs import require_bool, require_int, show
+from .metrics import LatencyRecorder
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -74,6 +75,7 @@ class Database:
         extensions: Sequence[str] = (),
         embedder: str | Embedder | None = None,
         vector_backend: str = "vec",
+        record_metrics: bool = False,
     ) -> None:
         if isinstance(path, bytes) or not isinstance(path, str | os.PathLike):
             raise InvalidInputError(f"Database path must be a str or os.PathLike, not {path!r}")
@@ -112,6 +114,9 @@ class Database:
         self._next_reader = itertools.count()
         self._init_lock = asyncio.Lock()
         self._services: dict[str, Any] = {}
+        # Per-operation latency samples for the metrics table, buffered.
+        record = require_bool(record_metrics, "record_metrics")
+        self._latency = LatencyRecorder() if record else None
 
     def __repr__(self) -> str:
         return f"<Database {self.path!r} driver={self.driver.name}>"
@@ -227,6 +232,8 @@ class Database:
 
     async def close(self) -> None:
         """Close every connection; the Database can be initialized again."""
+        if self._latency is not None and self._writer is not None:
+            await self._latency.flush(self)
         connections = [*self._readers, *([self._writer] if self._writer else [])]
         self._readers, self._writer = [], None
         for conn in connections:
@@ -335,9 +342,14 @@ class Database:
         statement sees the same committed state.
         """
         reader = await self._reader()
+        started = time.perf_counter()
         if not snapshot:
-            return await self._call(reader, fn, reader._conn)
-        return await self._call(reader, _in_read_txn, reader._conn, fn)
+            result = await self._call(reader, fn, reader._conn)
+        else:
+            result = await self._call(reader, _in_read_txn, reader._conn, fn)
+        if self._latency is not None:
+            await self._latency.record(self, fn, started)
+        return result
 
     async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn(conn)`` in one ``BEGIN IMMEDIATE`` transaction on the writer.
@@ -350,7 +362,11 @@ class Database:
         writer = self._writer
         if writer is None:
             raise MemkitError("Database is not initialized: await db.initialize() first")
-        return await self._call(writer, self._in_write_txn, writer._conn, fn)
+        started = time.perf_counter()
+        result: T = await self._call(writer, self._in_write_txn, writer._conn, fn)
+        if self._latency is not None:
+            await self._latency.record(self, fn, started)
+        return result
 
     def _in_write_txn(self, conn: Any, fn: Callable[[Any], T]) -> T:
         _begin_immediate(conn, self.driver.module.OperationalError)
