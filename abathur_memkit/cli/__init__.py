@@ -20,7 +20,8 @@ __all__ = ["build_parser", "emit", "main"]
 
 # The command modules, in the order they appear in --help.
 COMMAND_MODULES = (
-    "core", "seed", "memory", "session", "search", "workload", "admin", "bench", "reliability",
+    "core", "seed", "memory", "session", "search", "workload", "admin", "archive", "bench",
+    "reliability",
 )
 
 Handler = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
