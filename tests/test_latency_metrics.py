@@ -63,4 +63,20 @@ class Service:
 
 def test_operation_name_is_the_public_method() -> None:
     assert operation_name(Service().get_memory()) == "get_memory"  # type: ignore[arg-type]
-    assert operation_name(lambda: None) == "<lambda>"
+    # A function defined inside another is named after the outer one.
+    assert operation_name(lambda: None) == "test_operation_name_is_the_public_method"
+
+
+async def test_the_performance_plot_draws_one_box_per_operation(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    from abathur_memkit.analysis import load_metrics_sync, plot_operation_latency
+
+    path = tmp_path / "m.db"
+    async with Database(path, record_metrics=True) as db:
+        await db.sessions.create_session("s", "app", "u")
+        await db.sessions.get_session("s")
+    fig = plot_operation_latency(load_metrics_sync(path))
+    labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    assert {"create_session (1)", "get_session (1)"} <= set(labels)
+    empty = plot_operation_latency(load_metrics_sync(path).iloc[0:0])
+    assert "record_metrics=True" in empty.axes[0].texts[0].get_text()
