@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sqlite3
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +20,25 @@ from abathur_memkit.analysis.loaders import (
 )
 from abathur_memkit.archive import ArchiveError, archive
 from abathur_memkit.cli import main
+from abathur_memkit.driver import select_driver
+
+_BACKDATE = (
+    "UPDATE audit SET timestamp = '2001' || substr(timestamp, 5)",
+    "UPDATE memory_entries SET created_at = '2001' || substr(created_at, 5), "
+    "updated_at = '2001' || substr(updated_at, 5)",
+    "UPDATE sessions SET created_at = '2001' || substr(created_at, 5), "
+    "last_update_time = '2001' || substr(last_update_time, 5), "
+    "terminated_at = '2001' || substr(terminated_at, 5)",
+    "UPDATE session_events SET created_at = '2001' || substr(created_at, 5)",
+)
 
 
-async def _history(db: Database) -> None:
-    """Key k in 3 versions, key j in 1; s1 terminated with 3 events, s2 active with 2."""
+async def _history(db: Database, *, old: bool = True) -> None:
+    """Key k in 3 versions, key j in 1; s1 terminated with 3 events, s2 active with 2.
+
+    ``old``: every timestamp moved to 2001 (order kept), so a cutoff of a day
+    does not depend on the clock between the writes and the archive run.
+    """
     await db.memory.add_memory("user:a", "k", 1, "semantic", "user:a")
     await db.memory.update_memory("user:a", "k", 2, "user:a")
     await db.memory.update_memory("user:a", "k", 3, "user:a")
@@ -36,10 +51,15 @@ async def _history(db: Database) -> None:
     for n in range(2):
         await db.sessions.append_event("s2", {"n": n})
     await db.sessions.terminate_session("s1")
+    if old:
+        for statement in _BACKDATE:
+            await db.execute(statement)
 
 
 def _keys(path: Path | str, sql: str) -> set[tuple[Any, ...]]:
-    with sqlite3.connect(path) as conn:
+    # The Database's own SQLite library, closed after: two SQLite libraries in one
+    # process clear each other's file locks and can read a stale WAL index.
+    with closing(select_driver().connect(str(path))) as conn:
         return {tuple(r) for r in conn.execute(sql)}
 
 
@@ -52,7 +72,7 @@ async def test_archive_moves_old_rows_and_keeps_the_latest(db: Database, tmp_pat
     await _history(db)
     before = {q: _keys(db.path, q) for q in (_MEMORY, _EVENTS)}
     target = tmp_path / "old.db"
-    result = await archive(db, target, 0, batch_size=2)
+    result = await archive(db, target, 1, batch_size=2)
     assert result.moved["memory_entries"] == 2 and result.moved["session_events"] == 3
     assert result.sessions_archived == 1
     # Main keeps the latest version of each key, and the events of the live session.
@@ -73,7 +93,7 @@ async def test_archive_moves_old_rows_and_keeps_the_latest(db: Database, tmp_pat
 
 
 async def test_nothing_younger_than_the_cutoff_moves(db: Database, tmp_path: Path) -> None:
-    await _history(db)
+    await _history(db, old=False)
     before = _keys(db.path, _MEMORY), _keys(db.path, _EVENTS), _keys(db.path, _AUDIT)
     result = await archive(db, tmp_path / "old.db", 90)
     assert sum(result.moved.values()) == 0 and result.sessions_archived == 0
@@ -86,7 +106,7 @@ async def test_a_version_a_young_audit_row_names_stays(db: Database, tmp_path: P
     assert first is not None
     await db.execute("UPDATE audit SET timestamp = '2999-01-01' WHERE memory_entry_id = ?",
                      (first["id"],))
-    await archive(db, tmp_path / "old.db", 0)
+    await archive(db, tmp_path / "old.db", 1)
     assert {r[3] for r in _keys(db.path, _MEMORY) if r[2] == "k"} == {1, 3}
     linked = await db.fetchone("SELECT memory_entry_id FROM audit WHERE timestamp = '2999-01-01'")
     assert linked == {"memory_entry_id": first["id"]}  # never nulled
@@ -110,13 +130,13 @@ async def test_a_failure_between_batches_loses_and_duplicates_nothing(
 
     monkeypatch.setattr(archive_module, "delete_batch", fail_on_third)
     with pytest.raises(OSError, match="killed"):
-        await archive(db, target, 0, batch_size=2)
+        await archive(db, target, 1, batch_size=2)
     main, archived = _keys(db.path, _AUDIT), _keys(target, _AUDIT)
     assert main | archived == before  # nothing lost
     both = main & archived
     assert len(both) == 2  # the interrupted batch: copied, not yet deleted
     monkeypatch.setattr(archive_module, "delete_batch", real)
-    await archive(db, target, 0, batch_size=2)  # the next run finishes the job
+    await archive(db, target, 1, batch_size=2)  # the next run finishes the job
     main, archived = _keys(db.path, _AUDIT), _keys(target, _AUDIT)
     assert not main & archived and before <= main | archived
 
@@ -130,7 +150,7 @@ async def test_a_short_copy_deletes_nothing(
     # A copy that drops rows (here: all but one of each batch) is caught by the count.
     monkeypatch.setattr(archive_module, "_IDS", "SELECT value FROM json_each(?) LIMIT 1")
     with pytest.raises(ArchiveError, match="nothing of this batch was deleted"):
-        await archive(db, target, 0, batch_size=5)
+        await archive(db, target, 1, batch_size=5)
     assert _keys(db.path, _AUDIT) == before
 
 
@@ -139,7 +159,7 @@ async def test_loaders_read_main_and_archive_together(db: Database, tmp_path: Pa
     memories_before = load_memories_sync(db.path)
     events_before = load_events_sync(db.path)
     target = tmp_path / "old.db"
-    await archive(db, target, 0)
+    await archive(db, target, 1)
     assert len(load_memories_sync(db.path)) == 2
     merged = load_memories_sync(db.path, archive=target)
     assert merged["id"].tolist() == memories_before["id"].tolist()
@@ -169,7 +189,7 @@ async def test_bad_arguments(db: Database, tmp_path: Path) -> None:
 async def test_cli_archive(db: Database, tmp_path: Path,
                            capsys: pytest.CaptureFixture[str]) -> None:
     await _history(db)
-    code = await asyncio.to_thread(main, ["archive", db.path, "--older-than", "0d", "--json"])
+    code = await asyncio.to_thread(main, ["archive", db.path, "--older-than", "1d", "--json"])
     report = json.loads(capsys.readouterr().out)
     assert code == 0 and report["moved"]["session_events"] == 3
     assert report["archive_path"] == str(Path(db.path).with_suffix(".archive.db"))

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 import pytest
 
 from abathur_memkit import Database, InvalidInputError
+from abathur_memkit.driver import select_driver
 from abathur_memkit.metrics import operation_name
 
 
 def _latency_rows(path: Path) -> list[tuple[str, float]]:
-    with sqlite3.connect(path) as conn:
+    with closing(select_driver().connect(str(path))) as conn:
         return conn.execute("SELECT metric_name, metric_value FROM metrics "
                             "WHERE metric_name LIKE 'latency.%' ORDER BY id").fetchall()
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
-import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 import pytest
 
 from abathur_memkit import Database
 from abathur_memkit.cli import main
+from abathur_memkit.driver import select_driver
 from abathur_memkit.seed import INITIAL_MEMORIES, SEED_TASK_ID, seed_initial_memories
 
 
@@ -19,7 +20,7 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, dict[str, 
 
 
 def _seeded_rows(path: Path) -> tuple[int, int]:
-    with sqlite3.connect(path) as conn:
+    with closing(select_driver().connect(str(path))) as conn:
         memories = conn.execute("SELECT count(*) FROM memory_entries").fetchone()[0]
         audits = conn.execute("SELECT count(*) FROM audit WHERE task_id = ?",
                               (SEED_TASK_ID,)).fetchone()[0]
