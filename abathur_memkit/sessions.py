@@ -431,20 +431,21 @@ class SessionService:
         meta = require_object({} if metadata is None else metadata, "metadata")
         own, app_keys, user_keys = _split(json.loads(to_json(state, "initial_state")))
         own_json, meta_json = to_json(own, "initial_state"), to_json(meta, "metadata")
-        now = timestamp()
         owner = {"app_name": app, "user_id": user}
 
-        def create(conn: sqlite3.Connection) -> dict[str, Any]:
+        def create(conn: sqlite3.Connection) -> tuple[str, dict[str, Any]]:
             # Checked first (in the same BEGIN IMMEDIATE) for a clear message.
             if exists(conn, "sessions", sid):
                 raise AlreadyExistsError(f"Session {sid} already exists")
+            # Taken under the write lock, so audit timestamps follow audit ids.
+            now = timestamp()
             conn.execute(INSERT, (sid, app, user, project, own_json, meta_json, now, now))
             _put_shared(conn, owner, app_keys, user_keys, now)
             _audit(conn, "session_created", sid, now, "created", app_name=app, user_id=user)
             shared = decode(conn.execute(GET_SCOPED, (app, app, user)).fetchone())
-            return _merged({**shared, "state": own})
+            return now, _merged({**shared, "state": own})
 
-        merged = await self.db.write(create)
+        now, merged = await self.db.write(create)
         return {
             "id": sid, "app_name": app, "user_id": user, "project_id": project,
             "status": "created", "events": [], "state": merged, "metadata": meta,
