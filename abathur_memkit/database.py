@@ -36,6 +36,7 @@ from . import files, schema
 from .driver import Driver, load_extension, select_driver
 from .errors import DatabaseFileError, InvalidInputError, MemkitError
 from .inputs import require_bool, require_int, require_text, show
+from .metrics import LatencyRecorder
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -99,6 +100,7 @@ class Database:
         migrate: bool = True,
         write_policy: bool = False,
         group_commit: bool = True,
+        record_metrics: bool = False,
     ) -> None:
         if isinstance(path, bytes) or not isinstance(path, str | os.PathLike):
             raise InvalidInputError(f"Database path must be a str or os.PathLike, not {path!r}")
@@ -162,6 +164,9 @@ class Database:
         self._queued: collections.deque[_QueuedWrite] = collections.deque()
         self._drainer: asyncio.Task[None] | None = None
         self._idle_waiters: list[asyncio.Future[None]] = []
+        # Per-operation latency samples for the metrics table, buffered.
+        record = require_bool(record_metrics, "record_metrics")
+        self._latency = LatencyRecorder() if record else None
 
     def __repr__(self) -> str:
         return f"<Database {self.path!r} driver={self.driver.name}>"
@@ -284,6 +289,8 @@ class Database:
         Writes already waiting for a group-commit transaction run first.
         """
         await self._wait_for_writes()
+        if self._latency is not None and self._writer is not None and not self.read_only:
+            await self._latency.flush(self)
         connections = [*self._readers, *([self._writer] if self._writer else [])]
         self._readers, self._writer = [], None
         _UNCLOSED.discard(self)
@@ -449,9 +456,14 @@ class Database:
         """
         _require_callable(fn)
         reader = await self._reader()
+        started = time.perf_counter()
         if not snapshot:
-            return await self._call(reader, fn, reader._conn)
-        return await self._call(reader, _in_read_txn, reader._conn, fn)
+            result = await self._call(reader, fn, reader._conn)
+        else:
+            result = await self._call(reader, _in_read_txn, reader._conn, fn)
+        if self._latency is not None:
+            await self._latency.record(self, fn, started)
+        return result
 
     async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn(conn)`` in one ``BEGIN IMMEDIATE`` transaction on the writer.
@@ -475,6 +487,14 @@ class Database:
         if writer is None:
             raise MemkitError("Database is not initialized: await db.initialize() first")
         self._refuse_if_read_only()
+        if self._latency is None:
+            return await self._write(writer, fn)
+        started = time.perf_counter()
+        result = await self._write(writer, fn)
+        await self._latency.record(self, fn, started)
+        return result
+
+    async def _write(self, writer: aiosqlite.Connection, fn: Callable[[Any], T]) -> T:
         if not self.group_commit:
             return await self._call(writer, self._in_write_txn, writer._conn, fn)
         loop = asyncio.get_running_loop()

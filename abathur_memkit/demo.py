@@ -275,7 +275,7 @@ async def run_demo(config: DemoConfig | None = None) -> DemoResult:
     result.paths["database"] = str(path)
     _remove_database(path)
     since = timestamp()
-    db = Database(path)
+    db = Database(path, record_metrics=True)
     try:
         async def init() -> DemoStep:
             applied = await db.initialize()

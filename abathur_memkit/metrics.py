@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sqlite3
+import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .errors import InvalidInputError
@@ -15,13 +17,61 @@ if TYPE_CHECKING:
 
     from .database import Database
 
-__all__ = ["JSON_COLUMNS", "MetricsService", "query_sql", "summary_sql"]
+__all__ = ["JSON_COLUMNS", "LatencyRecorder", "MetricsService", "operation_name", "query_sql",
+           "summary_sql"]
 
 JSON_COLUMNS = ("labels",)
 
 INSERT = (
     "INSERT INTO metrics (timestamp, metric_name, metric_value, labels) VALUES (?, ?, ?, ?)"
 )
+
+
+#: Prefix of the latency metrics ``Database(record_metrics=True)`` records.
+LATENCY_PREFIX = "latency."
+
+
+def operation_name(fn: Callable[..., Any]) -> str:
+    """The public method a database function belongs to: ``get_memory`` for
+    ``MemoryService.get_memory.<locals>.get``."""
+    qualname = getattr(fn, "__qualname__", None) or type(fn).__name__
+    return qualname.split(".<locals>")[0].rsplit(".", 1)[-1]
+
+
+class _Flush:
+    """Writes one batch of samples; its own latency is not recorded."""
+
+    def __init__(self, samples: list[tuple[str, str, float, None]]) -> None:
+        self.samples = samples
+
+    def __call__(self, conn: sqlite3.Connection) -> None:
+        conn.executemany(INSERT, self.samples)
+
+
+class LatencyRecorder:
+    """Latency samples of a Database's reads and writes, written in batches.
+
+    A sample is kept in memory and the buffer written in one transaction every
+    ``flush_every`` samples and on close, so recording adds no write per read.
+    """
+
+    def __init__(self, flush_every: int = 500) -> None:
+        self.flush_every = flush_every
+        self.samples: list[tuple[str, str, float, None]] = []
+
+    async def record(self, db: Database, fn: Callable[..., Any], started: float) -> None:
+        if isinstance(fn, _Flush):
+            return
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        self.samples.append((timestamp(), LATENCY_PREFIX + operation_name(fn), elapsed_ms, None))
+        if len(self.samples) >= self.flush_every:
+            await self.flush(db)
+
+    async def flush(self, db: Database) -> None:
+        """Write the buffered samples to ``metrics`` (one transaction)."""
+        if self.samples:
+            batch, self.samples = self.samples, []
+            await db.write(_Flush(batch))
 
 
 def _where(name: str, since: str | None, until: str | None) -> tuple[str, list[Any]]:

@@ -30,9 +30,12 @@ __all__ = [
     "statements",
 ]
 
-#: The nine tables of the seeds plus session_events (seed defect 1).
+#: The nine tables of the seeds, session_events (seed defect 1) and the shared
+#: session states (app_states, user_states).
 TABLES = (
     "sessions",
+    "app_states",
+    "user_states",
     "session_events",
     "memory_entries",
     "document_index",

@@ -10,7 +10,10 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .database import Database
 
-__all__ = ["INITIAL_MEMORIES", "seed_initial_memories"]
+__all__ = ["INITIAL_MEMORIES", "SEED_TASK_ID", "seed_initial_memories"]
+
+#: The task_id of the seed's audit rows.
+SEED_TASK_ID = "seed:initial_data"
 
 #: Seed 004 §3.1: the application memories every Abathur database starts with.
 INITIAL_MEMORIES: tuple[dict[str, Any], ...] = (
@@ -62,9 +65,21 @@ INITIAL_MEMORIES: tuple[dict[str, Any], ...] = (
 async def seed_initial_memories(db: Database) -> list[int]:
     """Add the initial memories (the default workflow, the memory lifecycle
     policies, the user preference template), created by ``system``, each with
-    its audit row, in one transaction; return their ids."""
+    its audit row, in one transaction; return the ids of those added.
+
+    Idempotent: a key that is already live is left as it is (even if changed
+    since), so seeding twice adds nothing.
+    """
+    from .errors import AlreadyExistsError
     from .memory import MemoryItem
 
-    items = [MemoryItem(m["namespace"], m["key"], m["value"], m["memory_type"])
-             for m in INITIAL_MEMORIES]
-    return await db.memory.add_memories(items, "system", task_id="seed:initial_data")
+    while True:
+        missing = [MemoryItem(m["namespace"], m["key"], m["value"], m["memory_type"])
+                   for m in INITIAL_MEMORIES
+                   if await db.memory.get_memory(m["namespace"], m["key"]) is None]
+        if not missing:
+            return []
+        try:
+            return await db.memory.add_memories(missing, "system", task_id=SEED_TASK_ID)
+        except AlreadyExistsError:
+            continue  # another process seeded a key since the check: look again

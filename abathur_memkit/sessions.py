@@ -5,9 +5,18 @@ in a JSON array on the session row (seed defect 1): an append inserts one
 row and touches the session row only for ``last_update_time`` and the state
 delta, so it costs the same at event #5,000 as at event #10.
 
-State keys starting with ``temp:`` belong to one invocation and are never
-stored: they are dropped from ``initial_state``, ``state_delta`` and
-``set_state``, and ``get_state`` of a ``temp:`` key returns the default.
+State keys have scopes, by prefix: ``app:`` keys are shared by every
+session of the app (table ``app_states``), ``user:`` keys by every session
+of the same app and user (``user_states``), other keys belong to the session.
+``temp:`` keys belong to one invocation and are never stored: they are
+dropped from ``initial_state``, ``state_delta`` and ``set_state``, and
+``get_state`` of a ``temp:`` key returns the default. Reads return the merged
+state, prefixes kept; a write routes each key to its scope in the same
+transaction.
+
+Every create, status change, event append and state change writes its audit
+row (``session_created``, ``session_status_changed``, ``session_event_appended``,
+``session_state_changed``) in the same transaction.
 """
 
 from __future__ import annotations
@@ -18,6 +27,7 @@ import json
 import sqlite3
 from typing import TYPE_CHECKING, Any
 
+from . import audit
 from .errors import AlreadyExistsError, InvalidInputError
 from .inputs import (
     optional_text,
@@ -36,9 +46,11 @@ if TYPE_CHECKING:
     from .database import Database
 
 __all__ = [
+    "APP_PREFIX",
     "LIFECYCLE",
     "STATUSES",
     "TEMP_PREFIX",
+    "USER_PREFIX",
     "Page",
     "SessionService",
     "list_query",
@@ -59,6 +71,8 @@ LIFECYCLE = Lifecycle(
 )
 STATUSES = LIFECYCLE.states
 TEMP_PREFIX = "temp:"
+APP_PREFIX = "app:"
+USER_PREFIX = "user:"
 # Events and state of a terminated or archived session are history: read-only.
 WRITABLE = frozenset({"created", "active", "paused"})
 # The statuses idx_sessions_status_updated covers (its partial WHERE).
@@ -71,13 +85,25 @@ COLUMNS = (
     "created_at, last_update_time, terminated_at, archived_at"
 )
 
+# The app's and the user's shared state, beside a session row's own.
+SCOPED_STATES = (
+    "(SELECT a.state FROM app_states AS a WHERE a.app_name = sessions.app_name) AS app_state, "
+    "(SELECT u.state FROM user_states AS u WHERE u.app_name = sessions.app_name "
+    "AND u.user_id = sessions.user_id) AS user_state"
+)
 # get_session reads the session row, then its events one row each in seq order,
 # in one snapshot. Not one value built in SQL: the events of a long session can
 # add up to more than SQLite's largest string (SQLITE_MAX_LENGTH), while each
 # one fits. "NULL AS events" puts the key where get_session returns it.
 GET_SESSION = (
     "SELECT id, app_name, user_id, project_id, status, NULL AS events, state, metadata, "
-    "created_at, last_update_time, terminated_at, archived_at FROM sessions WHERE id = ?"
+    "created_at, last_update_time, terminated_at, archived_at, "
+    f"{SCOPED_STATES} FROM sessions WHERE id = ?"
+)
+# The shared states of the sessions a listing returned, by (app_name, user_id).
+GET_SCOPED = (
+    "SELECT (SELECT state FROM app_states WHERE app_name = ?) AS app_state, "
+    "(SELECT state FROM user_states WHERE app_name = ? AND user_id = ?) AS user_state"
 )
 ALL_EVENTS = "SELECT event FROM session_events WHERE session_id = ? ORDER BY seq"
 EXISTS = "SELECT 1 FROM sessions WHERE id = ?"
@@ -85,9 +111,20 @@ INSERT = (
     "INSERT INTO sessions (id, app_name, user_id, project_id, status, state, metadata, "
     "created_at, last_update_time) VALUES (?, ?, ?, ?, 'created', ?, ?, ?, ?)"
 )
-GET_STATUS = "SELECT status FROM sessions WHERE id = ?"
-GET_STATUS_STATE = "SELECT status, state FROM sessions WHERE id = ?"
-GET_STATE = "SELECT state FROM sessions WHERE id = ?"
+GET_STATUS = "SELECT status, app_name, user_id FROM sessions WHERE id = ?"
+GET_STATUS_STATE = "SELECT status, state, app_name, user_id FROM sessions WHERE id = ?"
+GET_STATE = f"SELECT state, {SCOPED_STATES} FROM sessions WHERE id = ?"
+GET_APP_STATE = "SELECT state FROM app_states WHERE app_name = ?"
+GET_USER_STATE = "SELECT state FROM user_states WHERE app_name = ? AND user_id = ?"
+PUT_APP_STATE = (
+    "INSERT INTO app_states (app_name, state, updated_at) VALUES (?, ?, ?) "
+    "ON CONFLICT (app_name) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at"
+)
+PUT_USER_STATE = (
+    "INSERT INTO user_states (app_name, user_id, state, updated_at) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT (app_name, user_id) DO UPDATE SET state = excluded.state, "
+    "updated_at = excluded.updated_at"
+)
 # The last seq of a session: one seek to the end of its range of the primary
 # key, whatever the length of the session (never count(*) or a scan).
 LAST_SEQ = "SELECT seq FROM session_events WHERE session_id = ? ORDER BY seq DESC LIMIT 1"
@@ -107,9 +144,11 @@ EVENTS = (
 )
 
 
-def order_column(project_id: str | None, status: str | None, user_id: str | None) -> str:
+def order_column(
+    project_id: str | None, status: str | None, user_id: str | None, app_name: str | None = None
+) -> str:
     """What a listing sorts by: ``last_update_time`` for status active/paused alone."""
-    alone = project_id is None and user_id is None
+    alone = project_id is None and user_id is None and app_name is None
     return "last_update_time" if alone and status in INDEXED_STATUSES else "created_at"
 
 
@@ -120,20 +159,25 @@ def list_query(
     *,
     limit: int = 50,
     after: tuple[str, str, int] | None = None,
+    app_name: str | None = None,
 ) -> tuple[str, list[Any]]:
     """The SQL and parameters ``list_sessions`` runs (public so tests check plans).
 
     The driving index: ``idx_sessions_project`` for a project, else
-    ``idx_sessions_user_created`` for a user, both newest ``created_at``
-    first; for status active/paused alone ``idx_sessions_status_updated``,
-    most recently updated first. Created/terminated/archived alone, or no
+    ``idx_sessions_user_created`` for a user (and an app: the app is a
+    filter on the user's sessions), both newest ``created_at`` first; for
+    status active/paused alone ``idx_sessions_status_updated``, most
+    recently updated first. An app alone scans. Created/terminated/archived alone, or no
     filter, has no index to search and scans (see the README).
     ``after`` is a decoded cursor ``(order column, value, rowid)``; it pages
     by key, and rowid breaks ties.
     """
-    order = order_column(project_id, status, user_id)
+    order = order_column(project_id, status, user_id, app_name)
     terms: list[str] = []
     params: list[Any] = []
+    if app_name is not None:
+        terms.append("app_name = ?")
+        params.append(app_name)
     if project_id is not None:
         terms.append("project_id = ?")
         params.append(project_id)
@@ -198,6 +242,66 @@ def _without_temp(state: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in state.items() if not k.startswith(TEMP_PREFIX)}
 
 
+def _split(state: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """The keys of ``state`` (no ``temp:`` ones) by scope: session, app, user."""
+    own: dict[str, Any] = {}
+    app: dict[str, Any] = {}
+    user: dict[str, Any] = {}
+    for key, value in state.items():
+        scope = app if key.startswith(APP_PREFIX) else user if key.startswith(USER_PREFIX) else own
+        scope[key] = value
+    return own, app, user
+
+
+def _merged(row: Row) -> dict[str, Any]:
+    """A session's state with its app's and user's shared keys (prefixes kept)."""
+    state: dict[str, Any] = {}
+    for column in ("app_state", "user_state"):
+        text = row.pop(column, None)
+        if text is not None:
+            state.update(from_json(text))
+    own = row["state"]
+    state.update(from_json(own) if isinstance(own, str) else own)
+    return state
+
+
+def _put_shared(
+    conn: sqlite3.Connection, row: Any, app: dict[str, Any], user: dict[str, Any], now: str
+) -> None:
+    """Apply the ``app:`` and ``user:`` keys of a write to their shared states."""
+    if app:
+        found = conn.execute(GET_APP_STATE, (row["app_name"],)).fetchone()
+        state = {} if found is None else from_json(found[0])
+        state.update(app)
+        conn.execute(PUT_APP_STATE, (row["app_name"], to_json(state, "state"), now))
+    if user:
+        found = conn.execute(GET_USER_STATE, (row["app_name"], row["user_id"])).fetchone()
+        state = {} if found is None else from_json(found[0])
+        state.update(user)
+        conn.execute(PUT_USER_STATE,
+                     (row["app_name"], row["user_id"], to_json(state, "state"), now))
+
+
+def _apply(
+    conn: sqlite3.Connection, session_id: str, row: Any, delta: dict[str, Any], now: str
+) -> None:
+    """Route each key of ``delta`` to its scope; always touch the session."""
+    own, app, user = _split(delta)
+    if own:
+        state = from_json(row["state"])
+        state.update(own)
+        conn.execute(SET_STATE, (to_json(state, "state"), now, session_id))
+    else:
+        conn.execute(TOUCH, (now, session_id))
+    _put_shared(conn, row, app, user, now)
+
+
+def _audit(conn: sqlite3.Connection, action: str, session_id: str, at: str,
+           result: str | None = None, **data: Any) -> None:
+    audit.record(conn, action, action_data={"session_id": session_id, **data},
+                 result=result, at=at)
+
+
 def _writable_row(conn: sqlite3.Connection, session_id: str, sql: str) -> Any:
     """The session's row by ``sql``; NotFound, or an error if it is read-only."""
     row = LIFECYCLE.current(conn, sql, session_id)
@@ -221,8 +325,9 @@ class SessionService:
         sid = require_text(session_id, "session_id")
 
         def read(conn: sqlite3.Connection) -> Row | None:
-            session = fetch_one(conn, GET_SESSION, (sid,), ("state", "metadata"))
+            session = fetch_one(conn, GET_SESSION, (sid,), ("metadata",))
             if session is not None:
+                session["state"] = _merged(session)
                 events = conn.execute(ALL_EVENTS, (sid,)).fetchall()
                 # Each event is valid JSON (CHECK json_valid): one parse of the
                 # joined array is ~4x faster than one per event.
@@ -252,10 +357,10 @@ class SessionService:
         """One state value, or ``default`` (always for ``temp:`` keys, never stored)."""
         sid = require_text(session_id, "session_id")
         name = require_text(key, "state key")
-        row = await self.db.read(lambda conn: LIFECYCLE.current(conn, GET_STATE, sid))
+        row = await self.db.read(lambda conn: dict(LIFECYCLE.current(conn, GET_STATE, sid)))
         if name.startswith(TEMP_PREFIX):
             return default
-        return from_json(row["state"]).get(name, default)
+        return _merged(row).get(name, default)
 
     async def list_sessions(
         self,
@@ -264,24 +369,34 @@ class SessionService:
         user_id: str | None = None,
         limit: int = 50,
         cursor: str | None = None,
+        app_name: str | None = None,
     ) -> Page:
         """Sessions newest first, ``limit`` a page; ``page.next_cursor`` fetches the next.
 
-        Rows have every ``get_session`` key except ``events``. Filtered by
+        Rows have every ``get_session`` key except ``events`` (the state
+        merged with the app's and user's, as ``get_session`` returns it). Filtered by
         status active or paused alone, they come most recently updated first
         (a session updated between two pages can then move to an earlier page).
         """
         project = optional_text(project_id, "project_id")
         wanted = None if status is None else LIFECYCLE.check_state(status)
         user = optional_text(user_id, "user_id")
+        app = optional_text(app_name, "app_name")
         count = require_limit(limit)
-        order = order_column(project, wanted, user)
+        order = order_column(project, wanted, user, app)
         after = None if cursor is None else _decode_cursor(cursor, order)
         # One row more than asked: whether a next page exists, without a count.
-        sql, params = list_query(project, wanted, user, limit=count + 1, after=after)
+        sql, params = list_query(project, wanted, user, limit=count + 1, after=after,
+                                 app_name=app)
 
         def read(conn: sqlite3.Connection) -> Page:
-            page = Page(decode(r, ("state", "metadata")) for r in conn.execute(sql, params))
+            page = Page(decode(r, ("metadata",)) for r in conn.execute(sql, params))
+            shared: dict[tuple[str, str], Row] = {}
+            for row in page:
+                owner = (row["app_name"], row["user_id"])
+                if owner not in shared:
+                    shared[owner] = decode(conn.execute(GET_SCOPED, (owner[0], *owner)).fetchone())
+                row["state"] = _merged({**row, **shared[owner]})
             if len(page) > count:
                 del page[count:]
                 page.next_cursor = _encode_cursor(
@@ -291,7 +406,7 @@ class SessionService:
                 del row["cursor_rowid"]
             return page
 
-        return await self.db.read(read)
+        return await self.db.read(read, snapshot=True)
 
     # -- writes --------------------------------------------------------------
 
@@ -314,19 +429,26 @@ class SessionService:
             require_object({} if initial_state is None else initial_state, "initial_state")
         )
         meta = require_object({} if metadata is None else metadata, "metadata")
-        state_json, meta_json = to_json(state, "initial_state"), to_json(meta, "metadata")
-        now = timestamp()
+        own, app_keys, user_keys = _split(json.loads(to_json(state, "initial_state")))
+        own_json, meta_json = to_json(own, "initial_state"), to_json(meta, "metadata")
+        owner = {"app_name": app, "user_id": user}
 
-        def create(conn: sqlite3.Connection) -> None:
+        def create(conn: sqlite3.Connection) -> tuple[str, dict[str, Any]]:
             # Checked first (in the same BEGIN IMMEDIATE) for a clear message.
             if exists(conn, "sessions", sid):
                 raise AlreadyExistsError(f"Session {sid} already exists")
-            conn.execute(INSERT, (sid, app, user, project, state_json, meta_json, now, now))
+            # Taken under the write lock, so audit timestamps follow audit ids.
+            now = timestamp()
+            conn.execute(INSERT, (sid, app, user, project, own_json, meta_json, now, now))
+            _put_shared(conn, owner, app_keys, user_keys, now)
+            _audit(conn, "session_created", sid, now, "created", app_name=app, user_id=user)
+            shared = decode(conn.execute(GET_SCOPED, (app, app, user)).fetchone())
+            return now, _merged({**shared, "state": own})
 
-        await self.db.write(create)
+        now, merged = await self.db.write(create)
         return {
             "id": sid, "app_name": app, "user_id": user, "project_id": project,
-            "status": "created", "events": [], "state": state, "metadata": meta,
+            "status": "created", "events": [], "state": merged, "metadata": meta,
             "created_at": now, "last_update_time": now, "terminated_at": None,
             "archived_at": None,
         }
@@ -352,12 +474,9 @@ class SessionService:
             seq = 1 if last is None else int(last[0]) + 1
             now = timestamp()
             conn.execute(INSERT_EVENT, (sid, seq, event_json, now))
-            if delta:
-                state = from_json(row["state"])
-                state.update(delta)
-                conn.execute(SET_STATE, (to_json(state, "state"), now, sid))
-            else:
-                conn.execute(TOUCH, (now, sid))
+            _apply(conn, sid, row, delta or {}, now)
+            _audit(conn, "session_event_appended", sid, now, seq=seq,
+                   state_keys=sorted(delta) if delta else [])
             return seq
 
         return await self.db.write(append)
@@ -373,9 +492,10 @@ class SessionService:
             row = _writable_row(conn, sid, GET_STATUS_STATE)
             if temporary:
                 return
-            state = from_json(row["state"])
-            state[name] = json.loads(value_json)  # the stored form, e.g. tuples as lists
-            conn.execute(SET_STATE, (to_json(state, "state"), timestamp(), sid))
+            now = timestamp()
+            # The stored form, e.g. tuples as lists.
+            _apply(conn, sid, row, {name: json.loads(value_json)}, now)
+            _audit(conn, "session_state_changed", sid, now, state_keys=[name])
 
         await self.db.write(put)
 
@@ -385,8 +505,9 @@ class SessionService:
         new = LIFECYCLE.check_state(status)
 
         def move(conn: sqlite3.Connection) -> None:
-            LIFECYCLE.move(conn, GET_STATUS, sid, new)
+            old = LIFECYCLE.move(conn, GET_STATUS, sid, new)["status"]
             now = timestamp()
+            _audit(conn, "session_status_changed", sid, now, new, previous=old)
             conn.execute(SET_STATUS, (
                 new, now,
                 now if new == "terminated" else None,

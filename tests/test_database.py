@@ -132,7 +132,8 @@ async def test_validate_report(db: Database) -> None:
                  "lookup:session_by_id", "lookup:memory_by_namespace_key"):
         assert name in names
     for check in report["checks"]:
-        assert set(check) == {"name", "passed", "detail"}
+        assert {"name", "passed", "detail"} <= set(check) <= {
+            "name", "passed", "detail", "sql", "warning"}
         assert check["passed"] is True, check
     # validate() changes nothing: its probe rows were rolled back.
     assert await db.fetchone("SELECT id FROM sessions") is None
@@ -144,7 +145,7 @@ async def test_validate_reports_a_missing_index(db: Database) -> None:
     report = await db.validate()
     assert report["ok"] is False
     failed = [c for c in report["checks"] if not c["passed"]]
-    assert [c["name"] for c in failed] == ["index_count"]
+    assert [c["name"] for c in failed] == ["index_count", "explain:idx_memory_created_by"]
     assert "idx_memory_created_by" in failed[0]["detail"]
 
 

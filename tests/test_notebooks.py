@@ -126,6 +126,6 @@ def test_report_on_any_database_file(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert "nothing to compare yet" in performance  # a first run: a message, not a blank
     assert str(bench.resolve()) in performance
     figures = [Path(f) for n in report["notebooks"] for f in n["figures"]]
-    assert len(figures) == 11 and all(_png_size(f)[0] > 300 for f in figures)
+    assert len(figures) == 12 and all(_png_size(f)[0] > 300 for f in figures)
     index = (out / "index.html").read_text()
     assert "<th>memories</th>" in index and "swarm-2026.sqlite" in index

@@ -479,10 +479,12 @@ async def test_append_cost_does_not_grow_with_history(db: Database, s1: SessionS
         await s1.append_event("s1", {"n": n, "content": "x" * 1000})
     # The session row does not grow with its events (it held them all in the seeds) ...
     assert await _row_bytes(db, "s1") == size_at_10
-    # ... and one append writes a few pages to the WAL, not the ~2 MB history.
+    # ... and one append writes a few pages to the WAL, not the ~2 MB history. Its
+    # audit row goes to a table and three indexes shared by the whole database, which
+    # gain a level between 10 and 2,000 rows: a few pages more, never the history.
     wal_at_2000 = await _wal_bytes_of_one_append(db, 2000)
-    assert wal_at_2000 <= wal_at_10 + 2 * (page_size + 24), (wal_at_10, wal_at_2000)
-    assert wal_at_2000 < 8 * (page_size + 24)
+    assert wal_at_2000 <= wal_at_10 + 10 * (page_size + 24), (wal_at_10, wal_at_2000)
+    assert wal_at_2000 < 20 * (page_size + 24)
     got = await s1.get_session("s1")
     assert got is not None and len(got["events"]) == 2001
     assert [e["n"] for e in got["events"]] == list(range(2001))

@@ -5,6 +5,12 @@ Each loader comes twice: ``await load_audit(db)`` reads through a
 ``load_audit_sync(path)`` opens the file read-only, for scripts and notebooks
 that have no Database at hand. Timestamps become timezone-aware UTC
 ``datetime64`` columns; JSON columns become Python objects (NULL stays None).
+
+The loaders of the tables ``memkit archive`` moves rows out of (audit,
+memory_entries, sessions, session_events) take ``archive=`` an archive file:
+its rows are added to the main file's, in the same order. A row in both files
+(an archive run killed between a batch's copy and its delete) is the main
+file's; a session's ``event_count`` adds up its events in both.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ..archive import ARCHIVED_TABLES
 from ..errors import InvalidInputError
 from ..values import from_json
 from .optional import pandas
@@ -44,22 +51,24 @@ class _Table:
     json_columns: tuple[str, ...] = ()
     time_columns: tuple[str, ...] = ()
     bool_columns: tuple[str, ...] = ()
+    order: tuple[str, ...] = ()  # the ORDER BY, for rows merged from an archive
 
 
 #: What each loadable table's loader runs and converts.
 TABLES: dict[str, _Table] = {
     "audit": _Table("SELECT * FROM audit ORDER BY timestamp, id",
-                    ("action_data",), ("timestamp",)),
+                    ("action_data",), ("timestamp",), order=("timestamp", "id")),
     "memory_entries": _Table("SELECT * FROM memory_entries ORDER BY id",
                              ("value", "metadata"), ("created_at", "updated_at"),
-                             ("is_deleted",)),
+                             ("is_deleted",), order=("id",)),
     # event_count: one seek per session on session_events' primary key.
     "sessions": _Table(
         "SELECT s.*, (SELECT count(*) FROM session_events AS e WHERE e.session_id = s.id) "
         "AS event_count FROM sessions AS s ORDER BY s.created_at, s.id",
-        ("state", "metadata"), ("created_at", "last_update_time", "terminated_at", "archived_at")),
+        ("state", "metadata"), ("created_at", "last_update_time", "terminated_at", "archived_at"),
+        order=("created_at", "id")),
     "session_events": _Table("SELECT * FROM session_events ORDER BY session_id, seq",
-                             ("event",), ("created_at",)),
+                             ("event",), ("created_at",), order=("session_id", "seq")),
     "metrics": _Table("SELECT * FROM metrics ORDER BY timestamp, id",
                       ("labels",), ("timestamp",)),
     "tasks": _Table("SELECT * FROM tasks ORDER BY submitted_at, id",
@@ -89,6 +98,34 @@ def _fetch(conn: Any, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
     return columns, cursor.fetchall()
 
 
+def _merge_archive(table: str, spec: _Table, columns: Sequence[str],
+                   rows: list[tuple[Any, ...]], archive: Source) -> list[tuple[Any, ...]]:
+    """``rows`` plus the archive's rows of ``table`` that are not in ``rows``, in order."""
+    if table not in ARCHIVED_TABLES:
+        raise InvalidInputError(
+            f"Invalid table for archive=: {table!r} (archived: {', '.join(ARCHIVED_TABLES)})")
+    with connect_readonly(archive) as conn:
+        archived_columns, archived = _fetch(conn, spec.sql)
+    # Archive columns by name: the file may come from an older schema's run.
+    picks = [archived_columns.index(c) if c in archived_columns else None for c in columns]
+    archived = [tuple(None if i is None else row[i] for i in picks) for row in archived]
+    names = list(columns)
+    key = [names.index(c) for c in ARCHIVED_TABLES[table]]
+
+    def key_of(row: tuple[Any, ...]) -> tuple[Any, ...]:
+        return tuple(row[i] for i in key)
+
+    in_main = {key_of(row) for row in rows}
+    if "event_count" in names:  # a session in both files: its events in both
+        count = names.index("event_count")
+        archived_counts = {key_of(row): row[count] or 0 for row in archived}
+        rows = [(*row[:count], row[count] + archived_counts.get(key_of(row), 0),
+                 *row[count + 1:]) for row in rows]
+    merged = rows + [row for row in archived if key_of(row) not in in_main]
+    order = [names.index(c) for c in spec.order]
+    return sorted(merged, key=lambda row: tuple(row[i] for i in order))
+
+
 def _frame(spec: _Table, columns: Sequence[str], rows: list[tuple[Any, ...]],
            parse_json: bool) -> Any:
     pd = pandas()
@@ -107,57 +144,66 @@ def _frame(spec: _Table, columns: Sequence[str], rows: list[tuple[Any, ...]],
     return df
 
 
-async def load_table(db: Database, table: str, *, parse_json: bool = True) -> Any:
-    """Every row of ``table`` (a key of :data:`TABLES`) as a DataFrame."""
+async def load_table(db: Database, table: str, *, parse_json: bool = True,
+                     archive: Source | None = None) -> Any:
+    """Every row of ``table`` (a key of :data:`TABLES`) as a DataFrame
+    (with ``archive=``, the archive file's rows too)."""
     spec = _spec(table)
     pandas()  # fail before touching the database when pandas is missing
     columns, rows = await db.read(lambda conn: _fetch(conn, spec.sql), snapshot=True)
+    if archive is not None:
+        rows = _merge_archive(table, spec, columns, rows, archive)
     return _frame(spec, columns, rows, parse_json)
 
 
-def load_table_sync(source: Source, table: str, *, parse_json: bool = True) -> Any:
+def load_table_sync(source: Source, table: str, *, parse_json: bool = True,
+                    archive: Source | None = None) -> Any:
     """``load_table`` for a database file (or a file-backed Database), read-only."""
     spec = _spec(table)
     pandas()
     with connect_readonly(source) as conn:
         columns, rows = _fetch(conn, spec.sql)
+    if archive is not None:
+        rows = _merge_archive(table, spec, columns, rows, archive)
     return _frame(spec, columns, rows, parse_json)
 
 
-async def load_audit(db: Database) -> Any:
+async def load_audit(db: Database, *, archive: Source | None = None) -> Any:
     """The audit trail, oldest first: one row per action."""
-    return await load_table(db, "audit")
+    return await load_table(db, "audit", archive=archive)
 
 
-def load_audit_sync(source: Source) -> Any:
-    return load_table_sync(source, "audit")
+def load_audit_sync(source: Source, *, archive: Source | None = None) -> Any:
+    return load_table_sync(source, "audit", archive=archive)
 
 
-async def load_memories(db: Database, *, parse_json: bool = True) -> Any:
+async def load_memories(db: Database, *, parse_json: bool = True,
+                        archive: Source | None = None) -> Any:
     """Every version of every memory (deleted ones included), by id."""
-    return await load_table(db, "memory_entries", parse_json=parse_json)
+    return await load_table(db, "memory_entries", parse_json=parse_json, archive=archive)
 
 
-def load_memories_sync(source: Source, *, parse_json: bool = True) -> Any:
-    return load_table_sync(source, "memory_entries", parse_json=parse_json)
+def load_memories_sync(source: Source, *, parse_json: bool = True,
+                       archive: Source | None = None) -> Any:
+    return load_table_sync(source, "memory_entries", parse_json=parse_json, archive=archive)
 
 
-async def load_sessions(db: Database) -> Any:
+async def load_sessions(db: Database, *, archive: Source | None = None) -> Any:
     """Sessions (without their events) plus ``event_count``, oldest first."""
-    return await load_table(db, "sessions")
+    return await load_table(db, "sessions", archive=archive)
 
 
-def load_sessions_sync(source: Source) -> Any:
-    return load_table_sync(source, "sessions")
+def load_sessions_sync(source: Source, *, archive: Source | None = None) -> Any:
+    return load_table_sync(source, "sessions", archive=archive)
 
 
-async def load_events(db: Database) -> Any:
+async def load_events(db: Database, *, archive: Source | None = None) -> Any:
     """Every session event, by session and sequence number."""
-    return await load_table(db, "session_events")
+    return await load_table(db, "session_events", archive=archive)
 
 
-def load_events_sync(source: Source) -> Any:
-    return load_table_sync(source, "session_events")
+def load_events_sync(source: Source, *, archive: Source | None = None) -> Any:
+    return load_table_sync(source, "session_events", archive=archive)
 
 
 async def load_metrics(db: Database) -> Any:

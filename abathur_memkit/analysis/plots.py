@@ -23,6 +23,7 @@ __all__ = [
     "plot_growth",
     "plot_latency",
     "plot_memory_operations",
+    "plot_operation_latency",
     "plot_ratios",
     "plot_runs",
     "plot_storage",
@@ -133,6 +134,32 @@ def plot_latency(benchmarks: Any) -> Any:
     run = rows["run"].iloc[0]
     ax.set_title(f"Latency per call — run {run}")
     ax.legend(fontsize="small", loc="lower right")
+    ax.grid(axis="x", which="both", alpha=0.3)
+    return fig
+
+
+def plot_operation_latency(metrics: Any) -> Any:
+    """Per-operation latency recorded by ``Database(..., record_metrics=True)``.
+
+    ``metrics`` is what ``load_metrics`` returns; the ``latency.*`` samples
+    are drawn one box per operation (quartiles, whiskers within 1.5 IQR).
+    """
+    samples = metrics[metrics["metric_name"].str.startswith("latency.")]
+    by_operation = {name.removeprefix("latency."): group["metric_value"].tolist()
+                    for name, group in samples.groupby("metric_name")}
+    fig = new_figure(9, max(3.0, 0.42 * len(by_operation) + 1.4))
+    ax = fig.add_subplot()
+    if not by_operation:
+        return _empty(fig, ax, "no latency samples: open the database with "
+                               "Database(path, record_metrics=True)")
+    names = sorted(by_operation, key=lambda n: -len(by_operation[n]))
+    ax.boxplot([by_operation[n] for n in names], orientation="horizontal", showfliers=False)
+    ax.set_yticks(range(1, len(names) + 1), [f"{n} ({len(by_operation[n]):,})" for n in names])
+    ax.set_xscale("log")
+    ax.invert_yaxis()
+    ax.set_xlabel("latency per call (ms, log scale)")
+    ax.set_ylabel("operation (samples)")
+    ax.set_title("Recorded operation latency (metrics latency.*)")
     ax.grid(axis="x", which="both", alpha=0.3)
     return fig
 

@@ -32,7 +32,8 @@ __all__ = [
 
 # The command modules, in the order they appear in --help.
 COMMAND_MODULES = (
-    "core", "memory", "session", "search", "workload", "admin", "bench", "reliability",
+    "core", "seed", "memory", "session", "search", "workload", "admin", "archive", "bench",
+    "reliability",
 )
 
 # How ``memkit --help`` groups the commands; a command in no group is listed last.

@@ -21,6 +21,7 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser("init", help="create a database (or bring a memkit one up to date)",
                               **example("memkit init agents.db"))
     p.add_argument("path", metavar="DB", help="database file")
+    p.add_argument("--seed", action="store_true", help="also add the initial memories")
     add_json_flag(p)
     p.set_defaults(handler=cmd_init)
 
@@ -38,7 +39,9 @@ def register(subparsers: Any) -> None:
     p.set_defaults(handler=cmd_validate)
 
     p = subparsers.add_parser("doctor", help="SQLite driver, extensions, Ollama",
-                              **example("memkit doctor --json"))
+                              **example("memkit doctor --json", "memkit doctor agents.db"))
+    p.add_argument("path", nargs="?", metavar="DB",
+                   help="also a database file's WAL size and readers")
     add_json_flag(p)
     p.set_defaults(handler=cmd_doctor)
 
@@ -70,10 +73,21 @@ async def _migrate(args: argparse.Namespace) -> int:
     db = Database(args.path)
     try:
         applied = await db.initialize()
-        report = {"path": db.path, "applied": applied, "schema_version": await db.schema_version()}
+        report: dict[str, Any] = {
+            "path": db.path, "applied": applied, "schema_version": await db.schema_version(),
+        }
+        if args.seed:
+            from .seed import seed_report
+
+            report["seed"] = await seed_report(db)
     finally:
         await db.close()
-    emit(args, report, _init_text(report))
+    text = _init_text(report)
+    if args.seed:
+        from .seed import seed_text
+
+        text += "\n" + seed_text(db.path, report["seed"])
+    emit(args, report, text)
     return 0
 
 
@@ -88,13 +102,16 @@ async def cmd_validate(args: argparse.Namespace) -> int:
         raise_missing(args.path)
     async with Database(args.path, read_only=True) as db:
         report = await db.validate()
-    lines = [f"{'PASS' if c['passed'] else 'FAIL'}  {c['name']:<42} {c['detail']}"
-             for c in report["checks"]]
+    lines = [f"{_verdict(c)}  {c['name']:<42} {c['detail']}" for c in report["checks"]]
     passed = sum(c["passed"] for c in report["checks"])
     lines.append(f"{passed}/{len(report['checks'])} checks passed")
     emit_rows(args, report["checks"], ("name", "passed", "detail"), document=report,
               text="\n".join(lines))
     return 0 if report["ok"] else 1
+
+
+def _verdict(check: dict[str, Any]) -> str:
+    return "PASS" if check["passed"] else "WARN" if check.get("warning") else "FAIL"
 
 
 def raise_missing(path: str) -> None:
@@ -155,5 +172,10 @@ async def cmd_doctor(args: argparse.Namespace) -> int:
     ollama = report["ollama"]
     lines.append(f"ollama          {'reachable' if ollama['reachable'] else 'not reachable'}"
                  f" at {ollama['host']}")
+    if args.path is not None:
+        from .monitoring import wal_report
+
+        report["wal"], text = wal_report(args.path)
+        lines.append(text)
     emit(args, report, "\n".join(lines))
     return 0

@@ -25,6 +25,7 @@ def register(subparsers: Any) -> None:
                                       "memkit session list agents.db --user u002 --nl"))
     p.add_argument("path", metavar="DB", help="database file")
     p.add_argument("--project")
+    p.add_argument("--app")
     p.add_argument("--user")
     p.add_argument("--status", choices=STATUSES)
     p.add_argument("--limit", type=int, default=20)
@@ -46,7 +47,7 @@ def register(subparsers: Any) -> None:
 async def cmd_list(args: argparse.Namespace) -> int:
     async with open_existing(args.path) as db:
         page = await db.sessions.list_sessions(args.project, args.status, args.user,
-                                               args.limit, args.cursor)
+                                               args.limit, args.cursor, app_name=args.app)
     more = f"; next page: --cursor {page.next_cursor}" if page.next_cursor else ""
     emit_rows(args, page, ("id", "status", "user_id", "project_id", "created_at",
                            "last_update_time"),
