@@ -97,6 +97,10 @@ INDEX_SAMPLES: tuple[tuple[str, str, str, tuple[Any, ...]], ...] = (
      "SELECT * FROM audit WHERE memory_namespace = ? ORDER BY timestamp DESC", ("user:a",)),
     ("audit", "idx_audit_memory_entry",
      "SELECT * FROM audit WHERE memory_entry_id = ? ORDER BY timestamp DESC", (1,)),
+    # memkit's own: heads newest first (what a scope-wide search walks).
+    ("memory_heads", "idx_memory_heads_recent",
+     "SELECT entry_id FROM memory_heads WHERE updated_at < ? "
+     "ORDER BY updated_at DESC, entry_id DESC LIMIT 50", ("2030-01-01",)),
     # idx_state_task_key duplicates UNIQUE(task_id, key); the planner may take either.
     ("state", "idx_state_task_key|sqlite_autoindex_state_1",
      "SELECT value FROM state WHERE task_id = ? AND key = ?", ("t1", "k")),

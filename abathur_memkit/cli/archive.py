@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..archive import archive
-from . import add_json_flag, emit, positive_int
+from . import add_json_flag, emit, example, positive_int
 from .admin import open_existing
 
 __all__ = ["default_archive_path", "older_than", "register"]
@@ -37,8 +37,9 @@ def register(subparsers: Any) -> None:
         "archive", help="move old audit rows, memory versions and session events to a file",
         description="Move audit rows, superseded memory versions and the events of terminated "
                     "sessions older than --older-than into an archive database, in batches "
-                    "(each copied and counted before it is deleted).")
-    p.add_argument("path", help="database file")
+                    "(each copied and counted before it is deleted).",
+        **example("memkit archive agents.db --older-than 90d"))
+    p.add_argument("path", metavar="DB", help="database file")
     p.add_argument("--older-than", type=older_than, required=True, metavar="AGE",
                    help="e.g. 90d (days), 12h, 2w")
     p.add_argument("--to", dest="archive", help="archive file (default: NAME.archive.db)")
@@ -51,7 +52,7 @@ def register(subparsers: Any) -> None:
 async def cmd_archive(args: argparse.Namespace) -> int:
     target = args.archive or default_archive_path(args.path)
     progress = not args.no_progress and not args.json and sys.stderr.isatty()
-    async with open_existing(args.path) as db:
+    async with open_existing(args.path, write=True) as db:
         result = await archive(db, target, args.older_than, batch_size=args.batch_size,
                                progress=progress)
     moved = ", ".join(f"{n:,} {table}" for table, n in result.moved.items())

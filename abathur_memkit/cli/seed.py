@@ -7,7 +7,7 @@ from typing import Any
 
 from ..database import Database
 from ..seed import INITIAL_MEMORIES, seed_initial_memories
-from . import add_json_flag, emit
+from . import add_json_flag, emit, example
 from .admin import open_existing
 
 __all__ = ["register", "seed_report"]
@@ -17,8 +17,10 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "seed", help="add the seed's initial memories (idempotent)",
         description="Add the initial memories every Abathur database starts with; keys "
-                    "already there are left as they are.")
-    p.add_argument("path", help="database file (memkit init PATH --seed creates and seeds)")
+                    "already there are left as they are.",
+        **example("memkit seed agents.db"))
+    p.add_argument("path", metavar="DB",
+                   help="database file (memkit init DB --seed creates and seeds)")
     add_json_flag(p)
     p.set_defaults(handler=cmd_seed)
 
@@ -35,7 +37,7 @@ def seed_text(path: str, report: dict[str, Any]) -> str:
 
 
 async def cmd_seed(args: argparse.Namespace) -> int:
-    async with open_existing(args.path) as db:
+    async with open_existing(args.path, write=True) as db:
         report = await seed_report(db)
     emit(args, {"path": args.path, **report}, seed_text(args.path, report))
     return 0
