@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import files, schema
 from .database import PRAGMAS
+from .errors import InvalidInputError
 from .monitoring import WAL_WARN_BYTES, wal_status
 
 if TYPE_CHECKING:
@@ -185,9 +186,13 @@ def searches(plan: list[str], table: str, index: str) -> bool:
 async def _explain_samples(db: Database) -> list[dict[str, Any]]:
     checks = []
     for table, index, sql, params in INDEX_SAMPLES:
-        plan = [detail for _, _, detail in await db.query_plan(sql, params)]
-        check = _check(f"explain:{index.split('|')[0]}", searches(plan, table, index),
-                       " | ".join(plan))
+        name = f"explain:{index.split('|')[0]}"
+        try:
+            plan = [detail for _, _, detail in await db.query_plan(sql, params)]
+        except InvalidInputError as exc:  # a damaged schema: the table is missing
+            checks.append({**_check(name, False, str(exc)), "sql": sql})
+            continue
+        check = _check(name, searches(plan, table, index), " | ".join(plan))
         checks.append({**check, "sql": sql})
     return checks
 

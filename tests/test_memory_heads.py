@@ -134,7 +134,7 @@ async def test_migration_fills_heads_of_an_existing_database(tmp_path: Path) -> 
     conn.close()
     db = Database(path)
     try:
-        assert await db.initialize() == [5, 6]
+        assert await db.initialize() == [5, 6, 7]
         found = await db.memory.search_memories("")
         assert [(m["namespace"], m["key"], m["version"]) for m in found] == [
             ("user:a", "live", 2), ("user:a:x", "back", 2)]

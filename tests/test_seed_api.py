@@ -265,7 +265,7 @@ async def test_the_migration_adds_the_checks_and_keeps_rows(tmp_path: Path) -> N
     path = tmp_path / "v4.db"
     _make_v4(path, ROWS)
     async with Database(path) as db:
-        assert await db.schema_version() == 6
+        assert await db.schema_version() == 7
         task = await db.tasks.get("t1")
         assert task is not None and task["input_data"] == {"a": 1}
         assert (await db.checkpoints.latest("t1"))["state"] == {"step": 1}  # type: ignore[index]

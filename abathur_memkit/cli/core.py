@@ -76,14 +76,14 @@ async def _migrate(args: argparse.Namespace) -> int:
         report: dict[str, Any] = {
             "path": db.path, "applied": applied, "schema_version": await db.schema_version(),
         }
-        if args.seed:
+        if getattr(args, "seed", False):  # init --seed; migrate has no such flag
             from .seed import seed_report
 
             report["seed"] = await seed_report(db)
     finally:
         await db.close()
     text = _init_text(report)
-    if args.seed:
+    if "seed" in report:
         from .seed import seed_text
 
         text += "\n" + seed_text(db.path, report["seed"])
