@@ -749,7 +749,7 @@ class Database:
         return int(row["user_version"]) if row else 0
 
     async def pragmas(self) -> dict[str, Any]:
-        """The PRAGMAs of SPEC §2 as a reader connection sees them."""
+        """The PRAGMAs memkit sets (``PRAGMAS``) as a reader connection sees them."""
 
         def read(conn: Any) -> dict[str, Any]:
             return {name: conn.execute(f"PRAGMA {name}").fetchone()[0] for name in PRAGMAS}

@@ -1,4 +1,4 @@
-"""The markdown document index (seed decision 17: the files are the source, SQLite the index).
+"""The markdown document index (the files are the source, SQLite the index).
 
 ``db.documents`` (or ``DocumentIndexService(db)``) keeps one ``document_index``
 row per file and its chunks in ``document_chunks`` (full-text indexed by

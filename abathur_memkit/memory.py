@@ -1,8 +1,8 @@
 """Long-term memory: versioned entries in hierarchical namespaces.
 
 Each write adds a row: versions are immutable and ascend per (namespace, key),
-also across a soft delete (seed defect 4), so history stays intact. Reads
-return the latest live version. Every write and its audit row commit in one
+also across a soft delete (a key added again must not collide with its
+version 1), so history stays intact. Reads return the latest live version. Every write and its audit row commit in one
 ``BEGIN IMMEDIATE`` transaction (``Database.write``).
 """
 
@@ -358,7 +358,7 @@ class MemoryService:
         """Write a new version; return its version number.
 
         The new version keeps the memory_type, metadata and created_by of the
-        one it replaces unless given (seed defect 6).
+        one it replaces unless given (an update must not drop them).
         """
         parse_namespace(namespace)
         check_key(key)

@@ -3,7 +3,7 @@
 A prefix is segment-aware: ``user:alice`` matches ``user:alice`` and
 ``user:alice:…`` but never ``user:alice2:…`` (a plain string prefix would leak
 one user's memories to another). Prefix queries are index ranges, never
-``LIKE`` (seed defect 2: LIKE is case-insensitive so it cannot use the index,
+``LIKE`` (SQLite's LIKE is case-insensitive so it cannot use the index,
 and ``_``/``%`` in user input would be wildcards).
 """
 

@@ -30,7 +30,7 @@ __all__ = [
     "statements",
 ]
 
-#: The nine tables of the seeds, session_events (seed defect 1) and the shared
+#: The nine tables of the seeds, session_events (events as rows) and the shared
 #: session states (app_states, user_states).
 TABLES = (
     "sessions",

@@ -1,7 +1,7 @@
 """Sessions: a conversation's lifecycle, its ordered events and its state.
 
 Events live one row each in ``session_events(session_id, seq, event)``, not
-in a JSON array on the session row (seed defect 1): an append inserts one
+in a JSON array on the session row (rewritten whole on every append): an append inserts one
 row and touches the session row only for ``last_update_time`` and the state
 delta, so it costs the same at event #5,000 as at event #10.
 

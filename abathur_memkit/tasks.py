@@ -1,6 +1,6 @@
 """The task queue: submit, claim atomically, complete or fail with retries.
 
-Priority: a higher number is more urgent (seed defect 7: the seed comments said
+Priority: a higher number is more urgent (the seed comments said
 "1 = highest" while its dequeue sorted DESC; we keep the DESC sort, which the
 index ``idx_tasks_status_priority`` serves). Equal priorities go oldest first.
 
