@@ -2,8 +2,9 @@
 
 Each write adds a row: versions are immutable and ascend per (namespace, key),
 also across a soft delete (a key added again must not collide with its
-version 1), so history stays intact. Reads return the latest live version. Every write and its audit row commit in one
-``BEGIN IMMEDIATE`` transaction (``Database.write``).
+version 1), so history stays intact. Reads return the latest live version.
+Every write and its audit row commit in one ``BEGIN IMMEDIATE`` transaction
+(``Database.write``).
 """
 
 from __future__ import annotations
