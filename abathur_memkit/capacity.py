@@ -14,6 +14,11 @@ what a caller waits, including the hop to the reader thread) and ``sql`` (the
 lookup query alone, timed inside the reader thread: B-tree depth and page
 cache effects without the constant hop). Lookups run with a warm OS page
 cache, as on a server that has been up for a while.
+
+The report also times the scope-wide queries (``SCOPE_QUERIES``) on both
+databases, lists the full file's bytes by table and index (``dbstat``), and,
+with ``max_seconds``, stops growing early and measures the file reached,
+saying the target was not reached.
 """
 
 from __future__ import annotations
@@ -126,8 +131,8 @@ class CapacityConfig:
     namespaces: int = 1000
     seed: int = 0
     max_seconds: float | None = None
-    """stop growing after this many seconds of inserting and measure the file reached
-    (the report then says ``target_reached: false``)"""
+    """stop growing once the run has taken this many seconds and measure the file
+    reached (the report then says ``target_reached: false``)"""
     scope_rounds: int = 20
     """timed rounds of each scope-wide query at each size"""
 

@@ -75,8 +75,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--baseline-rows", type=positive_int, default=10_000,
                    help="rows at the first measurement (default 10000)")
     p.add_argument("--max-seconds", type=positive_int, default=None,
-                   help="stop growing after this many seconds and measure the file "
-                        "reached (reported as not reaching the target)")
+                   help="stop growing once the run has taken this many seconds and measure "
+                        "the file reached (reported as not reaching the target)")
     p.add_argument("--scope-rounds", type=positive_int, default=20,
                    help="timed rounds of each scope-wide query at each size (default 20)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
