@@ -14,6 +14,11 @@ what a caller waits, including the hop to the reader thread) and ``sql`` (the
 lookup query alone, timed inside the reader thread: B-tree depth and page
 cache effects without the constant hop). Lookups run with a warm OS page
 cache, as on a server that has been up for a while.
+
+The report also times the scope-wide queries (``SCOPE_QUERIES``) on both
+databases, lists the full file's bytes by table and index (``dbstat``), and,
+with ``max_seconds``, stops growing early and measures the file reached,
+saying the target was not reached.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -125,6 +130,11 @@ class CapacityConfig:
     """timed lookups at each size (after warm-up)"""
     namespaces: int = 1000
     seed: int = 0
+    max_seconds: float | None = None
+    """stop growing once the run has taken this many seconds and measure the file
+    reached (the report then says ``target_reached: false``)"""
+    scope_rounds: int = 20
+    """timed rounds of each scope-wide query at each size"""
 
 
 def _ident(i: int, namespaces: int) -> tuple[str, str]:
@@ -213,6 +223,42 @@ async def compare(small: Database, small_rows: int, big: Database, big_rows: int
     return a, b
 
 
+#: Queries over a whole scope (or everything), answered from the per-key heads.
+SCOPE_QUERIES: dict[str, Callable[[Database], Awaitable[object]]] = {
+    'search_memories("")': lambda db: db.memory.search_memories(""),
+    'search_memories("user")': lambda db: db.memory.search_memories("user"),
+    'list_namespaces("")': lambda db: db.memory.list_namespaces(""),
+}
+
+
+async def compare_scope_queries(small: Database, big: Database, rounds: int
+                                ) -> dict[str, dict[str, dict[str, float]]]:
+    """p50 (and more) of each scope-wide query on both databases, interleaved."""
+    times: dict[str, tuple[list[float], list[float]]] = {
+        name: ([], []) for name in SCOPE_QUERIES}
+    for i in range(rounds + 1):
+        for name, query in SCOPE_QUERIES.items():
+            for db, into in ((small, times[name][0]), (big, times[name][1])):
+                start = time.perf_counter()
+                await query(db)
+                if i > 0:  # round 0 warms the caches
+                    into.append(time.perf_counter() - start)
+    return {name: {"baseline": _percentiles(a), "full": _percentiles(b)}
+            for name, (a, b) in times.items()}
+
+
+async def file_size_by_btree(db: Database) -> list[dict[str, Any]] | None:
+    """Bytes of every table and index of the file (``dbstat``), biggest first."""
+    from .analysis.storage import btree_sizes
+
+    btrees = await db.read(btree_sizes)
+    if btrees is None:
+        return None
+    ordered = sorted(btrees, key=lambda b: (-b.bytes, b.name))
+    return [{"name": b.name, "type": b.type, "table": b.table, "kind": b.kind,
+             "role": b.role, "bytes": b.bytes} for b in ordered]
+
+
 async def _file_size(db: Database) -> int:
     row = await db.fetchone("SELECT page_count * page_size AS n "
                             "FROM pragma_page_count(), pragma_page_size()")
@@ -241,9 +287,9 @@ async def run_capacity(
         insert_seconds = 0.0
 
         async def grow(until_rows: int | None, until_bytes: int | None,
-                       meter: ProgressBar | None) -> None:
+                       meter: ProgressBar | None, deadline: float | None = None) -> None:
             nonlocal rows, insert_seconds
-            while True:
+            while deadline is None or time.perf_counter() < deadline:
                 count = config.batch if until_rows is None else min(config.batch,
                                                                      until_rows - rows)
                 if count <= 0:
@@ -279,7 +325,10 @@ async def run_capacity(
             say(f"growing to {_human(config.size)} with add_memories batches of "
                 f"{config.batch:,}")
             meter = ProgressBar(config.size, "grow") if bar else None
-            await grow(None, config.size, meter)
+            deadline = (None if config.max_seconds is None
+                        else started + config.max_seconds)
+            await grow(None, config.size, meter, deadline)
+            grow_seconds = time.perf_counter() - started
             if meter is not None:
                 meter.update(await _file_size(db), f"{rows:,} rows")
                 meter.close()
@@ -289,20 +338,27 @@ async def run_capacity(
                 f"{rows:,} rows, interleaved")
             async with Database(baseline_copy) as small:
                 base, full = await compare(small, baseline_rows, db, rows, config, rng)
+                say(f"timing scope-wide queries, {config.scope_rounds} rounds at each size")
+                scope_queries = await compare_scope_queries(small, db, config.scope_rounds)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
         timings["baseline"] = {**base.summary(), "file_bytes": baseline_bytes}
         timings["full"] = {**full.summary(), "file_bytes": await _file_size(db)}
+        say("file size by table and index (dbstat)")
+        btrees = await file_size_by_btree(db)
         say("integrity_check of the full database")
         integrity = await db.integrity_check()
     ratio_api = timings["full"]["api"]["p50_us"] / timings["baseline"]["api"]["p50_us"]
     ratio_sql = timings["full"]["sql"]["p50_us"] / timings["baseline"]["sql"]["p50_us"]
+    reached = timings["full"]["file_bytes"] >= config.size
     return {
-        "ok": ratio_api <= MAX_P50_RATIO and integrity == ["ok"],
+        "ok": reached and ratio_api <= MAX_P50_RATIO and integrity == ["ok"],
         "path": str(target),
         "config": asdict(config),
         "rows": rows,
         "file_bytes": timings["full"]["file_bytes"],
+        "target_reached": reached,
+        "build_seconds": round(grow_seconds, 1),
         "insert_rows_per_second": round(rows / insert_seconds, 1) if insert_seconds else None,
         "baseline": timings["baseline"],
         "full": timings["full"],
@@ -310,6 +366,8 @@ async def run_capacity(
         "p50_ratio_api": round(ratio_api, 3),
         "p50_ratio_sql": round(ratio_sql, 3),
         "max_p50_ratio": MAX_P50_RATIO,
+        "scope_queries": scope_queries,
+        "btrees": btrees,
         "integrity_check": integrity,
         "seconds": round(time.perf_counter() - started, 1),
     }

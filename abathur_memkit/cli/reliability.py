@@ -74,6 +74,11 @@ def register(subparsers: Any) -> None:
                    help="timed lookups at each size (default 2000)")
     p.add_argument("--baseline-rows", type=positive_int, default=10_000,
                    help="rows at the first measurement (default 10000)")
+    p.add_argument("--max-seconds", type=positive_int, default=None,
+                   help="stop growing once the run has taken this many seconds and measure "
+                        "the file reached (reported as not reaching the target)")
+    p.add_argument("--scope-rounds", type=positive_int, default=20,
+                   help="timed rounds of each scope-wide query at each size (default 20)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(handler=cmd_capacity)
 
@@ -167,12 +172,34 @@ async def cmd_crash(args: argparse.Namespace) -> int:
     return 0 if report["ok"] else 1
 
 
+def _btrees_text(btrees: list[dict[str, Any]] | None, file_bytes: int) -> list[str]:
+    if btrees is None:
+        return ["file size by table and index: this SQLite build has no dbstat"]
+    # Tables and indexes of a few pages each (empty ones) would bury the few that count.
+    big = [b for b in btrees if b["bytes"] >= file_bytes / 1000]
+    rest = btrees[len(big):]
+    return [f"{'file size by table/index':<36} {'type':<6} {'MB':>10} {'share':>6}",
+            *(f"{b['name']:<36} {b['type']:<6} {b['bytes'] / 1e6:>10.1f} "
+              f"{b['bytes'] / file_bytes:>6.1%}" for b in big),
+            f"{f'({len(rest)} smaller tables and indexes)':<43} "
+            f"{sum(b['bytes'] for b in rest) / 1e6:>10.1f}"]
+
+
+def _capacity_verdict(report: dict[str, Any]) -> str:
+    if not report["target_reached"]:
+        return (f"NOT REACHED: stopped at {report['file_bytes'] / 1e9:.2f} GB of "
+                f"{report['config']['size'] / 1e9:.2f} GB (--max-seconds); figures are "
+                f"for the size reached")
+    return "OK" if report["ok"] else "FAILED: lookups slowed down more than the target allows"
+
+
 async def cmd_capacity(args: argparse.Namespace) -> int:
     from ..capacity import CapacityConfig, parse_size, run_capacity
 
     config = CapacityConfig(size=parse_size(args.size), baseline_rows=args.baseline_rows,
                             value_bytes=args.value_bytes, batch=args.batch,
-                            samples=args.samples, seed=args.seed)
+                            samples=args.samples, seed=args.seed,
+                            max_seconds=args.max_seconds, scope_rounds=args.scope_rounds)
     with tempfile.TemporaryDirectory(prefix="memkit-capacity-") as tmp:
         report = await run_capacity(_db_path(args, tmp, "capacity.db"), config,
                                     progress=_say, bar=not args.no_progress)
@@ -188,8 +215,18 @@ async def cmd_capacity(args: argparse.Namespace) -> int:
         f"p50 full/baseline: get_memory {report['p50_ratio_api']}x (target <= "
         f"{report['max_p50_ratio']}x), SQL only {report['p50_ratio_sql']}x",
         f"inserted {report['rows']:,} memories at {report['insert_rows_per_second']:,} rows/s "
-        f"(add_memories, with audit rows); {report['seconds']} s in all",
-        "OK" if report["ok"] else "FAILED: lookups slowed down more than the target allows",
+        f"(add_memories, with audit rows); built in {report['build_seconds']} s, "
+        f"{report['seconds']} s in all",
+        "",
+        f"{'scope-wide query':<26} {'p50 baseline':>13} {'p50 full':>11} {'ratio':>7}",
+        *(f"{name:<26} {m['baseline']['p50_us'] / 1e3:>10.2f} ms "
+          f"{m['full']['p50_us'] / 1e3:>8.2f} ms "
+          f"{m['full']['p50_us'] / max(m['baseline']['p50_us'], 1e-9):>6.2f}x"
+          for name, m in report["scope_queries"].items()),
+        "",
+        *_btrees_text(report["btrees"], report["file_bytes"]),
+        "",
+        _capacity_verdict(report),
     ]
     emit(args, report, "\n".join(lines))
     return 0 if report["ok"] else 1

@@ -43,6 +43,20 @@ async def test_capacity_grows_to_the_size_and_measures(tmp_path: Path) -> None:
             m = report[size][kind]
             assert m["n"] == 200 and 0 < m["p50_us"] <= m["p95_us"] <= m["p99_us"]
     assert report["p50_ratio_api"] > 0 and report["integrity_check"] == ["ok"]
+    assert report["target_reached"] and 0 < report["build_seconds"] <= report["seconds"]
+    # Scope-wide queries timed at both sizes, and the file's bytes by table and index.
+    assert set(report["scope_queries"]) == {
+        'search_memories("")', 'search_memories("user")', 'list_namespaces("")'}
+    for m in report["scope_queries"].values():
+        assert m["baseline"]["n"] == m["full"]["n"] == config.scope_rounds
+        assert 0 < m["full"]["p50_us"] <= m["full"]["p99_us"]
+    btrees = {b["name"]: b for b in report["btrees"]}
+    assert {"memory_entries", "memory_heads", "audit"} <= set(btrees)
+    assert any(b["type"] == "index" for b in btrees.values())
+    assert btrees["memory_entries"]["bytes"] > btrees["agents"]["bytes"]
+    assert [b["bytes"] for b in report["btrees"]] == sorted(
+        (b["bytes"] for b in report["btrees"]), reverse=True)
+    assert sum(b["bytes"] for b in report["btrees"]) <= report["file_bytes"]
     # Rows went in through add_memories, each with its audit row.
     async with Database(path) as db:
         counts = await db.fetchone(
@@ -64,6 +78,26 @@ def test_capacity_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
                  "--db", str(tmp_path / "kept.db")])
     out = capsys.readouterr().out
     assert "p50 full/baseline" in out and (tmp_path / "kept.db").exists()
+
+
+async def test_capacity_stops_at_max_seconds_and_measures_what_it_has(tmp_path: Path) -> None:
+    config = CapacityConfig(size=10**12, baseline_rows=300, batch=100, samples=50,
+                            value_bytes=200, namespaces=20, max_seconds=0.5, scope_rounds=3)
+    report = await run_capacity(tmp_path / "cut.db", config, bar=False)
+    assert not report["target_reached"] and not report["ok"]
+    assert report["file_bytes"] < config.size and report["full"]["rows"] == report["rows"]
+    assert report["rows"] >= 300 and report["integrity_check"] == ["ok"]
+    assert report["scope_queries"]['list_namespaces("")']["full"]["n"] == 3
+
+
+def test_capacity_command_says_when_the_size_was_not_reached(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["capacity", "--size", "1TB", "--baseline-rows", "200", "--batch", "100",
+                 "--samples", "20", "--scope-rounds", "2", "--max-seconds", "1",
+                 "--no-progress", "--db", str(tmp_path / "cut.db")])
+    out = capsys.readouterr().out
+    assert code == 1 and "NOT REACHED: stopped at" in out
+    assert 'search_memories("user")' in out and "memory_entries" in out
 
 
 def test_progress_bar_lines_when_not_a_terminal() -> None:
