@@ -370,10 +370,17 @@ class Database:
         try:
             if not self._migrate:
                 return conn, []
-            return conn, schema.migrate(conn, self._memory_connection)
+            applied = schema.migrate(conn, self._memory_connection)
         except BaseException:
             conn.close()
             raise
+        if applied and not self.in_memory:
+            # A connection that ran the migrations' DDL stays about 2x slower per
+            # write (measured: 200 vs 100 us for a memory row and its audit row);
+            # a fresh one on the migrated file does not.
+            conn.close()
+            conn = self._open()
+        return conn, applied
 
     async def _connect(self) -> aiosqlite.Connection:
         # Readers open after the writer has proved the file, on aiosqlite's thread.
