@@ -1,4 +1,4 @@
-"""``memkit bench core|scope|peers|search``: benchmarks with ratios against a same-run baseline."""
+"""``memkit bench SUITE``: benchmarks with ratios against a same-run baseline."""
 
 from __future__ import annotations
 
@@ -80,6 +80,21 @@ def register(subparsers: Any) -> None:
                              "numpy scan at N synthetic chunks (e.g. 100000)")
     add_json_flag(search)
     search.set_defaults(handler=cmd_bench_search)
+
+    ingest = suites.add_parser("ingest", help="offline document ingest with the model: "
+                                              "the old embedding path vs the new, interleaved",
+                               **example("memkit bench ingest --step 8 --rounds 2"))
+    ingest.add_argument("--dir", help="working directory for the databases (default: temp)")
+    ingest.add_argument("--html", help="the Python docs' HTML folder "
+                                       "(default /usr/share/doc/python3.11/html)")
+    ingest.add_argument("--step", type=positive_int, default=8,
+                        help="take every STEP-th page of the docs corpus (default 8)")
+    ingest.add_argument("--rounds", type=positive_int, default=2,
+                        help="old/new sync pairs, interleaved (default 2)")
+    ingest.add_argument("--json-out", "--output", dest="output",
+                        help="write the measurements as JSON here")
+    add_json_flag(ingest)
+    ingest.set_defaults(handler=cmd_bench_ingest)
 
 
 async def cmd_bench_core(args: argparse.Namespace) -> int:
@@ -201,6 +216,27 @@ async def _bench_quality(args: argparse.Namespace) -> int:
     report = await run_quality(args.dir, html_root=html, questions=questions, progress=say)
     if args.scale:
         report.lines.extend(await run_scale(args.scale, args.dir, progress=say))
+    document = report.to_dict()
+    text = report.table()
+    if args.output:
+        Path(args.output).write_text(json.dumps(document, indent=2) + "\n", "utf-8")
+        text += f"\n\nJSON written to {args.output}"
+    emit(args, document, text)
+    return 0
+
+
+async def cmd_bench_ingest(args: argparse.Namespace) -> int:
+    from ..bench.ingest import run_ingest
+    from ..bench.pydocs import DEFAULT_HTML
+    from ..errors import InvalidInputError
+
+    html = Path(args.html) if args.html else DEFAULT_HTML
+    if not (html / "library").is_dir():
+        raise InvalidInputError(
+            f"no Python documentation HTML at {html}: apt-get install python3.11-doc "
+            f"(or pass --html DIR)")
+    report = await run_ingest(args.dir, html_root=html, step=args.step, rounds=args.rounds,
+                              progress=lambda m: print(f"... {m}", file=sys.stderr))
     document = report.to_dict()
     text = report.table()
     if args.output:

@@ -1,0 +1,177 @@
+"""``memkit bench ingest``: offline document ingest, today's path against the old one.
+
+The corpus is a fixed subset of the Python docs (every ``step``-th page of
+:func:`~abathur_memkit.bench.pydocs.corpus_pages`, as markdown). Each round
+syncs it into a fresh database twice, old path and new path (ABBA: the
+order alternates per round, so both see the same machine load):
+
+- **old**: the embedder in fixed batches of 16 after sorting each call's texts
+  (``MiniLMEmbedder(bucketed=False)``), called per 64 chunks
+  (``DocumentIndexService(db, embed_group=64)``);
+- **new**: the default — length-bucketed runs within a token budget, called
+  per :data:`~abathur_memkit.documents.EMBED_GROUP` chunks.
+
+Then the model alone embeds the same chunk texts both ways (passages/s), and
+the two sets of vectors are compared (min cosine). Peak RSS is sampled per
+sync from ``/proc/self/status``; the process peak comes from ``getrusage``.
+"""
+
+from __future__ import annotations
+
+import resource
+import statistics
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..database import Database
+from ..documents import EMBED_GROUP, DocumentIndexService
+from ..embeddings import MiniLMEmbedder
+from ..search.chunking import embedding_text
+from ..search.service import EMBED_BATCH, embed_texts
+from .pydocs import DEFAULT_HTML, corpus_pages, write_corpus
+
+__all__ = ["IngestReport", "run_ingest"]
+
+
+@dataclass
+class IngestReport:
+    pages: int
+    chunks: int = 0
+    tokens_mean: float = 0.0
+    runs: list[tuple[str, int, float, float]] = field(default_factory=list)  # path, round, /s, MB
+    model: dict[str, float] = field(default_factory=dict)
+    min_cosine: float = 0.0
+    peak_rss_mb: float = 0.0
+
+    def rate(self, path: str) -> float:
+        return statistics.median(r[2] for r in self.runs if r[0] == path)
+
+    @property
+    def ratio(self) -> float:
+        return self.rate("new") / self.rate("old")
+
+    def table(self) -> str:
+        out = [f"corpus: {self.pages} Python docs pages, {self.chunks} chunks, "
+               f"mean {self.tokens_mean:.0f} tokens", "",
+               f"{'path':<5} {'round':>5} {'chunks/s':>9} {'peak RSS MB':>12}"]
+        out += [f"{p:<5} {n:>5} {rate:>9.1f} {mb:>12.0f}" for p, n, rate, mb in self.runs]
+        out += ["",
+                f"end to end (median): old {self.rate('old'):.1f} chunks/s, "
+                f"new {self.rate('new'):.1f} chunks/s, ratio {self.ratio:.2f}x",
+                f"model alone: old {self.model['old']:.1f} passages/s, "
+                f"new {self.model['new']:.1f} passages/s",
+                f"min cosine old vs new vectors: {self.min_cosine:.6f}",
+                f"process peak RSS: {self.peak_rss_mb:.0f} MB"]
+        return "\n".join(out)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"pages": self.pages, "chunks": self.chunks, "tokens_mean": self.tokens_mean,
+                "runs": [{"path": p, "round": n, "chunks_per_s": r, "peak_rss_mb": mb}
+                         for p, n, r, mb in self.runs],
+                "old_chunks_per_s": self.rate("old"), "new_chunks_per_s": self.rate("new"),
+                "ratio": self.ratio, "model_passages_per_s": self.model,
+                "min_cosine": self.min_cosine, "peak_rss_mb": self.peak_rss_mb}
+
+
+class _RssPeak:
+    """The highest resident set size seen while the block runs (sampled)."""
+
+    def __enter__(self) -> _RssPeak:
+        self.peak = _rss_mb()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.02):
+            self.peak = max(self.peak, _rss_mb())
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def _rss_mb() -> float:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def _embedder(path: str) -> MiniLMEmbedder:
+    return MiniLMEmbedder(bucketed=path == "new")
+
+
+async def _sync(where: Path, corpus: Path, path: str, embedder: MiniLMEmbedder,
+                n: int) -> tuple[float, float, int]:
+    db_path = where / f"ingest-{path}-{n}.db"
+    async with Database(db_path, embedder=embedder) as db:
+        docs = DocumentIndexService(db, embed_group=EMBED_GROUP if path == "new" else EMBED_BATCH)
+        with _RssPeak() as rss:
+            start = time.perf_counter()
+            summary = await docs.sync_directory(corpus, progress=False)
+            seconds = time.perf_counter() - start
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{db_path}{suffix}").unlink(missing_ok=True)
+    return summary.embedded_chunks / seconds, rss.peak, summary.embedded_chunks
+
+
+async def _model_alone(report: IngestReport, texts: list[str],
+                       embedders: dict[str, MiniLMEmbedder]) -> None:
+    vectors = {}
+    for path, embedder in embedders.items():
+        size = EMBED_GROUP if path == "new" else EMBED_BATCH
+        start = time.perf_counter()
+        vectors[path] = await embed_texts(embedder, texts, batch_size=size)
+        report.model[path] = len(texts) / (time.perf_counter() - start)
+    # Both sets are unit length: the row-wise dot product is the cosine.
+    report.min_cosine = float(np.min(np.sum(vectors["old"] * vectors["new"], axis=1)))
+
+
+async def run_ingest(
+    directory: str | Path | None = None,
+    *,
+    html_root: Path = DEFAULT_HTML,
+    step: int = 8,
+    rounds: int = 2,
+    progress: Callable[[str], None] | None = None,
+) -> IngestReport:
+    """Sync every ``step``-th docs page with the old and the new path, ``rounds`` times."""
+    say = progress or (lambda _message: None)
+    pages = corpus_pages(html_root)[::step]
+    report = IngestReport(pages=len(pages))
+    embedders = {path: _embedder(path) for path in ("old", "new")}
+    for embedder in embedders.values():
+        await embedder.embed_documents(["warm up"])  # the model load is not ingest
+    with tempfile.TemporaryDirectory(prefix="memkit-bench-ingest-") as tmp:
+        where = Path(directory) if directory else Path(tmp)
+        where.mkdir(parents=True, exist_ok=True)
+        corpus = where / "corpus"
+        write_corpus(corpus, html_root, pages)
+        for n in range(1, rounds + 1):
+            # Odd rounds run the old path first, even rounds the new one.
+            for path in ("old", "new") if n % 2 else ("new", "old"):
+                say(f"round {n}: sync of {len(pages)} pages, {path} path")
+                rate, peak, report.chunks = await _sync(where, corpus, path, embedders[path], n)
+                report.runs.append((path, n, rate, peak))
+        say("the model alone, both ways, on the same chunk texts")
+        async with Database(where / "texts.db", embedder=embedders["new"]) as db:
+            await db.documents.sync_directory(corpus, embed=False, progress=False)
+            rows = await db.fetchall("SELECT heading_path, text FROM document_chunks "
+                                     "ORDER BY document_id, chunk_index")
+        texts = [embedding_text(str(r["heading_path"]), str(r["text"])) for r in rows]
+        report.tokens_mean = float(np.mean([embedders["new"].count_tokens(t) for t in texts]))
+        await _model_alone(report, texts, embedders)
+    report.peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return report
