@@ -125,6 +125,7 @@ async def test_ingest_bench_smoke(tmp_path: Path) -> None:
     report = await run_ingest(tmp_path, step=400, rounds=1)
     assert report.pages == 1 and report.chunks > 0
     assert {r[0] for r in report.runs} == {"old", "new"}
-    assert report.ratio > 0 and set(report.model) == {"old", "new"}
+    assert report.ratio > 0 and set(report.model) == {"old", "new", "old-mixed", "new-mixed"}
     assert report.min_cosine >= 0.999
+    assert report.peak("old") > 0 and report.peak("new") > 0
     assert "ratio" in report.table() and report.to_dict()["chunks"] == report.chunks

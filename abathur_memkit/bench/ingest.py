@@ -14,16 +14,19 @@ order alternates per round, so both see the same machine load):
 Then the model alone embeds the same chunk texts both ways (passages/s), and
 again with each text cut to a random number of its words (mixed lengths, where
 bucketing has padding to save); old and new vectors are compared (min cosine).
-Peak RSS is sampled per sync from ``/proc/self/status``; the process peak comes
-from ``getrusage``.
+Each sync runs in its own process, so its peak RSS (``getrusage``) is its
+path's alone; the process peak is the model-alone phase's (both embedders).
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 import resource
 import statistics
+import subprocess
+import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -55,6 +58,9 @@ class IngestReport:
     def rate(self, path: str) -> float:
         return statistics.median(r[2] for r in self.runs if r[0] == path)
 
+    def peak(self, path: str) -> float:
+        return max(r[3] for r in self.runs if r[0] == path)
+
     @property
     def ratio(self) -> float:
         return self.rate("new") / self.rate("old")
@@ -74,7 +80,9 @@ class IngestReport:
                 f"{self.model['new-mixed']:.1f} passages/s "
                 f"({self.model['new-mixed'] / self.model['old-mixed']:.2f}x)",
                 f"min cosine old vs new vectors: {self.min_cosine:.6f}",
-                f"process peak RSS: {self.peak_rss_mb:.0f} MB"]
+                f"peak RSS of a sync (own process): old {self.peak('old'):.0f} MB, "
+                f"new {self.peak('new'):.0f} MB; of the model-alone phase "
+                f"(both embedders): {self.peak_rss_mb:.0f} MB"]
         return "\n".join(out)
 
     def to_dict(self) -> dict[str, Any]:
@@ -86,51 +94,38 @@ class IngestReport:
                 "min_cosine": self.min_cosine, "peak_rss_mb": self.peak_rss_mb}
 
 
-class _RssPeak:
-    """The highest resident set size seen while the block runs (sampled)."""
-
-    def __enter__(self) -> _RssPeak:
-        self.peak = _rss_mb()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
-        return self
-
-    def _sample(self) -> None:
-        while not self._stop.wait(0.02):
-            self.peak = max(self.peak, _rss_mb())
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
+def _sync_child(corpus: Path, path: str, db_path: Path) -> dict[str, float]:
+    """Sync ``corpus`` in a fresh process (its peak RSS is this path's alone)."""
+    out = subprocess.run(
+        [sys.executable, "-m", "abathur_memkit.bench.ingest", str(corpus), path, str(db_path)],
+        capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        raise RuntimeError(f"ingest child ({path} path) failed: {out.stderr.strip()}")
+    result: dict[str, float] = json.loads(out.stdout.splitlines()[-1])
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{db_path}{suffix}").unlink(missing_ok=True)
+    return result
 
 
-def _rss_mb() -> float:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
+async def _sync(corpus: Path, path: str, db_path: Path) -> dict[str, float]:
+    """The child's side: load the model, then time one sync of ``corpus``."""
+    embedder = _embedder(path)
+    await embedder.embed_documents(["warm up"])  # the model load is not ingest
+    async with Database(db_path, embedder=embedder) as db:
+        docs = DocumentIndexService(db, embed_group=EMBED_GROUP if path == "new" else EMBED_BATCH)
+        start = time.perf_counter()
+        summary = await docs.sync_directory(corpus, progress=False)
+        seconds = time.perf_counter() - start
+    return {"chunks": summary.embedded_chunks, "rate": summary.embedded_chunks / seconds,
+            "peak_rss_mb": _peak_rss_mb()}
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _embedder(path: str) -> MiniLMEmbedder:
     return MiniLMEmbedder(bucketed=path == "new")
-
-
-async def _sync(where: Path, corpus: Path, path: str, embedder: MiniLMEmbedder,
-                n: int) -> tuple[float, float, int]:
-    db_path = where / f"ingest-{path}-{n}.db"
-    async with Database(db_path, embedder=embedder) as db:
-        docs = DocumentIndexService(db, embed_group=EMBED_GROUP if path == "new" else EMBED_BATCH)
-        with _RssPeak() as rss:
-            start = time.perf_counter()
-            summary = await docs.sync_directory(corpus, progress=False)
-            seconds = time.perf_counter() - start
-    for suffix in ("", "-wal", "-shm"):
-        Path(f"{db_path}{suffix}").unlink(missing_ok=True)
-    return summary.embedded_chunks / seconds, rss.peak, summary.embedded_chunks
 
 
 async def _model_alone(report: IngestReport, texts: list[str],
@@ -170,8 +165,6 @@ async def run_ingest(
     pages = corpus_pages(html_root)[::step]
     report = IngestReport(pages=len(pages))
     embedders = {path: _embedder(path) for path in ("old", "new")}
-    for embedder in embedders.values():
-        await embedder.embed_documents(["warm up"])  # the model load is not ingest
     with tempfile.TemporaryDirectory(prefix="memkit-bench-ingest-") as tmp:
         where = Path(directory) if directory else Path(tmp)
         where.mkdir(parents=True, exist_ok=True)
@@ -181,8 +174,10 @@ async def run_ingest(
             # Odd rounds run the old path first, even rounds the new one.
             for path in ("old", "new") if n % 2 else ("new", "old"):
                 say(f"round {n}: sync of {len(pages)} pages, {path} path")
-                rate, peak, report.chunks = await _sync(where, corpus, path, embedders[path], n)
-                report.runs.append((path, n, rate, peak))
+                got = await asyncio.to_thread(_sync_child, corpus, path,
+                                              where / f"ingest-{path}-{n}.db")
+                report.chunks = int(got["chunks"])
+                report.runs.append((path, n, got["rate"], got["peak_rss_mb"]))
         say("the model alone, both ways, on the same chunk texts")
         async with Database(where / "texts.db", embedder=embedders["new"]) as db:
             await db.documents.sync_directory(corpus, embed=False, progress=False)
@@ -193,5 +188,10 @@ async def run_ingest(
         await _model_alone(report, texts, embedders)
         say("the model alone, both ways, on the texts cut to mixed lengths")
         await _model_alone(report, _mixed(texts), embedders, tag="-mixed")
-    report.peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    report.peak_rss_mb = _peak_rss_mb()
     return report
+
+
+if __name__ == "__main__":  # one timed sync, for run_ingest's child processes
+    corpus_arg, path_arg, db_arg = sys.argv[1:4]
+    print(json.dumps(asyncio.run(_sync(Path(corpus_arg), path_arg, Path(db_arg)))))
