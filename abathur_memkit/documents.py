@@ -49,7 +49,7 @@ from .search.chunking import (
     title_of,
     token_window,
 )
-from .search.service import DOCUMENT_TYPES, EMBED_BATCH, StaleIndexError, embed_texts
+from .search.service import DOCUMENT_TYPES, StaleIndexError, embed_texts
 from .values import timestamp, to_json
 
 if TYPE_CHECKING:
@@ -63,6 +63,10 @@ __all__ = ["DOCUMENT_TYPES", "DocumentIndexService", "EmbedSummary", "SyncSummar
 DEFAULT_EMBEDDING_MODEL = "nomic-embed-text-v1.5"
 #: Files larger than this are skipped (with a reason) by ``sync_directory``.
 MAX_FILE_BYTES = 10 * 1024 * 1024
+#: Chunks given to the embedder per call while embedding documents (whole
+#: documents, so about this many): an embedder sorts a call's texts by length,
+#: and the more it sees at once, the less of its work is padding.
+EMBED_GROUP = 512
 # Files written per transaction during a sync, and the most bytes read per batch.
 _WRITE_BATCH = 100
 _BATCH_BYTES = 32 * 1024 * 1024
@@ -171,11 +175,13 @@ class DocumentIndexService:
         *,
         max_tokens: int = DEFAULT_MAX_TOKENS,
         overlap: int = DEFAULT_OVERLAP,
+        embed_group: int = EMBED_GROUP,
     ) -> None:
         chunk_markdown("", max_tokens=max_tokens, overlap=overlap)  # validates both
         self.db = db
         self.max_tokens = max_tokens
         self.overlap = overlap
+        self.embed_group = require_int(embed_group, "embed_group", minimum=1)
 
     # -- the seed API ------------------------------------------------------------
 
@@ -412,7 +418,7 @@ class DocumentIndexService:
         summary.documents = len(docs)
         bar = _progress_bar(sum(d[3] for d in docs), progress)
         try:
-            for group in _groups(docs, EMBED_BATCH):
+            for group in _groups(docs, self.embed_group):
                 await self._embed_group(group, embedder, summary, bar.update)
         finally:
             bar.close()
@@ -432,7 +438,8 @@ class DocumentIndexService:
             "ORDER BY document_id, chunk_index", (json.dumps(ids),)).fetchall())
         texts = [embedding_text(str(r[2]), str(r[3])) for r in rows]
         try:
-            vectors = await embed_texts(embedder, texts, on_batch=advance)
+            vectors = await embed_texts(embedder, texts, on_batch=advance,
+                                        batch_size=max(len(texts), 1))
         except (EmbeddingError, InvalidInputError) as exc:
             message = str(exc)
             await self.db.write(lambda conn: [

@@ -1,4 +1,4 @@
-"""``memkit bench core|scope|peers|search``: benchmarks with ratios against a same-run baseline."""
+"""``memkit bench SUITE``: benchmarks with ratios against a same-run baseline."""
 
 from __future__ import annotations
 
@@ -92,6 +92,21 @@ def register(subparsers: Any) -> None:
                              "numpy scan at N synthetic chunks (e.g. 100000)")
     add_json_flag(search)
     search.set_defaults(handler=cmd_bench_search)
+
+    ingest = suites.add_parser("ingest", help="offline document ingest with the model: "
+                                              "the old embedding path vs the new, interleaved",
+                               **example("memkit bench ingest --step 8 --rounds 2"))
+    ingest.add_argument("--dir", help="working directory for the databases (default: temp)")
+    ingest.add_argument("--html", help="the Python docs' HTML folder "
+                                       "(default /usr/share/doc/python3.11/html)")
+    ingest.add_argument("--step", type=positive_int, default=8,
+                        help="take every STEP-th page of the docs corpus (default 8)")
+    ingest.add_argument("--rounds", type=positive_int, default=2,
+                        help="old/new sync pairs, interleaved (default 2)")
+    ingest.add_argument("--json-out", "--output", dest="output",
+                        help="write the measurements as JSON here")
+    add_json_flag(ingest)
+    ingest.set_defaults(handler=cmd_bench_ingest)
 
 
 async def cmd_bench_core(args: argparse.Namespace) -> int:
@@ -241,3 +256,24 @@ async def cmd_bench_writers(args: argparse.Namespace) -> int:
         text += f"\n\nJSON written to {args.output}"
     emit(args, document, text)
     return 1 if result.missed else 0
+
+
+async def cmd_bench_ingest(args: argparse.Namespace) -> int:
+    from ..bench.ingest import run_ingest
+    from ..bench.pydocs import DEFAULT_HTML
+    from ..errors import InvalidInputError
+
+    html = Path(args.html) if args.html else DEFAULT_HTML
+    if not (html / "library").is_dir():
+        raise InvalidInputError(
+            f"no Python documentation HTML at {html}: apt-get install python3.11-doc "
+            f"(or pass --html DIR)")
+    report = await run_ingest(args.dir, html_root=html, step=args.step, rounds=args.rounds,
+                              progress=lambda m: print(f"... {m}", file=sys.stderr))
+    document = report.to_dict()
+    text = report.table()
+    if args.output:
+        Path(args.output).write_text(json.dumps(document, indent=2) + "\n", "utf-8")
+        text += f"\n\nJSON written to {args.output}"
+    emit(args, document, text)
+    return 0

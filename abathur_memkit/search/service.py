@@ -780,12 +780,13 @@ def memory_text(key: str, value_json: str) -> str:
 
 
 async def embed_texts(
-    embedder: Embedder, texts: Sequence[str], *, on_batch: Callable[[int], object] | None = None
+    embedder: Embedder, texts: Sequence[str], *, on_batch: Callable[[int], object] | None = None,
+    batch_size: int = EMBED_BATCH,
 ) -> Vectors:
-    """Embed ``texts`` in batches of ``EMBED_BATCH``; check every vector's shape."""
+    """Embed ``texts`` in calls of ``batch_size``; check every vector's shape."""
     parts = []
-    for start in range(0, len(texts), EMBED_BATCH):
-        batch = list(texts[start : start + EMBED_BATCH])
+    for start in range(0, len(texts), batch_size):
+        batch = list(texts[start : start + batch_size])
         vectors = await embedder.embed_documents(batch)
         vectors = check_vectors(vectors, embedder.dimensions,
                                 what=f"vectors from {embedder.name}")
