@@ -18,62 +18,24 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser("bench", help="benchmarks (ratios against raw SQLite)",
                               **example("memkit bench core --quick"))
     suites = p.add_subparsers(dest="suite", metavar="SUITE", required=True)
-    core = suites.add_parser("core", help="sessions and memory vs raw aiosqlite",
-                             **example("memkit bench core --json-out bench/core.json"))
-    core.add_argument("--db", help="database file to build (default: a temporary file)")
-    core.add_argument("--json-out", "--output", dest="output",
-                      help="write pytest-benchmark-style JSON here")
-    core.add_argument("--quick", action="store_true", help="small sizes (a smoke run)")
-    core.add_argument("--no-pin", action="store_true",
-                      help="do not pin the process to one CPU (ratios get noisier)")
-    add_json_flag(core)
-    core.set_defaults(handler=cmd_bench_core)
+    _suite(suites, "core", "sessions and memory vs raw aiosqlite",
+           "memkit bench core --json-out bench/core.json", cmd_bench_core)
 
-    scope = suites.add_parser("scope", help="scope-wide memory queries vs the old queries",
-                              **example("memkit bench scope --memories 100000"))
-    scope.add_argument("--db", help="database file to build (default: a temporary file)")
+    scope = _suite(suites, "scope", "scope-wide memory queries vs the old queries",
+                   "memkit bench scope --memories 100000", cmd_bench_scope)
     scope.add_argument("--memories", type=positive_int, default=None,
                        help="memories to build (default 100,000; the target at 1,000,000 "
                             "is 1.5x the one at 100,000)")
-    scope.add_argument("--json-out", "--output", dest="output",
-                       help="write pytest-benchmark-style JSON here")
-    scope.add_argument("--quick", action="store_true", help="small sizes (a smoke run)")
-    scope.add_argument("--no-pin", action="store_true",
-                       help="do not pin the process to one CPU (ratios get noisier)")
-    add_json_flag(scope)
-    scope.set_defaults(handler=cmd_bench_scope)
 
-    peers = suites.add_parser("peers", help="the same workload through raw sqlite3/aiosqlite, "
-                                            "LangGraph, ADK and memkit (extra [peers])",
-                              **example("memkit bench peers --quick"))
-    peers.add_argument("--dir", help="working directory for the databases (default: temp)")
-    peers.add_argument("--json-out", "--output", dest="output",
-                       help="write pytest-benchmark-style JSON here")
-    peers.add_argument("--quick", action="store_true", help="small sizes (a smoke run)")
-    peers.add_argument("--no-pin", action="store_true",
-                       help="do not pin the process to one CPU (ratios get noisier)")
-    add_json_flag(peers)
-    peers.set_defaults(handler=cmd_bench_peers)
+    _suite(suites, "peers", "the same workload through raw sqlite3/aiosqlite, LangGraph, ADK "
+           "and memkit (extra [peers])", "memkit bench peers --quick", cmd_bench_peers,
+           where="dir")
+    _suite(suites, "writers", "50 concurrent writers with group commit vs one writer and vs "
+           "group_commit=False", "memkit bench writers --quick", cmd_bench_writers)
 
-    writers = suites.add_parser("writers", help="50 concurrent writers with group commit "
-                                                "vs one writer and vs group_commit=False",
-                                **example("memkit bench writers --quick"))
-    writers.add_argument("--db", help="database file to build (default: a temporary file)")
-    writers.add_argument("--json-out", "--output", dest="output",
-                         help="write pytest-benchmark-style JSON here")
-    writers.add_argument("--quick", action="store_true", help="small sizes (a smoke run)")
-    writers.add_argument("--no-pin", action="store_true",
-                         help="do not pin the process to one CPU")
-    add_json_flag(writers)
-    writers.set_defaults(handler=cmd_bench_writers)
-
-    search = suites.add_parser("search", help="vector KNN, ingest and re-sync "
-                                              "(vs sqlite-vec float vec0 and a scalar scan)",
-                               **example("memkit bench search --quick --no-vss"))
-    search.add_argument("--dir", help="working directory for the databases (default: temp)")
-    search.add_argument("--json-out", "--output", dest="output",
-                        help="write pytest-benchmark-style JSON here")
-    search.add_argument("--quick", action="store_true", help="small sizes (a smoke run)")
+    search = _suite(suites, "search", "vector KNN, ingest and re-sync (vs sqlite-vec float "
+                    "vec0 and a scalar scan)", "memkit bench search --quick --no-vss",
+                    cmd_bench_search, where="dir", pin=False)
     search.add_argument("--sizes", help="KNN sizes as N:DIMS,... (default: "
                                         "10000:384,10000:768,100000:384,100000:768)")
     search.add_argument("--no-vss", action="store_true", help="skip the sqlite-vss backend")
@@ -90,23 +52,61 @@ def register(subparsers: Any) -> None:
     search.add_argument("--scale", type=int, metavar="N",
                         help="with --quality: also time semantic and hybrid search against a "
                              "numpy scan at N synthetic chunks (e.g. 100000)")
-    add_json_flag(search)
-    search.set_defaults(handler=cmd_bench_search)
 
-    ingest = suites.add_parser("ingest", help="offline document ingest with the model: "
-                                              "the old embedding path vs the new, interleaved",
-                               **example("memkit bench ingest --step 8 --rounds 2"))
-    ingest.add_argument("--dir", help="working directory for the databases (default: temp)")
+    ingest = _suite(suites, "ingest", "offline document ingest with the model: the old "
+                    "embedding path vs the new, interleaved",
+                    "memkit bench ingest --step 8 --rounds 2", cmd_bench_ingest,
+                    where="dir", quick=False, pin=False)
     ingest.add_argument("--html", help="the Python docs' HTML folder "
                                        "(default /usr/share/doc/python3.11/html)")
     ingest.add_argument("--step", type=positive_int, default=8,
                         help="take every STEP-th page of the docs corpus (default 8)")
     ingest.add_argument("--rounds", type=positive_int, default=2,
                         help="old/new sync pairs, interleaved (default 2)")
-    ingest.add_argument("--json-out", "--output", dest="output",
-                        help="write the measurements as JSON here")
-    add_json_flag(ingest)
-    ingest.set_defaults(handler=cmd_bench_ingest)
+
+
+def _suite(suites: Any, name: str, help: str, sample: str, handler: Any, *,
+           where: str = "db", quick: bool = True, pin: bool = True) -> argparse.ArgumentParser:
+    """A ``memkit bench`` suite with the options every suite shares."""
+    p: argparse.ArgumentParser = suites.add_parser(name, help=help, **example(sample))
+    if where == "db":
+        p.add_argument("--db", help="database file to build (default: a temporary file)")
+    else:
+        p.add_argument("--dir", help="working directory for the databases (default: temp)")
+    p.add_argument("--json-out", "--output", dest="output",
+                   help="write the results as JSON here")
+    if quick:
+        p.add_argument("--quick", action="store_true", help="small sizes (a smoke run)")
+    if pin:
+        p.add_argument("--no-pin", action="store_true",
+                       help="do not pin the process to one CPU (ratios get noisier)")
+    add_json_flag(p)
+    p.set_defaults(handler=handler)
+    return p
+
+
+def _say(message: str) -> None:
+    print(f"... {message}", file=sys.stderr)
+
+
+def _finish(args: argparse.Namespace, document: dict[str, Any], text: str) -> None:
+    """Write ``--json-out`` if asked for, then print the document or the text."""
+    if args.output:
+        Path(args.output).write_text(json.dumps(document, indent=2) + "\n", "utf-8")
+        text += f"\n\nJSON written to {args.output}"
+    emit(args, document, text)
+
+
+def _docs_html(args: argparse.Namespace) -> Path:
+    from ..bench.pydocs import DEFAULT_HTML
+    from ..errors import InvalidInputError
+
+    html = Path(args.html) if args.html else DEFAULT_HTML
+    if not (html / "library").is_dir():
+        raise InvalidInputError(
+            f"no Python documentation HTML at {html}: apt-get install python3.11-doc "
+            f"(or pass --html DIR)")
+    return html
 
 
 async def cmd_bench_core(args: argparse.Namespace) -> int:
@@ -117,7 +117,7 @@ async def cmd_bench_core(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="memkit-bench-") as tmp:
         path = Path(args.db) if args.db else Path(tmp) / "bench.db"
         report = await run_core(path, sizes, pin=not args.no_pin,
-                                progress=lambda m: print(f"... {m}", file=sys.stderr))
+                                progress=_say)
     driver = select_driver()
     document = report.to_json(sqlite_version=driver.sqlite_version, driver=driver.name)
     if args.output:
@@ -145,14 +145,11 @@ async def cmd_bench_scope(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="memkit-bench-") as tmp:
         path = Path(args.db) if args.db else Path(tmp) / "scope.db"
         result = await run_scope(path, sizes, pin=not args.no_pin,
-                                 progress=lambda m: print(f"... {m}", file=sys.stderr))
+                                 progress=_say)
     driver = select_driver()
     document = result.report.to_json(sqlite_version=driver.sqlite_version, driver=driver.name)
     text = result.table()
-    if args.output:
-        Path(args.output).write_text(json.dumps(document, indent=2) + "\n", "utf-8")
-        text += f"\n\nJSON written to {args.output}"
-    emit(args, document, text)
+    _finish(args, document, text)
     return 1 if result.missed else 0
 
 
@@ -169,14 +166,11 @@ async def cmd_bench_peers(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="memkit-bench-") as tmp:
         directory = Path(args.dir) if args.dir else Path(tmp)
         result = await run_peers(directory, sizes, pin=not args.no_pin,
-                                 progress=lambda m: print(f"... {m}", file=sys.stderr))
+                                 progress=_say)
     driver = select_driver()
     document = result.report.to_json(sqlite_version=driver.sqlite_version, driver=driver.name)
     text = result.table()
-    if args.output:
-        Path(args.output).write_text(json.dumps(document, indent=2) + "\n", "utf-8")
-        text += f"\n\nJSON written to {args.output}"
-    emit(args, document, text)
+    _finish(args, document, text)
     return 0
 
 
@@ -200,40 +194,27 @@ async def cmd_bench_search(args: argparse.Namespace) -> int:
     if args.no_vss:
         sizes = replace(sizes, vss=False)
     result = await run_search(args.dir, sizes, model=not args.no_model,
-                              progress=lambda m: print(f"... {m}", file=sys.stderr))
+                              progress=_say)
     driver = select_driver()
     document = result.report.to_json(sqlite_version=driver.sqlite_version, driver=driver.name)
     document["targets"] = [{"name": n, "goal": g, "measured": m, "met": ok}
                            for n, g, m, ok in result.targets]
     text = result.table()
-    if args.output:
-        Path(args.output).write_text(json.dumps(document, indent=2) + "\n", "utf-8")
-        text += f"\n\nJSON written to {args.output}"
-    emit(args, document, text)
+    _finish(args, document, text)
     return 1 if result.missed else 0
 
 
 async def _bench_quality(args: argparse.Namespace) -> int:
-    from ..bench.pydocs import DEFAULT_HTML
     from ..bench.quality import load_questions, run_quality, run_scale
-    from ..errors import InvalidInputError
 
-    html = Path(args.html) if args.html else DEFAULT_HTML
-    if not (html / "library").is_dir():
-        raise InvalidInputError(
-            f"no Python documentation HTML at {html}: apt-get install python3.11-doc "
-            f"(or pass --html DIR)")
+    html = _docs_html(args)
     questions = load_questions(args.questions) if args.questions else None
-    say = lambda m: print(f"... {m}", file=sys.stderr)  # noqa: E731
-    report = await run_quality(args.dir, html_root=html, questions=questions, progress=say)
+    report = await run_quality(args.dir, html_root=html, questions=questions, progress=_say)
     if args.scale:
-        report.lines.extend(await run_scale(args.scale, args.dir, progress=say))
+        report.lines.extend(await run_scale(args.scale, args.dir, progress=_say))
     document = report.to_dict()
     text = report.table()
-    if args.output:
-        Path(args.output).write_text(json.dumps(document, indent=2) + "\n", "utf-8")
-        text += f"\n\nJSON written to {args.output}"
-    emit(args, document, text)
+    _finish(args, document, text)
     return 0
 
 
@@ -245,35 +226,23 @@ async def cmd_bench_writers(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="memkit-bench-") as tmp:
         path = Path(args.db) if args.db else Path(tmp) / "writers.db"
         result = await run_writers(path, sizes, pin=not args.no_pin,
-                                   progress=lambda m: print(f"... {m}", file=sys.stderr))
+                                   progress=_say)
     driver = select_driver()
     document = result.report.to_json(sqlite_version=driver.sqlite_version, driver=driver.name)
     document["targets"] = [{"name": n, "goal": g, "measured": m, "met": ok}
                            for n, g, m, ok in result.targets]
     text = result.table()
-    if args.output:
-        Path(args.output).write_text(json.dumps(document, indent=2) + "\n", "utf-8")
-        text += f"\n\nJSON written to {args.output}"
-    emit(args, document, text)
+    _finish(args, document, text)
     return 1 if result.missed else 0
 
 
 async def cmd_bench_ingest(args: argparse.Namespace) -> int:
     from ..bench.ingest import run_ingest
-    from ..bench.pydocs import DEFAULT_HTML
-    from ..errors import InvalidInputError
 
-    html = Path(args.html) if args.html else DEFAULT_HTML
-    if not (html / "library").is_dir():
-        raise InvalidInputError(
-            f"no Python documentation HTML at {html}: apt-get install python3.11-doc "
-            f"(or pass --html DIR)")
+    html = _docs_html(args)
     report = await run_ingest(args.dir, html_root=html, step=args.step, rounds=args.rounds,
-                              progress=lambda m: print(f"... {m}", file=sys.stderr))
+                              progress=_say)
     document = report.to_dict()
     text = report.table()
-    if args.output:
-        Path(args.output).write_text(json.dumps(document, indent=2) + "\n", "utf-8")
-        text += f"\n\nJSON written to {args.output}"
-    emit(args, document, text)
+    _finish(args, document, text)
     return 0
