@@ -7,9 +7,12 @@ import json
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import add_json_flag, emit, example, positive_int
+
+if TYPE_CHECKING:
+    from ..bench import Report
 
 __all__ = ["register"]
 
@@ -109,24 +112,30 @@ def _docs_html(args: argparse.Namespace) -> Path:
     return html
 
 
+def _document(report: Report, targets: list[tuple[str, str, str, bool]] | None = None
+              ) -> dict[str, Any]:
+    """The JSON of a benchmark report, with the SQLite build and the targets."""
+    from ..driver import select_driver
+
+    driver = select_driver()
+    document = report.to_json(sqlite_version=driver.sqlite_version, driver=driver.name)
+    if targets is not None:
+        document["targets"] = [{"name": n, "goal": g, "measured": m, "met": ok}
+                               for n, g, m, ok in targets]
+    return document
+
+
 async def cmd_bench_core(args: argparse.Namespace) -> int:
     from ..bench.core import CoreSizes, run_core
-    from ..driver import select_driver
 
     sizes = CoreSizes.quick() if args.quick else CoreSizes()
     with tempfile.TemporaryDirectory(prefix="memkit-bench-") as tmp:
         path = Path(args.db) if args.db else Path(tmp) / "bench.db"
         report = await run_core(path, sizes, pin=not args.no_pin,
                                 progress=_say)
-    driver = select_driver()
-    document = report.to_json(sqlite_version=driver.sqlite_version, driver=driver.name)
-    if args.output:
-        report.write(args.output, sqlite_version=driver.sqlite_version, driver=driver.name)
+    document = _document(report)
     missed = [b["name"] for b in document["benchmarks"] if b["extra_info"].get("met") is False]
-    text = report.table()
-    if args.output:
-        text += f"\n\nJSON written to {args.output}"
-    emit(args, document, text)
+    _finish(args, document, report.table())
     return 1 if missed else 0
 
 
@@ -134,8 +143,6 @@ async def cmd_bench_scope(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from ..bench.scope import ScopeSizes, run_scope
-    from ..driver import select_driver
-
     sizes = ScopeSizes.quick() if args.quick else ScopeSizes()
     if args.memories:
         # Above 100k the old queries take seconds each: fewer rounds of them.
@@ -146,8 +153,7 @@ async def cmd_bench_scope(args: argparse.Namespace) -> int:
         path = Path(args.db) if args.db else Path(tmp) / "scope.db"
         result = await run_scope(path, sizes, pin=not args.no_pin,
                                  progress=_say)
-    driver = select_driver()
-    document = result.report.to_json(sqlite_version=driver.sqlite_version, driver=driver.name)
+    document = _document(result.report)
     text = result.table()
     _finish(args, document, text)
     return 1 if result.missed else 0
@@ -155,7 +161,6 @@ async def cmd_bench_scope(args: argparse.Namespace) -> int:
 
 async def cmd_bench_peers(args: argparse.Namespace) -> int:
     from ..bench.peers import PEERS_EXTRA, PeerSizes, missing_peers, run_peers
-    from ..driver import select_driver
 
     missing = missing_peers()
     if missing:
@@ -165,10 +170,8 @@ async def cmd_bench_peers(args: argparse.Namespace) -> int:
     sizes = PeerSizes.quick() if args.quick else PeerSizes()
     with tempfile.TemporaryDirectory(prefix="memkit-bench-") as tmp:
         directory = Path(args.dir) if args.dir else Path(tmp)
-        result = await run_peers(directory, sizes, pin=not args.no_pin,
-                                 progress=_say)
-    driver = select_driver()
-    document = result.report.to_json(sqlite_version=driver.sqlite_version, driver=driver.name)
+        result = await run_peers(directory, sizes, pin=not args.no_pin, progress=_say)
+    document = _document(result.report)
     text = result.table()
     _finish(args, document, text)
     return 0
@@ -178,7 +181,6 @@ async def cmd_bench_search(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from ..bench.search import SearchSizes, run_search
-    from ..driver import select_driver
     from ..errors import InvalidInputError
 
     if args.quality:
@@ -195,10 +197,7 @@ async def cmd_bench_search(args: argparse.Namespace) -> int:
         sizes = replace(sizes, vss=False)
     result = await run_search(args.dir, sizes, model=not args.no_model,
                               progress=_say)
-    driver = select_driver()
-    document = result.report.to_json(sqlite_version=driver.sqlite_version, driver=driver.name)
-    document["targets"] = [{"name": n, "goal": g, "measured": m, "met": ok}
-                           for n, g, m, ok in result.targets]
+    document = _document(result.report, result.targets)
     text = result.table()
     _finish(args, document, text)
     return 1 if result.missed else 0
@@ -220,17 +219,12 @@ async def _bench_quality(args: argparse.Namespace) -> int:
 
 async def cmd_bench_writers(args: argparse.Namespace) -> int:
     from ..bench.writers import WritersSizes, run_writers
-    from ..driver import select_driver
-
     sizes = WritersSizes.quick() if args.quick else WritersSizes()
     with tempfile.TemporaryDirectory(prefix="memkit-bench-") as tmp:
         path = Path(args.db) if args.db else Path(tmp) / "writers.db"
         result = await run_writers(path, sizes, pin=not args.no_pin,
                                    progress=_say)
-    driver = select_driver()
-    document = result.report.to_json(sqlite_version=driver.sqlite_version, driver=driver.name)
-    document["targets"] = [{"name": n, "goal": g, "measured": m, "met": ok}
-                           for n, g, m, ok in result.targets]
+    document = _document(result.report, result.targets)
     text = result.table()
     _finish(args, document, text)
     return 1 if result.missed else 0
