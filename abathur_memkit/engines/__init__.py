@@ -1,0 +1,1 @@
+"""Database engines: one folder per engine, each behind ``engines.interface``."""

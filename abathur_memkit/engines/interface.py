@@ -1,0 +1,102 @@
+"""What a service may ask of a database engine: the seam between the two.
+
+A service never holds an engine's connections. It hands a function of one
+connection to ``Store.read`` (a reader, optionally in one snapshot) or to
+``Store.write`` (the writer, in one transaction that commits when the function
+returns and rolls back when it raises), and gets the function's result back.
+The function runs on the connection's own thread, so a whole transaction costs
+one hop however many statements it runs.
+
+``Connection``, ``Cursor`` and ``Record`` name the part of DB-API 2 the
+services use; SQLite's ``sqlite3`` objects satisfy them as they are, and an
+engine for another database adapts its driver's objects to them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, Protocol, TypeVar, runtime_checkable
+
+__all__ = ["Connection", "Cursor", "Engine", "Params", "Record", "Store"]
+
+T = TypeVar("T")
+
+#: Statement parameters: positional (``?``) or named (``:name``).
+Params = Sequence[Any] | Mapping[str, Any]
+
+
+class Record(Protocol):
+    """A result row: by column name and by position, like ``sqlite3.Row``."""
+
+    def __getitem__(self, key: int | str, /) -> Any: ...
+    def keys(self) -> list[str]: ...
+    def __len__(self) -> int: ...
+
+
+class Cursor(Protocol):
+    """The cursor a statement returns."""
+
+    @property
+    def rowcount(self) -> int: ...
+    @property
+    def lastrowid(self) -> int | None: ...
+    def fetchone(self) -> Any: ...
+    def fetchall(self) -> list[Any]: ...
+    def __iter__(self) -> Iterator[Any]: ...
+
+
+class Connection(Protocol):
+    """One connection, as a function passed to ``Store.read``/``write`` sees it."""
+
+    def execute(self, sql: str, parameters: Params = ..., /) -> Cursor: ...
+    def executemany(self, sql: str, parameters: Any, /) -> Cursor: ...
+    @property
+    def in_transaction(self) -> bool: ...
+
+
+@runtime_checkable
+class Store(Protocol):
+    """The one thing every service needs: run a function in a read or a write."""
+
+    async def read(self, fn: Callable[[Connection], T], *, snapshot: bool = False) -> T:
+        """Run ``fn(conn)`` on a reader; ``snapshot`` runs it in one read transaction."""
+        ...
+
+    async def write(self, fn: Callable[[Connection], T]) -> T:
+        """Run ``fn(conn)`` in one transaction on the writer: commit, or roll back if it raises."""
+        ...
+
+
+class Engine(Store, Protocol):
+    """A database engine: a ``Store`` with a lifecycle, its SQL dialect and maintenance.
+
+    One implementation per engine (``engines/sqlite``); the ``Database`` facade
+    builds one and hands it, as a ``Store``, to every service.
+    """
+
+    #: The engine's name, which is also its SQL dialect: "sqlite".
+    dialect: str
+    #: Where the database lives: a path, ":memory:" or a DSN.
+    path: str
+    #: Opened without write access: every write is refused.
+    read_only: bool
+
+    async def initialize(self) -> list[int]:
+        """Open, configure and migrate; return the schema versions applied."""
+        ...
+
+    async def close(self) -> None:
+        """Close every connection (writes already queued run first)."""
+        ...
+
+    async def schema_version(self) -> int:
+        """The version of the newest migration applied."""
+        ...
+
+    async def integrity_check(self) -> list[str]:
+        """``["ok"]`` when the database is sound, else one line per problem."""
+        ...
+
+    async def query_plan(self, sql: str, params: Params = ()) -> list[tuple[int, int, str]]:
+        """The plan of ``sql`` as ``(id, parent, detail)`` rows."""
+        ...
