@@ -6,21 +6,18 @@ is final. Every write has its audit row in the same transaction.
 
 from __future__ import annotations
 
-import sqlite3
 import uuid
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from . import audit
+from .engines.interface import Connection, Store
 from .errors import AlreadyExistsError
 from .inputs import require_object, require_text
 from .lifecycle import Lifecycle
 from .namespaces import optional_segment, require_segment
 from .rows import Row, Rows, exists, fetch_all, fetch_one, require_row
 from .values import timestamp, to_json
-
-if TYPE_CHECKING:
-    from .database import Database
 
 __all__ = ["JSON_COLUMNS", "LIFECYCLE", "STATES", "AgentService"]
 
@@ -56,22 +53,22 @@ FOR_SESSION = "SELECT * FROM agents WHERE session_id = ? ORDER BY spawned_at DES
 class AgentService:
     """Agents: ``db.agents`` or ``AgentService(db)``."""
 
-    def __init__(self, db: Database) -> None:
-        self.db = db
+    def __init__(self, store: Store) -> None:
+        self.store = store
 
     async def get(self, agent_id: str) -> Row | None:
         aid = require_text(agent_id, "agent_id")
-        return await self.db.read(lambda conn: fetch_one(conn, GET, (aid,), JSON_COLUMNS))
+        return await self.store.read(lambda conn: fetch_one(conn, GET, (aid,), JSON_COLUMNS))
 
     async def for_task(self, task_id: str) -> Rows:
         """The task's agents, oldest first."""
         tid = require_text(task_id, "task_id")
-        return await self.db.read(lambda conn: fetch_all(conn, FOR_TASK, (tid,), JSON_COLUMNS))
+        return await self.store.read(lambda conn: fetch_all(conn, FOR_TASK, (tid,), JSON_COLUMNS))
 
     async def for_session(self, session_id: str) -> Rows:
         """The session's agents, newest first."""
         sid = require_text(session_id, "session_id")
-        return await self.db.read(
+        return await self.store.read(
             lambda conn: fetch_all(conn, FOR_SESSION, (sid,), JSON_COLUMNS)
         )
 
@@ -92,7 +89,7 @@ class AgentService:
         llm = require_text(model, "model")
         sid = optional_segment(session_id, "session_id")
 
-        def insert(conn: sqlite3.Connection) -> None:
+        def insert(conn: Connection) -> None:
             if exists(conn, "agents", aid):
                 raise AlreadyExistsError(f"Agent {aid} already exists")
             require_row(conn, "tasks", tid, "Task")
@@ -104,7 +101,7 @@ class AgentService:
                          action_data={"name": label, "specialization": role, "model": llm,
                                       "session_id": sid})
 
-        await self.db.write(insert)
+        await self.store.write(insert)
         return aid
 
     async def set_state(self, agent_id: str, state: str) -> Row:
@@ -130,7 +127,7 @@ class AgentService:
         """Check the move, apply ``sql`` with ``params(now, id)`` and audit it: one txn."""
         aid = require_text(agent_id, "agent_id")
 
-        def move(conn: sqlite3.Connection) -> Row:
+        def move(conn: Connection) -> Row:
             row = LIFECYCLE.move(conn, GET_STATE, aid, new)
             now = timestamp()
             agent = fetch_one(conn, sql, params(now, aid), JSON_COLUMNS)
@@ -141,4 +138,4 @@ class AgentService:
                          action_data={"from": row["state"], "to": new})
             return agent
 
-        return await self.db.write(move)
+        return await self.store.write(move)

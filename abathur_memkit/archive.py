@@ -32,17 +32,28 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from . import audit
+from .engines.interface import Connection
+from .engines.sqlite.driver import Driver
 from .errors import InvalidInputError, MemkitError
 from .inputs import require_int
 from .values import is_finite_number, timestamp, timestamp_ago
 
-if TYPE_CHECKING:
-    from .database import Database
-
 __all__ = ["ARCHIVED_TABLES", "ArchiveError", "ArchiveResult", "archive", "cutoff"]
+
+
+class SQLiteFile(Protocol):
+    """A SQLite database file to archive: a ``Database`` or its ``SQLiteEngine``."""
+
+    @property
+    def path(self) -> str: ...
+    @property
+    def in_memory(self) -> bool: ...
+    @property
+    def driver(self) -> Driver: ...
+
 
 #: The tables an archive file holds, with their primary key columns.
 ARCHIVED_TABLES: dict[str, tuple[str, ...]] = {
@@ -98,7 +109,7 @@ def archive_ddl(create_sql: str) -> str:
     return _CREATE.sub(lambda m: f"CREATE TABLE IF NOT EXISTS archive.{m.group(1)}", sql, 1)
 
 
-def _attach(conn: Any, path: str) -> None:
+def _attach(conn: Connection, path: str) -> None:
     conn.execute("ATTACH DATABASE ? AS archive", (path,))
     conn.execute("PRAGMA archive.journal_mode = WAL")
     conn.execute("BEGIN IMMEDIATE")
@@ -136,7 +147,7 @@ _SESSIONS = (
 _IDS = "SELECT value FROM json_each(?)"
 
 
-def _count_pending(conn: Any, before: str) -> int:
+def _count_pending(conn: Connection, before: str) -> int:
     audit_rows = conn.execute("SELECT count(*) FROM main.audit WHERE timestamp < ?",
                               (before,)).fetchone()[0]
     # Versions whose audit rows are old count too: those rows move first.
@@ -152,7 +163,7 @@ def _count_pending(conn: Any, before: str) -> int:
     return int(audit_rows) + int(versions) + int(events)
 
 
-def _in_transaction(conn: Any, fn: Callable[[], T]) -> T:
+def _in_transaction(conn: Connection, fn: Callable[[], T]) -> T:
     conn.execute("BEGIN IMMEDIATE")
     try:
         result = fn()
@@ -163,7 +174,7 @@ def _in_transaction(conn: Any, fn: Callable[[], T]) -> T:
     return result
 
 
-def _copy_ids(conn: Any, table: str, ids: list[int]) -> None:
+def _copy_ids(conn: Connection, table: str, ids: list[int]) -> None:
     """Copy rows ``ids`` of ``table`` into the archive and check they are all there."""
     batch = json.dumps(ids)
 
@@ -179,13 +190,13 @@ def _copy_ids(conn: Any, table: str, ids: list[int]) -> None:
                            "nothing of this batch was deleted")
 
 
-def delete_batch(conn: Any, table: str, ids: list[int]) -> int:
+def delete_batch(conn: Connection, table: str, ids: list[int]) -> int:
     """Delete a copied batch from the main file (its own transaction)."""
     return _in_transaction(conn, lambda: int(conn.execute(
         f"DELETE FROM main.{table} WHERE id IN ({_IDS})", (json.dumps(ids),)).rowcount))
 
 
-def _batches(conn: Any, sql: str, before: str, size: int) -> Iterator[list[int]]:
+def _batches(conn: Connection, sql: str, before: str, size: int) -> Iterator[list[int]]:
     last = 0
     while True:
         ids = [int(r[0]) for r in conn.execute(sql, (last, before, size))]
@@ -195,7 +206,7 @@ def _batches(conn: Any, sql: str, before: str, size: int) -> Iterator[list[int]]
         last = ids[-1]
 
 
-def _move_ids(conn: Any, table: str, sql: str, before: str, size: int,
+def _move_ids(conn: Connection, table: str, sql: str, before: str, size: int,
               advance: Callable[[int], object]) -> int:
     moved = 0
     for ids in _batches(conn, sql, before, size):
@@ -205,7 +216,7 @@ def _move_ids(conn: Any, table: str, sql: str, before: str, size: int,
     return moved
 
 
-def _copy_events(conn: Any, session_id: str, size: int) -> tuple[int, int] | None:
+def _copy_events(conn: Connection, session_id: str, size: int) -> tuple[int, int] | None:
     """Copy the session row and its first ``size`` events; their seq range, checked."""
     conn.execute("INSERT OR REPLACE INTO archive.sessions "
                  "SELECT * FROM main.sessions WHERE id = ?", (session_id,))
@@ -228,13 +239,13 @@ def _copy_events(conn: Any, session_id: str, size: int) -> tuple[int, int] | Non
     return int(low), int(high)
 
 
-def _delete_events(conn: Any, session_id: str, seqs: tuple[int, int]) -> int:
+def _delete_events(conn: Connection, session_id: str, seqs: tuple[int, int]) -> int:
     return int(conn.execute(
         "DELETE FROM main.session_events WHERE session_id = ? AND seq BETWEEN ? AND ?",
         (session_id, *seqs)).rowcount)
 
 
-def _move_session(conn: Any, session_id: str, size: int,
+def _move_session(conn: Connection, session_id: str, size: int,
                   advance: Callable[[int], object]) -> int:
     moved = 0
     while True:
@@ -246,7 +257,7 @@ def _move_session(conn: Any, session_id: str, size: int,
         advance(count)
 
 
-def _mark_archived(conn: Any, session_id: str) -> int:
+def _mark_archived(conn: Connection, session_id: str) -> int:
     """A terminated session whose events left becomes ``archived``, with its audit row."""
     def mark() -> int:
         now = timestamp()
@@ -263,7 +274,7 @@ def _mark_archived(conn: Any, session_id: str) -> int:
     return _in_transaction(conn, mark)
 
 
-def _run(db: Database, path: str, before: str, size: int, progress: bool) -> ArchiveResult:
+def _run(db: SQLiteFile, path: str, before: str, size: int, progress: bool) -> ArchiveResult:
     from tqdm import tqdm
 
     result = ArchiveResult(path, before)
@@ -289,7 +300,7 @@ def _run(db: Database, path: str, before: str, size: int, progress: bool) -> Arc
 
 
 async def archive(
-    db: Database,
+    db: SQLiteFile,
     path: str | Path,
     older_than_days: float,
     *,

@@ -9,21 +9,21 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from .engines.interface import Connection, Store
 from .errors import InvalidInputError
 from .inputs import as_timestamp, optional_text, require_int, require_limit
-from .rows import Rows, fetch_all, time_range
+from .rows import Rows, fetch_all, inserted_id, time_range
 from .values import timestamp, to_json
 
 if TYPE_CHECKING:
     from datetime import datetime
 
-    from .database import Database
 
 __all__ = ["MEMORY_OPERATIONS", "AuditService", "list_query", "record"]
 
 
 def record(
-    conn: Any,
+    conn: Connection,
     action_type: str,
     *,
     task_id: str | None = None,
@@ -52,7 +52,7 @@ def record(
             memory_entry_id,
         ),
     )
-    return int(cursor.lastrowid)
+    return inserted_id(cursor)
 
 
 # -- queries -------------------------------------------------------------------
@@ -109,8 +109,8 @@ class AuditService:
     ``since`` is inclusive, ``until`` exclusive.
     """
 
-    def __init__(self, db: Database) -> None:
-        self.db = db
+    def __init__(self, store: Store) -> None:
+        self.store = store
 
     async def list(
         self,
@@ -138,7 +138,7 @@ class AuditService:
         }
         sql, params = list_query(filters, as_timestamp(since, "since"),
                                  as_timestamp(until, "until"), require_limit(limit))
-        return await self.db.read(lambda conn: fetch_all(conn, sql, params, JSON_COLUMNS))
+        return await self.store.read(lambda conn: fetch_all(conn, sql, params, JSON_COLUMNS))
 
     async def between(
         self, since: datetime | str, until: datetime | str, limit: int | None = None
@@ -149,4 +149,4 @@ class AuditService:
             raise InvalidInputError("Invalid time range: since and until are both required")
         sql, params = list_query({}, low, high, None if limit is None else require_limit(limit),
                                  oldest_first=True)
-        return await self.db.read(lambda conn: fetch_all(conn, sql, params, JSON_COLUMNS))
+        return await self.store.read(lambda conn: fetch_all(conn, sql, params, JSON_COLUMNS))

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import sqlite3
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from .engines.interface import Connection, Store
 from .inputs import require_int, require_text
 from .namespaces import optional_segment
 from .rows import Row, Rows, fetch_all, fetch_one, require_row
 from .values import timestamp, to_json
-
-if TYPE_CHECKING:
-    from .database import Database
 
 __all__ = ["JSON_COLUMNS", "CheckpointService"]
 
@@ -34,8 +31,8 @@ LIST = "SELECT * FROM checkpoints WHERE task_id = ? ORDER BY iteration"
 class CheckpointService:
     """Checkpoints: ``db.checkpoints`` or ``CheckpointService(db)``."""
 
-    def __init__(self, db: Database) -> None:
-        self.db = db
+    def __init__(self, store: Store) -> None:
+        self.store = store
 
     async def save(
         self, task_id: str, iteration: int, state: Any, session_id: str | None = None
@@ -46,25 +43,25 @@ class CheckpointService:
         state_json = to_json(state, "state")
         sid = optional_segment(session_id, "session_id")
 
-        def save(conn: sqlite3.Connection) -> None:
+        def save(conn: Connection) -> None:
             require_row(conn, "tasks", tid, "Task")
             if sid is not None:
                 require_row(conn, "sessions", sid, "Session")
             conn.execute(SAVE, (tid, step, state_json, timestamp(), sid))
 
-        await self.db.write(save)
+        await self.store.write(save)
 
     async def latest(self, task_id: str) -> Row | None:
         """The highest iteration's checkpoint, or None."""
         tid = require_text(task_id, "task_id")
-        return await self.db.read(lambda conn: fetch_one(conn, LATEST, (tid,), JSON_COLUMNS))
+        return await self.store.read(lambda conn: fetch_one(conn, LATEST, (tid,), JSON_COLUMNS))
 
     async def get(self, task_id: str, iteration: int) -> Row | None:
         tid = require_text(task_id, "task_id")
         step = require_int(iteration, "iteration", minimum=0)
-        return await self.db.read(lambda conn: fetch_one(conn, GET, (tid, step), JSON_COLUMNS))
+        return await self.store.read(lambda conn: fetch_one(conn, GET, (tid, step), JSON_COLUMNS))
 
     async def list(self, task_id: str) -> Rows:
         """Every checkpoint of the task, by iteration."""
         tid = require_text(task_id, "task_id")
-        return await self.db.read(lambda conn: fetch_all(conn, LIST, (tid,), JSON_COLUMNS))
+        return await self.store.read(lambda conn: fetch_all(conn, LIST, (tid,), JSON_COLUMNS))

@@ -205,7 +205,7 @@ async def _search_step(path: Path) -> DemoStep:
 
 async def _bench(runner: _Runner) -> DemoStep:
     from .bench.core import CoreSizes, run_core
-    from .driver import select_driver
+    from .engines.sqlite.driver import select_driver
 
     bench_dir = runner.out / "bench"
     bench_dir.mkdir(parents=True, exist_ok=True)

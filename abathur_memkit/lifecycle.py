@@ -7,10 +7,10 @@ between.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Mapping
 from typing import Any
 
+from .engines.interface import Connection
 from .errors import InvalidInputError, InvalidTransitionError, NotFoundError
 
 __all__ = ["Lifecycle"]
@@ -40,14 +40,14 @@ class Lifecycle:
                 f"Cannot move {self.kind} {row_id} from {current} to {new}"
             )
 
-    def current(self, conn: sqlite3.Connection, sql: str, row_id: str) -> Any:
+    def current(self, conn: Connection, sql: str, row_id: str) -> Any:
         """The row ``sql`` selects by id, or ``NotFoundError("<Kind> <id> not found")``."""
         row = conn.execute(sql, (row_id,)).fetchone()
         if row is None:
             raise NotFoundError(f"{self.kind.capitalize()} {row_id} not found")
         return row
 
-    def move(self, conn: sqlite3.Connection, sql: str, row_id: str, new: str) -> Any:
+    def move(self, conn: Connection, sql: str, row_id: str, new: str) -> Any:
         """``current``, then ``check_move`` from its ``<field>`` column to ``new``."""
         row = self.current(conn, sql, row_id)
         self.check_move(row_id, row[self.field], new)

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from . import audit
+from .engines.interface import Connection, Store
 from .errors import AlreadyExistsError, InvalidInputError, NotFoundError
 from .inputs import (
     clip,
@@ -33,10 +34,8 @@ from .namespaces import (
     prefix_bounds,
     require_segment,
 )
+from .rows import inserted_id
 from .values import from_json, timestamp, timestamp_ago, to_json
-
-if TYPE_CHECKING:
-    from .database import Database
 
 __all__ = ["MEMORY_TYPES", "MemoryItem", "MemoryService", "describe"]
 
@@ -169,7 +168,7 @@ def _decode(row: tuple[Any, ...]) -> dict[str, Any]:
     }
 
 
-def _fetch(conn: Any, sql: str, params: tuple[Any, ...]) -> list[dict[str, Any]]:
+def _fetch(conn: Connection, sql: str, params: tuple[Any, ...]) -> list[dict[str, Any]]:
     cursor = conn.cursor()
     cursor.row_factory = None  # plain tuples: decoding by position is ~3x faster than Row
     return [_decode(row) for row in cursor.execute(sql, params)]
@@ -200,9 +199,9 @@ class MemoryService:
     explicit ``policy=WritePolicy()``) turns it on.
     """
 
-    def __init__(self, db: Database, *, policy: WritePolicy | None = None) -> None:
-        self.db = db
-        self.policy = policy or WritePolicy(enforce=db.write_policy)
+    def __init__(self, store: Store, *, policy: WritePolicy | None = None) -> None:
+        self.store = store
+        self.policy = policy or WritePolicy(enforce=False)
 
     # -- reads ---------------------------------------------------------------
 
@@ -218,17 +217,17 @@ class MemoryService:
         else:
             sql, params = GET_VERSION, (namespace, key, _check_version(version))
 
-        def get(conn: Any) -> dict[str, Any] | None:
+        def get(conn: Connection) -> dict[str, Any] | None:
             rows = _fetch(conn, sql, params)
             return rows[0] if rows else None
 
-        return await self.db.read(get)
+        return await self.store.read(get)
 
     async def get_memory_history(self, namespace: str, key: str) -> list[dict[str, Any]]:
         """Every version of a key, newest first, deleted ones included."""
         parse_namespace(namespace)
         check_key(key)
-        return await self.db.read(lambda conn: _fetch(conn, HISTORY, (namespace, key)))
+        return await self.store.read(lambda conn: _fetch(conn, HISTORY, (namespace, key)))
 
     async def search_memories(
         self, namespace_prefix: str, memory_type: str | None = None, limit: int = 50
@@ -243,22 +242,22 @@ class MemoryService:
             _check_memory_type(memory_type)
         limit = require_limit(limit)
         if bounds is None:
-            return await self.db.read(
+            return await self.store.read(
                 lambda conn: _fetch(conn, SEARCH_ALL, (memory_type, memory_type, limit)))
         params = (*bounds, memory_type, memory_type, limit)
 
-        def search(conn: Any) -> list[dict[str, Any]]:
+        def search(conn: Connection) -> list[dict[str, Any]]:
             count = conn.execute(COUNT_PREFIX, (*bounds, WALK_FROM_HEADS)).fetchone()[0]
             broad = count >= WALK_FROM_HEADS
             return _fetch(conn, SEARCH_PREFIX_WALK if broad else SEARCH_PREFIX, params)
 
-        return await self.db.read(search)
+        return await self.store.read(search)
 
     async def list_namespaces(self, prefix: str = "") -> list[str]:
         """Namespaces holding at least one live memory, sorted, optionally under a prefix."""
         bounds = prefix_bounds(prefix)
 
-        def walk(conn: Any) -> list[str]:
+        def walk(conn: Connection) -> list[str]:
             exact, low, high = bounds or ("", "", _AFTER_ALL)
             # sorted() is linear on the sorted array; it keeps the order whatever
             # order the aggregate saw its rows in.
@@ -266,7 +265,7 @@ class MemoryService:
             # [exact, high) also holds siblings such as user:alice2 < user:alice:.
             return [n for n in names if n == exact or n >= low]
 
-        return await self.db.read(walk)
+        return await self.store.read(walk)
 
     async def context_for_session(self, session_id: str) -> dict[str, dict[str, Any]]:
         """Memories visible to a session, one per key, by scope precedence.
@@ -279,7 +278,7 @@ class MemoryService:
         """
         require_segment(session_id, "session_id")
 
-        def collect(conn: Any) -> dict[str, dict[str, Any]]:
+        def collect(conn: Connection) -> dict[str, dict[str, Any]]:
             row = conn.execute(SESSION_SCOPES, (session_id,)).fetchone()
             if row is None:
                 raise NotFoundError(f"Session {session_id} not found")
@@ -299,7 +298,7 @@ class MemoryService:
                     context[entry["key"]] = entry
             return context
 
-        return await self.db.read(collect, snapshot=True)
+        return await self.store.read(collect, snapshot=True)
 
     # -- writes --------------------------------------------------------------
 
@@ -325,7 +324,7 @@ class MemoryService:
         optional_text(task_id, "task_id")
         require_bool(elevated, "elevated")
 
-        def add(conn: Any) -> int:
+        def add(conn: Connection) -> int:
             self._authorize(conn, created_by, namespace, elevated)
             newest = conn.execute(GET_NEWEST, (namespace, key)).fetchone()
             if newest is not None and not newest["is_deleted"]:
@@ -342,7 +341,7 @@ class MemoryService:
                          memory_entry_id=entry_id)
             return entry_id
 
-        return await self.db.write(add)
+        return await self.store.write(add)
 
     async def update_memory(
         self,
@@ -371,7 +370,7 @@ class MemoryService:
         optional_text(task_id, "task_id")
         require_bool(elevated, "elevated")
 
-        def update(conn: Any) -> int:
+        def update(conn: Connection) -> int:
             self._authorize(conn, updated_by, namespace, elevated)
             newest = self._newest_live(conn, namespace, key)
             version = int(newest["version"]) + 1
@@ -385,7 +384,7 @@ class MemoryService:
                          memory_entry_id=entry_id)
             return version
 
-        return await self.db.write(update)
+        return await self.store.write(update)
 
     async def delete_memory(
         self,
@@ -403,7 +402,7 @@ class MemoryService:
         optional_text(task_id, "task_id")
         require_bool(elevated, "elevated")
 
-        def delete(conn: Any) -> bool:
+        def delete(conn: Connection) -> bool:
             self._authorize(conn, deleted_by, namespace, elevated)
             newest = conn.execute(GET_LATEST, (namespace, key)).fetchone()
             if newest is None:
@@ -415,7 +414,7 @@ class MemoryService:
                          memory_entry_id=newest["id"])
             return True
 
-        return await self.db.write(delete)
+        return await self.store.write(delete)
 
     async def restore_memory(
         self,
@@ -433,7 +432,7 @@ class MemoryService:
         optional_text(task_id, "task_id")
         require_bool(elevated, "elevated")
 
-        def restore(conn: Any) -> int:
+        def restore(conn: Connection) -> int:
             self._authorize(conn, restored_by, namespace, elevated)
             newest = conn.execute(GET_NEWEST, (namespace, key)).fetchone()
             if newest is None:
@@ -450,7 +449,7 @@ class MemoryService:
                          memory_entry_id=newest["id"])
             return int(newest["version"])
 
-        return await self.db.write(restore)
+        return await self.store.write(restore)
 
     async def rollback_memory(
         self,
@@ -474,7 +473,7 @@ class MemoryService:
         optional_text(task_id, "task_id")
         require_bool(elevated, "elevated")
 
-        def rollback(conn: Any) -> int:
+        def rollback(conn: Connection) -> int:
             self._authorize(conn, updated_by, namespace, elevated)
             newest = self._newest_live(conn, namespace, key)
             target = conn.execute(GET_VERSION, (namespace, key, target_version)).fetchone()
@@ -493,7 +492,7 @@ class MemoryService:
                          memory_entry_id=entry_id)
             return new_version
 
-        return await self.db.write(rollback)
+        return await self.store.write(rollback)
 
     async def publish_memory(
         self,
@@ -525,7 +524,7 @@ class MemoryService:
         optional_text(task_id, "task_id")
         require_bool(elevated, "elevated")
 
-        def publish(conn: Any) -> int:
+        def publish(conn: Connection) -> int:
             # A session publishes only its own drafts, and only where it may write.
             self._authorize(conn, published_by, namespace, elevated)
             self._authorize(conn, published_by, to_namespace, elevated)
@@ -549,7 +548,7 @@ class MemoryService:
                          memory_entry_id=entry_id)
             return entry_id
 
-        return await self.db.write(publish)
+        return await self.store.write(publish)
 
     async def add_memories(
         self,
@@ -593,7 +592,7 @@ class MemoryService:
         if not rows:
             return []
 
-        def insert_all(conn: Any) -> list[int]:
+        def insert_all(conn: Connection) -> list[int]:
             for namespace in dict.fromkeys(row[0] for row in rows):
                 self._authorize(conn, created_by, namespace, elevated)
             # Keys of the batch that exist already, found in one statement
@@ -618,7 +617,7 @@ class MemoryService:
             conn.execute(AUDIT_FOR_RANGE, (task_id, first, last))
             return list(range(first, last + 1))
 
-        return await self.db.write(insert_all)
+        return await self.store.write(insert_all)
 
     async def cleanup_expired_memories(self, ttl_days: float = 90) -> int:
         """Soft-delete keys not updated for ``ttl_days`` whose latest version is episodic.
@@ -634,7 +633,7 @@ class MemoryService:
         except (OverflowError, ValueError):
             return 0  # older than any date Python can hold: nothing is that old
 
-        def expire(conn: Any) -> int:
+        def expire(conn: Connection) -> int:
             expired = 0
             now = timestamp()
             for entry_id, namespace, key, version in conn.execute(EXPIRED, (cutoff,)).fetchall():
@@ -646,11 +645,13 @@ class MemoryService:
                 expired += 1
             return expired
 
-        return await self.db.write(expire)
+        return await self.store.write(expire)
 
     # -- helpers -------------------------------------------------------------
 
-    def _authorize(self, conn: Any, writer: str | None, namespace: str, elevated: bool) -> None:
+    def _authorize(
+        self, conn: Connection, writer: str | None, namespace: str, elevated: bool
+    ) -> None:
         def session_user(session_id: str) -> str | None:
             row = conn.execute(SESSION_USER, (session_id,)).fetchone()
             return None if row is None else str(row[0])
@@ -658,20 +659,20 @@ class MemoryService:
         self.policy.check(writer, namespace, session_user, elevated=elevated)
 
     @staticmethod
-    def _newest_live(conn: Any, namespace: str, key: str) -> Any:
+    def _newest_live(conn: Connection, namespace: str, key: str) -> Any:
         newest = conn.execute(GET_NEWEST, (namespace, key)).fetchone()
         if newest is None or newest["is_deleted"]:
             raise NotFoundError(f"Memory not found: {describe(namespace, key)}")
         return newest
 
     @staticmethod
-    def _insert(conn: Any, namespace: str, key: str, value: str, memory_type: str,
+    def _insert(conn: Connection, namespace: str, key: str, value: str, memory_type: str,
                 version: int, metadata: str, created_by: str | None,
                 updated_by: str | None) -> int:
         now = timestamp()
         cursor = conn.execute(INSERT, (namespace, key, value, memory_type, version, metadata,
                                        created_by, updated_by, now, now))
-        return int(cursor.lastrowid)
+        return inserted_id(cursor)
 
 
 def _check_version(version: object) -> int:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from .engines.interface import Connection, Store
 from .errors import InvalidInputError
 from .inputs import as_timestamp, require_limit, require_object, require_text
 from .rows import Row, Rows, fetch_all, fetch_one, time_range
@@ -15,7 +15,6 @@ from .values import is_finite_number, timestamp, to_json
 if TYPE_CHECKING:
     from datetime import datetime
 
-    from .database import Database
 
 __all__ = ["JSON_COLUMNS", "LatencyRecorder", "MetricsService", "operation_name", "query_sql",
            "summary_sql"]
@@ -44,7 +43,7 @@ class _Flush:
     def __init__(self, samples: list[tuple[str, str, float, None]]) -> None:
         self.samples = samples
 
-    def __call__(self, conn: sqlite3.Connection) -> None:
+    def __call__(self, conn: Connection) -> None:
         conn.executemany(INSERT, self.samples)
 
 
@@ -59,19 +58,19 @@ class LatencyRecorder:
         self.flush_every = flush_every
         self.samples: list[tuple[str, str, float, None]] = []
 
-    async def record(self, db: Database, fn: Callable[..., Any], started: float) -> None:
+    async def record(self, store: Store, fn: Callable[..., Any], started: float) -> None:
         if isinstance(fn, _Flush):
             return
         elapsed_ms = (time.perf_counter() - started) * 1000
         self.samples.append((timestamp(), LATENCY_PREFIX + operation_name(fn), elapsed_ms, None))
         if len(self.samples) >= self.flush_every:
-            await self.flush(db)
+            await self.flush(store)
 
-    async def flush(self, db: Database) -> None:
+    async def flush(self, store: Store) -> None:
         """Write the buffered samples to ``metrics`` (one transaction)."""
         if self.samples:
             batch, self.samples = self.samples, []
-            await db.write(_Flush(batch))
+            await store.write(_Flush(batch))
 
 
 def _where(name: str, since: str | None, until: str | None) -> tuple[str, list[Any]]:
@@ -110,8 +109,8 @@ class MetricsService:
     ``since`` is inclusive, ``until`` exclusive.
     """
 
-    def __init__(self, db: Database) -> None:
-        self.db = db
+    def __init__(self, store: Store) -> None:
+        self.store = store
 
     async def record(self, name: str, value: float, labels: dict[str, Any] | None = None) -> int:
         """Record one measurement now; return its id. ``value`` is finite and >= 0."""
@@ -122,7 +121,7 @@ class MetricsService:
             )
         labels_json = None if labels is None else to_json(require_object(labels, "labels"),
                                                            "labels")
-        return await self.db.write(lambda conn: int(conn.execute(
+        return await self.store.write(lambda conn: int(conn.execute(
             INSERT, (timestamp(), metric, float(value), labels_json)).lastrowid or 0))
 
     async def query(
@@ -137,7 +136,7 @@ class MetricsService:
         sql, params = query_sql(metric, as_timestamp(since, "since"),
                                 as_timestamp(until, "until"),
                                 None if limit is None else require_limit(limit))
-        return await self.db.read(lambda conn: fetch_all(conn, sql, params, JSON_COLUMNS))
+        return await self.store.read(lambda conn: fetch_all(conn, sql, params, JSON_COLUMNS))
 
     async def summary(
         self,
@@ -150,9 +149,9 @@ class MetricsService:
         sql, params = summary_sql(metric, as_timestamp(since, "since"),
                                   as_timestamp(until, "until"))
 
-        def read(conn: sqlite3.Connection) -> Row:
+        def read(conn: Connection) -> Row:
             row = fetch_one(conn, sql, params)
             assert row is not None  # an aggregate always returns one row
             return {"name": metric, **row}
 
-        return await self.db.read(read)
+        return await self.store.read(read)

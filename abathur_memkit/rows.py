@@ -6,11 +6,11 @@ to their function, so a service reads and decodes in one hop.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Collection, Sequence
 from typing import Any
 
-from .errors import NotFoundError
+from .engines.interface import Connection, Cursor
+from .errors import MemkitError, NotFoundError
 from .values import from_json
 
 __all__ = [
@@ -20,6 +20,7 @@ __all__ = [
     "exists",
     "fetch_all",
     "fetch_one",
+    "inserted_id",
     "require_row",
     "time_range",
 ]
@@ -38,24 +39,31 @@ def decode(row: Any, json_columns: Collection[str] = ()) -> Row:
 
 
 def fetch_one(
-    conn: sqlite3.Connection, sql: str, params: Sequence[Any], json_columns: Collection[str] = ()
+    conn: Connection, sql: str, params: Sequence[Any], json_columns: Collection[str] = ()
 ) -> Row | None:
     row = conn.execute(sql, params).fetchone()
     return None if row is None else decode(row, json_columns)
 
 
 def fetch_all(
-    conn: sqlite3.Connection, sql: str, params: Sequence[Any], json_columns: Collection[str] = ()
+    conn: Connection, sql: str, params: Sequence[Any], json_columns: Collection[str] = ()
 ) -> Rows:
     return [decode(row, json_columns) for row in conn.execute(sql, params)]
 
 
-def exists(conn: sqlite3.Connection, table: str, row_id: str) -> bool:
+def inserted_id(cursor: Cursor) -> int:
+    """The id of the row an INSERT on ``cursor`` just added."""
+    if cursor.lastrowid is None:  # the engine cannot tell: its SQL must RETURN the id
+        raise MemkitError("the engine did not report the id of the inserted row")
+    return cursor.lastrowid
+
+
+def exists(conn: Connection, table: str, row_id: str) -> bool:
     """Whether ``table`` (one of ours, never caller input) has a row with that id."""
     return conn.execute(f"SELECT 1 FROM {table} WHERE id = ?", (row_id,)).fetchone() is not None
 
 
-def require_row(conn: sqlite3.Connection, table: str, row_id: str, label: str) -> None:
+def require_row(conn: Connection, table: str, row_id: str, label: str) -> None:
     """Raise ``NotFoundError("<label> <id> not found")`` unless ``table`` has that id.
 
     Checked before an insert that references the row, so the caller gets that

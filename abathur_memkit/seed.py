@@ -5,10 +5,10 @@ Used by ``memkit demo`` and by the plugin's ``memkit_seeded_db``; one copy.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from .database import Database
+    from .memory import MemoryService
 
 __all__ = ["INITIAL_MEMORIES", "SEED_TASK_ID", "seed_initial_memories"]
 
@@ -62,7 +62,14 @@ INITIAL_MEMORIES: tuple[dict[str, Any], ...] = (
 )
 
 
-async def seed_initial_memories(db: Database) -> list[int]:
+class HasMemory(Protocol):
+    """What seeding needs: a ``Database`` (or anything with its ``memory`` service)."""
+
+    @property
+    def memory(self) -> MemoryService: ...
+
+
+async def seed_initial_memories(db: HasMemory) -> list[int]:
     """Add the initial memories (the default workflow, the memory lifecycle
     policies, the user preference template), created by ``system``, each with
     its audit row, in one transaction; return the ids of those added.

@@ -24,10 +24,10 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import sqlite3
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from . import audit
+from .engines.interface import Connection, Store
 from .errors import AlreadyExistsError, InvalidInputError
 from .inputs import (
     optional_text,
@@ -41,9 +41,6 @@ from .lifecycle import Lifecycle
 from .namespaces import optional_segment, require_segment
 from .rows import Row, Rows, decode, exists, fetch_one
 from .values import from_json, timestamp, to_json
-
-if TYPE_CHECKING:
-    from .database import Database
 
 __all__ = [
     "APP_PREFIX",
@@ -266,7 +263,7 @@ def _merged(row: Row) -> dict[str, Any]:
 
 
 def _put_shared(
-    conn: sqlite3.Connection, row: Any, app: dict[str, Any], user: dict[str, Any], now: str
+    conn: Connection, row: Any, app: dict[str, Any], user: dict[str, Any], now: str
 ) -> None:
     """Apply the ``app:`` and ``user:`` keys of a write to their shared states."""
     if app:
@@ -283,7 +280,7 @@ def _put_shared(
 
 
 def _apply(
-    conn: sqlite3.Connection, session_id: str, row: Any, delta: dict[str, Any], now: str
+    conn: Connection, session_id: str, row: Any, delta: dict[str, Any], now: str
 ) -> None:
     """Route each key of ``delta`` to its scope; always touch the session."""
     own, app, user = _split(delta)
@@ -296,13 +293,13 @@ def _apply(
     _put_shared(conn, row, app, user, now)
 
 
-def _audit(conn: sqlite3.Connection, action: str, session_id: str, at: str,
+def _audit(conn: Connection, action: str, session_id: str, at: str,
            result: str | None = None, **data: Any) -> None:
     audit.record(conn, action, action_data={"session_id": session_id, **data},
                  result=result, at=at)
 
 
-def _writable_row(conn: sqlite3.Connection, session_id: str, sql: str) -> Any:
+def _writable_row(conn: Connection, session_id: str, sql: str) -> Any:
     """The session's row by ``sql``; NotFound, or an error if it is read-only."""
     row = LIFECYCLE.current(conn, sql, session_id)
     if row["status"] not in WRITABLE:
@@ -315,8 +312,8 @@ def _writable_row(conn: sqlite3.Connection, session_id: str, sql: str) -> Any:
 class SessionService:
     """Sessions: ``db.sessions`` or ``SessionService(db)``."""
 
-    def __init__(self, db: Database) -> None:
-        self.db = db
+    def __init__(self, store: Store) -> None:
+        self.store = store
 
     # -- reads ---------------------------------------------------------------
 
@@ -324,7 +321,7 @@ class SessionService:
         """The session with its events (in order) and state, or None."""
         sid = require_text(session_id, "session_id")
 
-        def read(conn: sqlite3.Connection) -> Row | None:
+        def read(conn: Connection) -> Row | None:
             session = fetch_one(conn, GET_SESSION, (sid,), ("metadata",))
             if session is not None:
                 session["state"] = _merged(session)
@@ -334,7 +331,7 @@ class SessionService:
                 session["events"] = from_json(f"[{','.join(row[0] for row in events)}]")
             return session
 
-        return await self.db.read(read, snapshot=True)
+        return await self.store.read(read, snapshot=True)
 
     async def get_events(
         self, session_id: str, *, after_seq: int = 0, limit: int = 1000
@@ -347,17 +344,17 @@ class SessionService:
         after = require_int(after_seq, "after_seq", minimum=0)
         count = require_limit(limit)
 
-        def read(conn: sqlite3.Connection) -> Rows:
+        def read(conn: Connection) -> Rows:
             LIFECYCLE.current(conn, EXISTS, sid)
             return [decode(r, ("event",)) for r in conn.execute(EVENTS, (sid, after, count))]
 
-        return await self.db.read(read, snapshot=True)
+        return await self.store.read(read, snapshot=True)
 
     async def get_state(self, session_id: str, key: str, default: Any = None) -> Any:
         """One state value, or ``default`` (always for ``temp:`` keys, never stored)."""
         sid = require_text(session_id, "session_id")
         name = require_text(key, "state key")
-        row = await self.db.read(lambda conn: dict(LIFECYCLE.current(conn, GET_STATE, sid)))
+        row = await self.store.read(lambda conn: dict(LIFECYCLE.current(conn, GET_STATE, sid)))
         if name.startswith(TEMP_PREFIX):
             return default
         return _merged(row).get(name, default)
@@ -389,7 +386,7 @@ class SessionService:
         sql, params = list_query(project, wanted, user, limit=count + 1, after=after,
                                  app_name=app)
 
-        def read(conn: sqlite3.Connection) -> Page:
+        def read(conn: Connection) -> Page:
             page = Page(decode(r, ("metadata",)) for r in conn.execute(sql, params))
             shared: dict[tuple[str, str], Row] = {}
             for row in page:
@@ -406,7 +403,7 @@ class SessionService:
                 del row["cursor_rowid"]
             return page
 
-        return await self.db.read(read, snapshot=True)
+        return await self.store.read(read, snapshot=True)
 
     # -- writes --------------------------------------------------------------
 
@@ -433,7 +430,7 @@ class SessionService:
         own_json, meta_json = to_json(own, "initial_state"), to_json(meta, "metadata")
         owner = {"app_name": app, "user_id": user}
 
-        def create(conn: sqlite3.Connection) -> tuple[str, dict[str, Any]]:
+        def create(conn: Connection) -> tuple[str, dict[str, Any]]:
             # Checked first (in the same BEGIN IMMEDIATE) for a clear message.
             if exists(conn, "sessions", sid):
                 raise AlreadyExistsError(f"Session {sid} already exists")
@@ -445,7 +442,7 @@ class SessionService:
             shared = decode(conn.execute(GET_SCOPED, (app, app, user)).fetchone())
             return now, _merged({**shared, "state": own})
 
-        now, merged = await self.db.write(create)
+        now, merged = await self.store.write(create)
         return {
             "id": sid, "app_name": app, "user_id": user, "project_id": project,
             "status": "created", "events": [], "state": merged, "metadata": meta,
@@ -467,7 +464,7 @@ class SessionService:
             delta = _without_temp(require_object(state_delta, "state_delta"))
             to_json(delta, "state_delta")  # fail before the transaction, naming the argument
 
-        def append(conn: sqlite3.Connection) -> int:
+        def append(conn: Connection) -> int:
             # The state is read only when it changes: its size is not the append's cost.
             row = _writable_row(conn, sid, GET_STATUS_STATE if delta else GET_STATUS)
             last = conn.execute(LAST_SEQ, (sid,)).fetchone()
@@ -479,7 +476,7 @@ class SessionService:
                    state_keys=sorted(delta) if delta else [])
             return seq
 
-        return await self.db.write(append)
+        return await self.store.write(append)
 
     async def set_state(self, session_id: str, key: str, value: Any) -> None:
         """Set one state key (a ``temp:`` key is accepted and not stored)."""
@@ -488,7 +485,7 @@ class SessionService:
         value_json = to_json(value, f"state value for {name!r}")
         temporary = name.startswith(TEMP_PREFIX)
 
-        def put(conn: sqlite3.Connection) -> None:
+        def put(conn: Connection) -> None:
             row = _writable_row(conn, sid, GET_STATUS_STATE)
             if temporary:
                 return
@@ -497,14 +494,14 @@ class SessionService:
             _apply(conn, sid, row, {name: json.loads(value_json)}, now)
             _audit(conn, "session_state_changed", sid, now, state_keys=[name])
 
-        await self.db.write(put)
+        await self.store.write(put)
 
     async def update_status(self, session_id: str, status: str) -> None:
         """Move the session to ``status`` if the lifecycle allows it."""
         sid = require_text(session_id, "session_id")
         new = LIFECYCLE.check_state(status)
 
-        def move(conn: sqlite3.Connection) -> None:
+        def move(conn: Connection) -> None:
             old = LIFECYCLE.move(conn, GET_STATUS, sid, new)["status"]
             now = timestamp()
             _audit(conn, "session_status_changed", sid, now, new, previous=old)
@@ -515,7 +512,7 @@ class SessionService:
                 sid,
             ))
 
-        await self.db.write(move)
+        await self.store.write(move)
 
     async def terminate_session(self, session_id: str) -> None:
         """``update_status(session_id, "terminated")``."""

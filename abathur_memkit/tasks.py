@@ -9,21 +9,18 @@ Every state change writes its audit row in the same transaction.
 
 from __future__ import annotations
 
-import sqlite3
 import uuid
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
 from . import audit
+from .engines.interface import Connection, Store
 from .errors import AlreadyExistsError, InvalidInputError
 from .inputs import optional_text, require_int, require_limit, require_text
 from .lifecycle import Lifecycle
 from .namespaces import optional_segment
 from .rows import Row, Rows, exists, fetch_all, fetch_one, require_row
 from .values import timestamp, to_json
-
-if TYPE_CHECKING:
-    from .database import Database
 
 __all__ = ["JSON_COLUMNS", "LIFECYCLE", "STATUSES", "TaskService"]
 
@@ -113,14 +110,14 @@ TIMED_OUT = (
 class TaskService:
     """The task queue: ``db.tasks`` or ``TaskService(db)``."""
 
-    def __init__(self, db: Database) -> None:
-        self.db = db
+    def __init__(self, store: Store) -> None:
+        self.store = store
 
     # -- reads ---------------------------------------------------------------
 
     async def get(self, task_id: str) -> Row | None:
         tid = require_text(task_id, "task_id")
-        return await self.db.read(lambda conn: fetch_one(conn, GET, (tid,), JSON_COLUMNS))
+        return await self.store.read(lambda conn: fetch_one(conn, GET, (tid,), JSON_COLUMNS))
 
     async def list(
         self, status: str | None = None, session_id: str | None = None, limit: int = 50
@@ -130,13 +127,13 @@ class TaskService:
         sid = optional_text(session_id, "session_id")
         count = require_limit(limit)
         sql, params = _list_query(wanted, sid, count)
-        return await self.db.read(lambda conn: fetch_all(conn, sql, params, JSON_COLUMNS))
+        return await self.store.read(lambda conn: fetch_all(conn, sql, params, JSON_COLUMNS))
 
     async def timed_out(self, limit: int = 100) -> Rows:
         """Running tasks not updated within their ``max_execution_timeout_seconds``."""
         count = require_limit(limit)
         now = timestamp()
-        return await self.db.read(
+        return await self.store.read(
             lambda conn: fetch_all(conn, TIMED_OUT, (now, now, count), JSON_COLUMNS)
         )
 
@@ -174,7 +171,7 @@ class TaskService:
                               minimum=1)
         author = optional_text(created_by, "created_by")
 
-        def insert(conn: sqlite3.Connection) -> None:
+        def insert(conn: Connection) -> None:
             if exists(conn, "tasks", tid):
                 raise AlreadyExistsError(f"Task {tid} already exists")
             if sid is not None:
@@ -192,7 +189,7 @@ class TaskService:
                          action_data={"agent_type": kind, "priority": urgency,
                                       "session_id": sid, "created_by": author})
 
-        await self.db.write(insert)
+        await self.store.write(insert)
         return tid
 
     async def claim(
@@ -207,7 +204,7 @@ class TaskService:
         kind = optional_text(agent_type, "agent_type")
         agent = optional_text(agent_id, "agent_id")
 
-        def take(conn: sqlite3.Connection) -> Row | None:
+        def take(conn: Connection) -> Row | None:
             pick = (conn.execute(NEXT_PENDING).fetchone() if kind is None
                     else conn.execute(NEXT_PENDING_FOR_TYPE, (kind,)).fetchone())
             if pick is None:
@@ -219,7 +216,7 @@ class TaskService:
                              result="running", at=now)
             return task
 
-        return await self.db.write(take)
+        return await self.store.write(take)
 
     async def complete(self, task_id: str, result: Any = None) -> Row:
         """Mark a running task completed with ``result`` (any JSON value)."""
@@ -249,7 +246,7 @@ class TaskService:
         """Read the task, check ``plan``'s move, apply it and audit it: one transaction."""
         tid = require_text(task_id, "task_id")
 
-        def move(conn: sqlite3.Connection) -> Row:
+        def move(conn: Connection) -> Row:
             row = LIFECYCLE.current(conn, GET_STATUS, tid)
             now = timestamp()
             step = plan(row, now, tid)
@@ -263,7 +260,7 @@ class TaskService:
                          action_data=data, at=now)
             return task
 
-        return await self.db.write(move)
+        return await self.store.write(move)
 
 
 class _Move(NamedTuple):

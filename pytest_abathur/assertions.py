@@ -65,7 +65,9 @@ def _is_async_callable(obj: object) -> bool:
 
 def explain_sync(conn: Any, sql: str, params: Any = ()) -> QueryPlan:
     """Explain ``sql`` on a DB-API connection (sqlite3, sqlean, ...)."""
-    from abathur_memkit.database import plan_rows  # not at import: the plugin loads everywhere
+    from abathur_memkit.engines.sqlite.engine import (
+        plan_rows,  # not at import: the plugin loads everywhere
+    )
 
     bound = () if params is None else params  # None: literals already in the SQL
     rows = plan_rows(conn, sql, bound)
@@ -93,7 +95,7 @@ async def explain(db: Any, sql: str, params: Any = ()) -> QueryPlan:
     if not _is_async_callable(execute):
         return explain_sync(db, sql, params)
     # aiosqlite-style: async execute returning a cursor with async fetchall.
-    from abathur_memkit.database import RELOAD_SCHEMA  # as plan_rows does
+    from abathur_memkit.engines.sqlite.engine import RELOAD_SCHEMA  # as plan_rows does
 
     await execute(RELOAD_SCHEMA)
     cursor = await execute(f"EXPLAIN QUERY PLAN {sql}", bound)

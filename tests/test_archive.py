@@ -20,7 +20,7 @@ from abathur_memkit.analysis.loaders import (
 )
 from abathur_memkit.archive import ArchiveError, archive
 from abathur_memkit.cli import main
-from abathur_memkit.driver import select_driver
+from abathur_memkit.engines.sqlite.driver import select_driver
 
 _BACKDATE = (
     "UPDATE audit SET timestamp = '2001' || substr(timestamp, 5)",

@@ -16,7 +16,7 @@ import pytest
 
 from abathur_memkit import Database, DatabaseFileError, InvalidInputError
 from abathur_memkit.cli import main
-from abathur_memkit.files import restore
+from abathur_memkit.engines.sqlite.files import restore
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from abathur_memkit.cli import main
-from abathur_memkit.schema import migrations
+from abathur_memkit.engines.sqlite.schema import migrations
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -38,7 +38,7 @@ def test_init_then_validate_json(tmp_path: Path, capsys: pytest.CaptureFixture[s
 def test_validate_exit_code_on_failure(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "agents.db"
     run(capsys, "init", str(path))
-    from abathur_memkit.driver import select_driver
+    from abathur_memkit.engines.sqlite.driver import select_driver
 
     conn = select_driver().connect(str(path))
     conn.execute("DROP INDEX idx_audit_agent")

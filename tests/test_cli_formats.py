@@ -179,7 +179,7 @@ def test_a_missing_optional_dependency_exits_2(
 def test_a_backup_that_fails_its_check_exits_1(
         tmp_path: Path, capsys: pytest.CaptureFixture[str],
         monkeypatch: pytest.MonkeyPatch) -> None:
-    from abathur_memkit import files
+    from abathur_memkit.engines.sqlite import files
     from abathur_memkit.errors import DatabaseFileError
 
     db = str(tmp_path / "agents.db")

@@ -18,8 +18,8 @@ from abathur_memkit import (
     InvalidInputError,
     MemkitError,
 )
-from abathur_memkit.driver import select_driver
-from abathur_memkit.schema import migrations, schema_version
+from abathur_memkit.engines.sqlite.driver import select_driver
+from abathur_memkit.engines.sqlite.schema import migrations, schema_version
 
 
 async def test_pragmas_on_writer_and_readers(db: Database) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from abathur_memkit import Database, InvalidInputError
-from abathur_memkit.driver import select_driver
+from abathur_memkit.engines.sqlite.driver import select_driver
 from abathur_memkit.metrics import operation_name
 
 

@@ -15,9 +15,9 @@ from abathur_memkit.bench.scope import (
     legacy_list_namespaces,
     legacy_search,
 )
+from abathur_memkit.engines.sqlite.schema import migrations, statements
 from abathur_memkit.memory import MemoryItem, _fetch
 from abathur_memkit.namespaces import prefix_bounds
-from abathur_memkit.schema import migrations, statements
 
 NAMESPACES = ["user:alice", "user:alice:notes", "user:alice2", "user:alice:notes:deep",
               "user:bob", "app:abathur:config", "project:p1", "session:s1", "user:alice0"]

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from abathur_memkit import Database, SchemaError
-from abathur_memkit.driver import select_driver
-from abathur_memkit.schema import schema_version
+from abathur_memkit.engines.sqlite.driver import select_driver
+from abathur_memkit.engines.sqlite.schema import schema_version
 
 DATA = Path(__file__).parent / "data"
 LEGACY = ("tasks", "agents", "state", "audit", "metrics", "checkpoints")

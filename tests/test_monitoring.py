@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from abathur_memkit import Database, monitoring, validation
+from abathur_memkit import Database
 from abathur_memkit.cli import main
-from abathur_memkit.schema import named_indexes
+from abathur_memkit.engines.sqlite import monitoring, validation
+from abathur_memkit.engines.sqlite.schema import named_indexes
 
 needs_proc_locks = pytest.mark.skipif(not Path("/proc/locks").exists(),
                                       reason="reader detection reads /proc/locks (Linux)")

@@ -10,8 +10,8 @@ import aiosqlite
 import pytest
 
 from abathur_memkit import Database
-from abathur_memkit.database import plan_rows
-from abathur_memkit.validation import INDEX_SAMPLES, searches
+from abathur_memkit.engines.sqlite.engine import plan_rows
+from abathur_memkit.engines.sqlite.validation import INDEX_SAMPLES, searches
 from pytest_abathur.assertions import QueryPlanError, assert_uses_index, explain, explain_sync
 
 # (table, index, sql, params): the samples the validation report explains.

@@ -16,8 +16,8 @@ import pytest
 
 from abathur_memkit import Database, DatabaseFileError, InvalidInputError, MemkitError
 from abathur_memkit.cli import main
-from abathur_memkit.driver import select_driver
-from abathur_memkit.schema import migrations, schema_version, statements
+from abathur_memkit.engines.sqlite.driver import select_driver
+from abathur_memkit.engines.sqlite.schema import migrations, schema_version, statements
 
 DATA = Path(__file__).parent / "data"
 

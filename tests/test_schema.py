@@ -12,7 +12,13 @@ from typing import Any
 import pytest
 
 from abathur_memkit import Database, InvalidInputError
-from abathur_memkit.schema import migrations, named_indexes, schema_version, sql_dir, statements
+from abathur_memkit.engines.sqlite.schema import (
+    migrations,
+    named_indexes,
+    schema_version,
+    sql_dir,
+    statements,
+)
 
 COLUMNS = {
     "sessions": ["id", "app_name", "user_id", "project_id", "status", "state", "metadata",

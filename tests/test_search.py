@@ -18,8 +18,8 @@ import pytest
 from ollama_stub import OllamaStub
 
 from abathur_memkit import Database, EmbeddingError, InvalidInputError
-from abathur_memkit.driver import load_extension, select_driver
 from abathur_memkit.embeddings import HashingEmbedder, MiniLMEmbedder, OllamaEmbedder
+from abathur_memkit.engines.sqlite.driver import load_extension, select_driver
 from abathur_memkit.search import (
     IdFilter,
     SearchHit,

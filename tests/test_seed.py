@@ -10,7 +10,7 @@ import pytest
 
 from abathur_memkit import Database
 from abathur_memkit.cli import main
-from abathur_memkit.driver import select_driver
+from abathur_memkit.engines.sqlite.driver import select_driver
 from abathur_memkit.seed import INITIAL_MEMORIES, SEED_TASK_ID, seed_initial_memories
 
 

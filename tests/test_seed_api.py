@@ -16,8 +16,8 @@ from abathur_memkit import (
     WritePolicyError,
 )
 from abathur_memkit.cli import main
-from abathur_memkit.driver import select_driver
-from abathur_memkit.schema import migrations, statements
+from abathur_memkit.engines.sqlite.driver import select_driver
+from abathur_memkit.engines.sqlite.schema import migrations, statements
 
 # -- the write policy is opt-in --------------------------------------------------------
 

@@ -10,7 +10,7 @@ from plan_checks import assert_searches
 
 from abathur_memkit import Database, InvalidInputError
 from abathur_memkit import sessions as sql
-from abathur_memkit.schema import migrations
+from abathur_memkit.engines.sqlite.schema import migrations
 
 
 async def _two_sessions(db: Database) -> None:

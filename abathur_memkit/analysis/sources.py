@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
 
-from ..driver import select_driver
+from ..engines.sqlite.driver import select_driver
 from ..errors import DatabaseFileError, InvalidInputError
 
 if TYPE_CHECKING:

@@ -22,7 +22,8 @@ from typing import Any
 
 import aiosqlite
 
-from ..database import PRAGMAS, Database
+from ..database import Database
+from ..engines.sqlite.engine import PRAGMAS
 from ..memory import GET_LATEST, MemoryItem
 from ..values import timestamp
 from . import Report, Result, measure_pair, one_cpu

@@ -29,8 +29,9 @@ from typing import Any
 
 import aiosqlite
 
-from ..database import PRAGMAS, Database
-from ..driver import select_driver
+from ..database import Database
+from ..engines.sqlite.driver import select_driver
+from ..engines.sqlite.engine import PRAGMAS
 from ..values import timestamp
 from . import Report, Result, one_cpu
 

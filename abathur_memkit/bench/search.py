@@ -36,8 +36,9 @@ from typing import Any
 
 import numpy as np
 
-from ..database import PRAGMAS, Database
-from ..driver import load_extension, select_driver
+from ..database import Database
+from ..engines.sqlite.driver import load_extension, select_driver
+from ..engines.sqlite.engine import PRAGMAS
 from ..search.backends import VecBackend, VectorBackend, VssBackend, backend_unavailable
 from . import Report, Result, target_lines
 

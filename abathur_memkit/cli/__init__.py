@@ -341,7 +341,7 @@ def _os_error_text(exc: OSError) -> str:
 
 
 def _driver_errors() -> tuple[type[Exception], ...]:
-    from ..driver import select_driver
+    from ..engines.sqlite.driver import select_driver
 
     return (sqlite3.Error, select_driver().module.Error)
 

@@ -175,7 +175,7 @@ async def cmd_backup(args: argparse.Namespace) -> int:
 
 
 async def cmd_restore(args: argparse.Namespace) -> int:
-    from ..files import restore
+    from ..engines.sqlite.files import restore
 
     target = restore(args.backup, args.dest, overwrite=args.overwrite)
     report = {"backup": os.path.abspath(args.backup), "dest": str(target.resolve()),

@@ -115,7 +115,7 @@ def _docs_html(args: argparse.Namespace) -> Path:
 def _document(report: Report, targets: list[tuple[str, str, str, bool]] | None = None
               ) -> dict[str, Any]:
     """The JSON of a benchmark report, with the SQLite build and the targets."""
-    from ..driver import select_driver
+    from ..engines.sqlite.driver import select_driver
 
     driver = select_driver()
     document = report.to_json(sqlite_version=driver.sqlite_version, driver=driver.name)

@@ -11,7 +11,7 @@ import urllib.request
 from typing import Any
 
 from ..database import Database
-from ..driver import EXTENSIONS, load_extension, select_driver
+from ..engines.sqlite.driver import EXTENSIONS, load_extension, select_driver
 from . import add_json_flag, add_output_flags, emit, emit_rows, example
 
 __all__ = ["register"]
@@ -61,8 +61,8 @@ async def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def _refuse_unless(path: str, kinds: tuple[str, ...]) -> None:
+    from ..engines.sqlite.files import describe, inspect
     from ..errors import DatabaseFileError
-    from ..files import describe, inspect
 
     kind, version, tables = inspect(path)
     if kind not in kinds:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from ..monitoring import wal_status
+from ..engines.sqlite.monitoring import wal_status
 from .core import raise_missing
 
 __all__ = ["wal_report"]

@@ -107,7 +107,7 @@ def _spec_for(model: str) -> str:
 
 async def _open(args: argparse.Namespace, *, embed: bool) -> Any:
     from ..database import Database
-    from ..files import read_only_location
+    from ..engines.sqlite.files import read_only_location
     from .admin import open_or_create
 
     model, backend = await _stored_index(args.db)

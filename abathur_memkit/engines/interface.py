@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
-__all__ = ["Connection", "Cursor", "Engine", "Params", "Record", "Store"]
+__all__ = ["CallObserver", "Connection", "Cursor", "Engine", "Params", "Record", "Store"]
 
 T = TypeVar("T")
 
@@ -36,12 +36,16 @@ class Record(Protocol):
 class Cursor(Protocol):
     """The cursor a statement returns."""
 
+    #: How rows are built; None gives plain tuples (the fastest to decode).
+    row_factory: Any
+
     @property
     def rowcount(self) -> int: ...
     @property
     def lastrowid(self) -> int | None: ...
     def fetchone(self) -> Any: ...
     def fetchall(self) -> list[Any]: ...
+    def execute(self, sql: str, parameters: Params = ..., /) -> Cursor: ...
     def __iter__(self) -> Iterator[Any]: ...
 
 
@@ -50,6 +54,7 @@ class Connection(Protocol):
 
     def execute(self, sql: str, parameters: Params = ..., /) -> Cursor: ...
     def executemany(self, sql: str, parameters: Any, /) -> Cursor: ...
+    def cursor(self) -> Cursor: ...
     @property
     def in_transaction(self) -> bool: ...
 
@@ -99,4 +104,16 @@ class Engine(Store, Protocol):
 
     async def query_plan(self, sql: str, params: Params = ()) -> list[tuple[int, int, str]]:
         """The plan of ``sql`` as ``(id, parent, detail)`` rows."""
+        ...
+
+
+class CallObserver(Protocol):
+    """Told by an engine of each read and write it ran (e.g. to record latency)."""
+
+    async def record(self, store: Store, fn: Callable[..., Any], started: float) -> None:
+        """``fn`` finished on ``store``; it started at ``time.perf_counter()`` ``started``."""
+        ...
+
+    async def flush(self, store: Store) -> None:
+        """Write what was recorded through ``store`` (called before it closes)."""
         ...

@@ -505,7 +505,7 @@ def make_backend(kind: str, name: str, dimensions: int, **settings: Any) -> Vect
 
 def backend_unavailable(kind: str) -> str | None:
     """Why backend ``kind`` cannot load here, or None when it can."""
-    from ..driver import load_extension, select_driver
+    from ..engines.sqlite.driver import load_extension, select_driver
 
     if kind not in BACKENDS:
         return f"unknown vector backend {kind!r}"

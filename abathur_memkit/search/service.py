@@ -613,7 +613,7 @@ class SearchService:
 
     def _load_extension(self, conn: Any, kind: str) -> None:
         if not self._extension_ready(conn, kind):
-            from ..driver import load_extension
+            from ..engines.sqlite.driver import load_extension
 
             load_extension(conn, kind)
 

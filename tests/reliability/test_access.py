@@ -23,7 +23,7 @@ from abathur_memkit import (
     MemoryItem,
     WritePolicyError,
 )
-from abathur_memkit.driver import EXTENSIONS, load_extension, select_driver
+from abathur_memkit.engines.sqlite.driver import EXTENSIONS, load_extension, select_driver
 from abathur_memkit.namespaces import within
 
 USERS = {"s1": "alice", "s2": "bob"}  # sessions and their users

@@ -16,7 +16,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from .errors import SchemaError
+from ...errors import SchemaError
 
 __all__ = [
     "TABLES",
@@ -78,7 +78,7 @@ def sql_dir() -> Path:
     packaged = resources.files("abathur_memkit") / "sql"
     if packaged.is_dir():
         return Path(str(packaged))
-    repo = Path(__file__).resolve().parent.parent / "sql"
+    repo = Path(__file__).resolve().parents[3] / "sql"
     if repo.is_dir():
         return repo
     raise SchemaError(f"schema files not found (looked in {packaged} and {repo})")

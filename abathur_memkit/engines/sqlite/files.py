@@ -16,9 +16,9 @@ import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
+from ...errors import DatabaseFileError, InvalidInputError
 from . import schema
 from .driver import Driver, select_driver
-from .errors import DatabaseFileError, InvalidInputError
 
 __all__ = [
     "check_copy",

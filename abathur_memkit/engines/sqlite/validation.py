@@ -1,4 +1,4 @@
-"""``Database.validate()``: the seeds' health checks, as data.
+"""``Database.validate()`` on SQLite: the seeds' health checks, as data.
 
 Each check is ``{"name", "passed", "detail"}`` (an ``explain:<index>`` check adds
 its ``sql``; a ``warning`` check never makes ``ok`` false); the report is
@@ -13,13 +13,13 @@ import statistics
 import time
 from typing import TYPE_CHECKING, Any
 
+from ...errors import InvalidInputError
 from . import files, schema
-from .database import PRAGMAS
-from .errors import InvalidInputError
+from .engine import PRAGMAS
 from .monitoring import WAL_WARN_BYTES, wal_status
 
 if TYPE_CHECKING:
-    from .database import Database
+    from .engine import SQLiteEngine
 
 __all__ = ["INDEX_SAMPLES", "run_checks", "searches"]
 
@@ -158,7 +158,7 @@ def _json_probes(scratch: Any, ddl: dict[str, str]) -> list[tuple[str, bool, str
     return results
 
 
-async def _probe_json(db: Database) -> list[tuple[str, bool, str]]:
+async def _probe_json(db: SQLiteEngine) -> list[tuple[str, bool, str]]:
     rows = await db.fetchall("SELECT name, sql FROM sqlite_master WHERE type = 'table'")
     ddl = {r["name"]: r["sql"] for r in rows}
 
@@ -183,7 +183,7 @@ def searches(plan: list[str], table: str, index: str) -> bool:
     return used and not any(d.startswith(f"SCAN {table}") for d in plan)
 
 
-async def _explain_samples(db: Database) -> list[dict[str, Any]]:
+async def _explain_samples(db: SQLiteEngine) -> list[dict[str, Any]]:
     checks = []
     for table, index, sql, params in INDEX_SAMPLES:
         name = f"explain:{index.split('|')[0]}"
@@ -197,7 +197,7 @@ async def _explain_samples(db: Database) -> list[dict[str, Any]]:
     return checks
 
 
-def _wal_checks(db: Database) -> list[dict[str, Any]]:
+def _wal_checks(db: SQLiteEngine) -> list[dict[str, Any]]:
     """WAL size and readers holding it; warnings, read from the file system only."""
     if db.in_memory:
         return []
@@ -222,7 +222,7 @@ def _lookup_detail(ms: float, floor: float) -> str:
     return f"median {ms:.3f} ms over {_ROUNDS} lookups (floor {floor} ms)"
 
 
-async def _median_ms(db: Database, sql: str, params: tuple[Any, ...]) -> float:
+async def _median_ms(db: SQLiteEngine, sql: str, params: tuple[Any, ...]) -> float:
     await db.fetchone(sql, params)  # warm-up
     samples = []
     for _ in range(_ROUNDS):
@@ -232,7 +232,7 @@ async def _median_ms(db: Database, sql: str, params: tuple[Any, ...]) -> float:
     return statistics.median(samples)
 
 
-async def run_checks(db: Database) -> dict[str, Any]:
+async def run_checks(db: SQLiteEngine) -> dict[str, Any]:
     checks: list[dict[str, Any]] = []
 
     pragmas = await db.pragmas()

@@ -16,7 +16,7 @@ from functools import cache
 from types import ModuleType
 from typing import Any
 
-from .errors import ExtensionError, InvalidInputError
+from ...errors import ExtensionError, InvalidInputError
 
 __all__ = ["EXTENSIONS", "Driver", "load_extension", "select_driver"]
 
