@@ -119,6 +119,11 @@ class Database:
     # -- settings --------------------------------------------------------------
 
     @property
+    def dialect(self) -> str:
+        """The engine's SQL dialect: "sqlite"."""
+        return self._engine.dialect
+
+    @property
     def path(self) -> str:
         """The database file's path (``~`` expanded), or ``":memory:"``."""
         return self._engine.path

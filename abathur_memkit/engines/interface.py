@@ -61,7 +61,14 @@ class Connection(Protocol):
 
 @runtime_checkable
 class Store(Protocol):
-    """The one thing every service needs: run a function in a read or a write."""
+    """The one thing every service needs: run a function in a read or a write.
+
+    ``dialect`` names the engine's SQL ("sqlite", "postgresql"): the one fact a
+    service needs to pick its statements where the two differ.
+    """
+
+    @property
+    def dialect(self) -> str: ...
 
     async def read(self, fn: Callable[[Connection], T], *, snapshot: bool = False) -> T:
         """Run ``fn(conn)`` on a reader; ``snapshot`` runs it in one read transaction."""
@@ -79,12 +86,15 @@ class Engine(Store, Protocol):
     builds one and hands it, as a ``Store``, to every service.
     """
 
-    #: The engine's name, which is also its SQL dialect: "sqlite".
-    dialect: str
-    #: Where the database lives: a path, ":memory:" or a DSN.
-    path: str
-    #: Opened without write access: every write is refused.
-    read_only: bool
+    @property
+    def path(self) -> str:
+        """Where the database lives: a path, ":memory:" or a DSN."""
+        ...
+
+    @property
+    def read_only(self) -> bool:
+        """Opened without write access: every write is refused."""
+        ...
 
     async def initialize(self) -> list[int]:
         """Open, configure and migrate; return the schema versions applied."""
@@ -102,7 +112,9 @@ class Engine(Store, Protocol):
         """``["ok"]`` when the database is sound, else one line per problem."""
         ...
 
-    async def query_plan(self, sql: str, params: Params = ()) -> list[tuple[int, int, str]]:
+    async def query_plan(
+        self, sql: str, params: Sequence[Any] = ()
+    ) -> list[tuple[int, int, str]]:
         """The plan of ``sql`` as ``(id, parent, detail)`` rows."""
         ...
 

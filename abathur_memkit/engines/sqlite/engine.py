@@ -34,7 +34,7 @@ import aiosqlite
 
 from ...errors import DatabaseFileError, InvalidInputError, MemkitError
 from ...inputs import require_int, require_text, show
-from ..interface import CallObserver
+from ..interface import CallObserver, Engine
 from . import files, schema
 from .driver import Driver, load_extension, select_driver
 
@@ -967,3 +967,8 @@ def _in_read_txn(conn: Any, fn: Callable[[Any], T]) -> T:
         return fn(conn)
     finally:
         conn.execute("COMMIT")
+
+
+if TYPE_CHECKING:
+    def _is_an_engine(engine: SQLiteEngine) -> Engine:  # mypy checks the interface here
+        return engine

@@ -1,0 +1,42 @@
+"""The SQLite engine and the facade satisfy the interface the services are written against.
+
+mypy checks the functions below (``make lint``); the tests check the same at run time.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from abathur_memkit import Database
+from abathur_memkit.engines.interface import Connection, Engine, Store
+from abathur_memkit.engines.sqlite.engine import SQLiteEngine
+
+
+def _engine_is_an_engine(engine: SQLiteEngine) -> Engine:
+    return engine
+
+
+def _facade_is_a_store(db: Database) -> Store:
+    return db
+
+
+def _sqlite3_is_a_connection(conn: sqlite3.Connection) -> Connection:
+    return conn
+
+
+async def test_a_service_runs_on_the_engine_without_the_facade() -> None:
+    from abathur_memkit import MemoryService
+
+    async with SQLiteEngine(":memory:") as engine:
+        memory = MemoryService(_engine_is_an_engine(engine))
+        await memory.add_memory("user:alice", "k", 1, "semantic", "test")
+        assert (await memory.get_memory("user:alice", "k") or {})["value"] == 1
+        assert await engine.read(lambda conn: conn.execute(
+            "SELECT count(*) FROM audit").fetchone()[0]) == 1
+
+
+def test_the_facade_and_the_engine_are_stores() -> None:
+    assert isinstance(Database(), Store)
+    assert isinstance(SQLiteEngine(), Store)
+    assert _facade_is_a_store(Database()).dialect == "sqlite"
+    assert _sqlite3_is_a_connection(sqlite3.connect(":memory:")).in_transaction is False
