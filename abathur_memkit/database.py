@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from .agents import AgentService
 from .audit import AuditService
 from .checkpoints import CheckpointService
-from .engines.interface import Connection
+from .engines.interface import AsyncOpen, Connection
 from .engines.sqlite import validation
 from .engines.sqlite.driver import Driver
 from .engines.sqlite.engine import SQLiteEngine
@@ -30,7 +30,6 @@ from .sessions import SessionService
 from .tasks import TaskService
 
 if TYPE_CHECKING:
-    from types import TracebackType
 
     import aiosqlite
 
@@ -43,7 +42,7 @@ __all__ = ["Database"]
 T = TypeVar("T")
 
 
-class Database:
+class Database(AsyncOpen):
     """An abathur-memkit database: ``async with Database("agents.db") as db: ...``."""
 
     def __init__(
@@ -182,25 +181,11 @@ class Database:
 
     # -- lifecycle -------------------------------------------------------------
 
-    async def __aenter__(self) -> Database:
-        await self.initialize()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
-
     async def initialize(self) -> list[int]:
-        """Open, configure and migrate; return the schema versions applied.
+        """Open, configure and migrate; return the schema versions applied (idempotent).
 
-        Idempotent: a second call (or another process) applies nothing. With
-        ``read_only=True`` or ``migrate=False`` nothing is created, converted or
-        migrated: a file that is not an up-to-date memkit database is refused
-        with a ``DatabaseFileError`` saying what it is.
+        With ``read_only=True`` or ``migrate=False`` nothing is created,
+        converted or migrated (see ``SQLiteEngine.initialize``).
         """
         return await self._engine.initialize()
 

@@ -15,9 +15,14 @@ engine for another database adapts its driver's objects to them.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any, Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, Self, TypeVar, runtime_checkable
 
-__all__ = ["CallObserver", "Connection", "Cursor", "Engine", "Params", "Record", "Store"]
+if TYPE_CHECKING:
+    from types import TracebackType
+
+__all__ = [
+    "AsyncOpen", "CallObserver", "Connection", "Cursor", "Engine", "Params", "Record", "Store",
+]
 
 T = TypeVar("T")
 
@@ -129,3 +134,25 @@ class CallObserver(Protocol):
     async def flush(self, store: Store) -> None:
         """Write what was recorded through ``store`` (called before it closes)."""
         ...
+
+
+class AsyncOpen:
+    """``async with x:`` opens with ``await x.initialize()`` and ends with ``await x.close()``."""
+
+    async def initialize(self) -> list[int]:
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        await self.initialize()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()

@@ -34,12 +34,12 @@ import aiosqlite
 
 from ...errors import DatabaseFileError, InvalidInputError, MemkitError
 from ...inputs import require_int, require_text, show
-from ..interface import CallObserver, Engine
+from ..interface import AsyncOpen, CallObserver, Engine
 from . import files, schema
 from .driver import Driver, load_extension, select_driver
 
 if TYPE_CHECKING:
-    from types import TracebackType
+    pass
 
 __all__ = ["PRAGMAS", "SQLiteEngine", "plan_rows"]
 
@@ -73,7 +73,7 @@ _LOCK_RETRY_SECONDS = 60.0
 _GROUP_LIMIT = 256
 
 
-class SQLiteEngine:
+class SQLiteEngine(AsyncOpen):
     """One SQLite database (a file or ``:memory:``): ``await engine.initialize()``."""
 
     #: The engine's SQL dialect.
@@ -144,18 +144,6 @@ class SQLiteEngine:
         return f"<SQLiteEngine {self.path!r} driver={self.driver.name}>"
 
     # -- lifecycle -----------------------------------------------------------
-
-    async def __aenter__(self) -> SQLiteEngine:
-        await self.initialize()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
 
     async def initialize(self) -> list[int]:
         """Open, configure and migrate; return the schema versions applied.
