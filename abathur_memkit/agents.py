@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from . import audit
+from .engines.interface import Connection
 from .errors import AlreadyExistsError
 from .inputs import require_object, require_text
 from .lifecycle import Lifecycle
@@ -142,3 +143,9 @@ class AgentService:
             return agent
 
         return await self.db.write(move)
+
+
+
+def count_agents(conn: Connection) -> int:
+    """Every agent ever spawned (read by the workload tools)."""
+    return int(conn.execute("SELECT count(*) FROM agents").fetchone()[0])
