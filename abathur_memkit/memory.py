@@ -745,7 +745,7 @@ def rows_without_one_audit_row(conn: Connection, actions: tuple[str, ...],
         "GROUP BY m.id HAVING n != 1 LIMIT ?", (*actions, limit)).fetchall()
 
 
-def audit_rows_without_row(conn: Connection) -> int:
+def audit_rows_without_memory_row(conn: Connection) -> int:
     """Memory audit rows whose memory row is missing."""
     return int(conn.execute(
         "SELECT count(*) FROM audit WHERE action_type LIKE 'memory\\_%' ESCAPE '\\' "

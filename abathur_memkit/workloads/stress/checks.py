@@ -59,7 +59,7 @@ def structural_checks(conn: Connection) -> list[Check]:
                               "rows without exactly one audit row",
                               f"{entries} rows, each with its audit row"))
 
-    dangling = memory.audit_rows_without_row(conn)
+    dangling = memory.audit_rows_without_memory_row(conn)
     checks.append(check("memory_audit_rows_point_at_rows", dangling == 0,
                         f"{dangling} memory audit rows without their memory row"))
 
