@@ -139,3 +139,9 @@ class AgentService:
             return agent
 
         return await self.store.write(move)
+
+
+
+def count_agents(conn: Connection) -> int:
+    """Every agent ever spawned (read by the workload tools)."""
+    return int(conn.execute("SELECT count(*) FROM agents").fetchone()[0])

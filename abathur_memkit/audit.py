@@ -150,3 +150,24 @@ class AuditService:
         sql, params = list_query({}, low, high, None if limit is None else require_limit(limit),
                                  oldest_first=True)
         return await self.store.read(lambda conn: fetch_all(conn, sql, params, JSON_COLUMNS))
+
+
+# -- reads for the workload tools --
+
+
+def count_rows(conn: Connection) -> int:
+    return int(conn.execute("SELECT count(*) FROM audit").fetchone()[0])
+
+
+def memory_action_counts(conn: Connection) -> dict[str, int]:
+    """Audit rows per memory action (``memory_create``, ``memory_update``, ...)."""
+    return {r[0]: int(r[1]) for r in conn.execute(
+        "SELECT action_type, count(*) FROM audit "
+        "WHERE action_type LIKE 'memory\\_%' ESCAPE '\\' GROUP BY action_type")}
+
+
+def claim_counts(conn: Connection) -> tuple[int, int]:
+    """Task claim audit rows, and the distinct tasks they name."""
+    row = conn.execute("SELECT count(*), count(DISTINCT task_id) FROM audit "
+                       "WHERE action_type = 'task_claimed'").fetchone()
+    return int(row[0]), int(row[1])

@@ -690,3 +690,112 @@ def _as_item(raw: MemoryItem | Mapping[str, Any], index: int) -> MemoryItem:
         problem = f"unknown fields {sorted(unknown)}" if unknown else f"missing {sorted(missing)}"
         raise InvalidInputError(f"Item {index}: {problem}")
     return MemoryItem(**raw)
+
+
+# -- reads for the workload tools: counts and the invariant checks over the rows --
+
+
+def count_rows(conn: Connection) -> int:
+    """Every memory row, each version counted."""
+    return int(conn.execute("SELECT count(*) FROM memory_entries").fetchone()[0])
+
+
+def count_live_keys(conn: Connection) -> int:
+    """Keys with at least one live version."""
+    return int(conn.execute(
+        "SELECT count(*) FROM (SELECT DISTINCT namespace, key FROM memory_entries "
+        "WHERE is_deleted = 0)").fetchone()[0])
+
+
+def latest_row(conn: Connection, namespace: str, key: str) -> Any:
+    """The bare ``get_memory`` query: the newest live row of a key, undecoded."""
+    return conn.execute(GET_LATEST, (namespace, key)).fetchone()
+
+
+def newest_versions(conn: Connection) -> dict[tuple[str, str], tuple[int, bool, Any, int]]:
+    """Per key: newest version, whether it is deleted, its value and the number of rows."""
+    rows = conn.execute(
+        "SELECT namespace, key, version, is_deleted, value, "
+        "(SELECT count(*) FROM memory_entries x "
+        " WHERE x.namespace = m.namespace AND x.key = m.key) "
+        "FROM memory_entries m WHERE version = (SELECT max(version) FROM memory_entries y "
+        "WHERE y.namespace = m.namespace AND y.key = m.key)"
+    ).fetchall()
+    return {(r[0], r[1]): (int(r[2]), bool(r[3]), from_json(r[4]), int(r[5])) for r in rows}
+
+
+def keys_with_version_gaps(conn: Connection, limit: int = 5) -> list[Any]:
+    """Keys whose versions are not exactly 1..n."""
+    return conn.execute(
+        "SELECT namespace, key, count(*), count(DISTINCT version), min(version), max(version) "
+        "FROM memory_entries GROUP BY namespace, key "
+        "HAVING count(*) != count(DISTINCT version) OR min(version) != 1 "
+        "OR max(version) != count(*) LIMIT ?", (limit,)).fetchall()
+
+
+def rows_without_one_audit_row(conn: Connection, actions: tuple[str, ...],
+                               limit: int = 5) -> list[Any]:
+    """Rows without exactly one audit row of ``actions`` for their version."""
+    marks = ", ".join("?" for _ in actions)
+    return conn.execute(
+        "SELECT m.id, m.namespace, m.key, m.version, count(a.id) AS n FROM memory_entries m "
+        f"LEFT JOIN audit a ON a.memory_entry_id = m.id AND a.action_type IN ({marks}) "
+        "AND a.memory_namespace = m.namespace "
+        "AND json_extract(a.action_data, '$.version') = m.version "
+        "GROUP BY m.id HAVING n != 1 LIMIT ?", (*actions, limit)).fetchall()
+
+
+def audit_rows_without_memory_row(conn: Connection) -> int:
+    """Memory audit rows whose memory row is missing."""
+    return int(conn.execute(
+        "SELECT count(*) FROM audit WHERE action_type LIKE 'memory\\_%' ESCAPE '\\' "
+        "AND (memory_entry_id IS NULL OR memory_entry_id NOT IN (SELECT id FROM memory_entries))"
+    ).fetchone()[0])
+
+
+# Keys with a delete, expire or restore in the audit trail.
+_FLIPPED_KEYS = (
+    "SELECT DISTINCT m.namespace, m.key FROM audit a "
+    "JOIN memory_entries m ON m.id = a.memory_entry_id "
+    "WHERE a.action_type IN ('memory_delete', 'memory_expire', 'memory_restore')"
+)
+
+
+def deleted_rows_never_flipped(conn: Connection, limit: int = 5) -> list[Any]:
+    """Deleted rows of keys the audit trail never deleted."""
+    return conn.execute(
+        "SELECT id, namespace, key FROM memory_entries m WHERE is_deleted = 1 AND NOT EXISTS "
+        f"(SELECT 1 FROM ({_FLIPPED_KEYS}) t WHERE t.namespace = m.namespace AND t.key = m.key) "
+        "LIMIT ?", (limit,)).fetchall()
+
+
+def flipped_rows(conn: Connection) -> dict[int, tuple[tuple[str, str], bool]]:
+    """Every row of a key ever deleted or restored: id -> ((namespace, key), is_deleted)."""
+    return {int(r[0]): ((r[1], r[2]), bool(r[3])) for r in conn.execute(
+        f"WITH t AS ({_FLIPPED_KEYS}) SELECT m.id, m.namespace, m.key, m.is_deleted "
+        "FROM memory_entries m JOIN t ON t.namespace = m.namespace AND t.key = m.key")}
+
+
+def flipped_audit_trail(conn: Connection) -> list[tuple[str, int]]:
+    """The memory audit rows of those keys, in commit order: (action, memory row id)."""
+    return [(r[0], int(r[1])) for r in conn.execute(
+        "SELECT action_type, memory_entry_id FROM audit "
+        "WHERE action_type LIKE 'memory\\_%' ESCAPE '\\' AND memory_entry_id IN "
+        f"(SELECT m.id FROM memory_entries m JOIN ({_FLIPPED_KEYS}) t "
+        " ON t.namespace = m.namespace AND t.key = m.key) ORDER BY id")]
+
+
+def torn_counters(conn: Connection, limit: int = 5) -> list[Any]:
+    """Rows with metadata ``{"counter": true}`` whose value's ``n`` is not their version."""
+    return conn.execute(
+        "SELECT namespace, key, version, value FROM memory_entries "
+        "WHERE json_extract(metadata, '$.counter') = 1 "
+        "AND json_extract(value, '$.n') IS NOT version LIMIT ?", (limit,)).fetchall()
+
+
+def partial_batches(conn: Connection, limit: int = 5) -> list[Any]:
+    """Batches (metadata ``{"batch": id, "size": n}``) not stored whole."""
+    return conn.execute(
+        "SELECT json_extract(metadata, '$.batch') AS b, json_extract(metadata, '$.size') AS size, "
+        "count(*) AS n FROM memory_entries WHERE json_extract(metadata, '$.batch') IS NOT NULL "
+        "AND version = 1 GROUP BY b HAVING n != size LIMIT ?", (limit,)).fetchall()

@@ -517,3 +517,43 @@ class SessionService:
     async def terminate_session(self, session_id: str) -> None:
         """``update_status(session_id, "terminated")``."""
         await self.update_status(session_id, "terminated")
+
+
+# -- reads for the workload tools: counts and the invariant checks over the events --
+
+
+def count_sessions(conn: Connection) -> int:
+    return int(conn.execute("SELECT count(*) FROM sessions").fetchone()[0])
+
+
+def count_events(conn: Connection) -> int:
+    return int(conn.execute("SELECT count(*) FROM session_events").fetchone()[0])
+
+
+def event_counts(conn: Connection) -> dict[str, int]:
+    """Events stored per session (sessions without events left out)."""
+    return {r[0]: int(r[1]) for r in conn.execute(
+        "SELECT session_id, count(*) FROM session_events GROUP BY session_id")}
+
+
+def sessions_with_seq_gaps(conn: Connection, limit: int = 5) -> list[Any]:
+    """Sessions whose event seqs are not exactly 1..n."""
+    return conn.execute(
+        "SELECT session_id, count(*), min(seq), max(seq) FROM session_events "
+        "GROUP BY session_id HAVING min(seq) != 1 OR max(seq) != count(*) LIMIT ?",
+        (limit,)).fetchall()
+
+
+def torn_counter_sessions(conn: Connection, limit: int = 5) -> list[Any]:
+    """Sessions with metadata ``{"counter": true}`` whose state ``n`` is not their event count.
+
+    Such sessions get ``{"n": seq}`` as every event and as its state delta, so
+    an event without its state change (or the reverse) shows here.
+    """
+    return conn.execute(
+        "SELECT s.id, json_extract(s.state, '$.n') AS n, "
+        "(SELECT count(*) FROM session_events e WHERE e.session_id = s.id) AS events, "
+        "(SELECT count(*) FROM session_events e WHERE e.session_id = s.id "
+        " AND json_extract(e.event, '$.n') IS NOT e.seq) AS mismatched "
+        "FROM sessions s WHERE json_extract(s.metadata, '$.counter') = 1 "
+        "AND (coalesce(n, 0) != events OR mismatched != 0) LIMIT ?", (limit,)).fetchall()

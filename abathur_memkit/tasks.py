@@ -292,3 +292,27 @@ def _list_query(status: str | None, session_id: str | None, limit: int) -> tuple
     if status is not None:
         return LIST_BY_STATUS, [status, limit]
     return LIST_ALL, [limit]
+
+
+# -- reads for the workload tools --
+
+
+def count_tasks(conn: Connection, *, claimed_only: bool = False) -> int:
+    """Every task, or (``claimed_only``) those no longer pending."""
+    where = " WHERE status != 'pending'" if claimed_only else ""
+    return int(conn.execute(f"SELECT count(*) FROM tasks{where}").fetchone()[0])
+
+
+def tasks_disagreeing_with_claim_audit(conn: Connection, limit: int = 5) -> list[Any]:
+    """Never-retried tasks whose status disagrees with their claim and completion audit rows."""
+    return conn.execute(
+        "SELECT t.id, t.status, "
+        "(SELECT count(*) FROM audit a WHERE a.task_id = t.id "
+        " AND a.action_type = 'task_claimed') AS claimed, "
+        "(SELECT count(*) FROM audit a WHERE a.task_id = t.id "
+        " AND a.action_type = 'task_completed') AS completed "
+        "FROM tasks t WHERE t.retry_count = 0 AND NOT ("
+        " (t.status = 'pending' AND claimed = 0 AND completed = 0) OR"
+        " (t.status = 'running' AND claimed = 1 AND completed = 0) OR"
+        " (t.status = 'completed' AND claimed = 1 AND completed = 1) OR"
+        " t.status IN ('failed', 'cancelled')) LIMIT ?", (limit,)).fetchall()

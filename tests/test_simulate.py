@@ -10,8 +10,8 @@ import pytest
 
 from abathur_memkit import Database
 from abathur_memkit.errors import InvalidInputError
-from abathur_memkit.simulate import TIMESTAMP_COLUMNS, WorkloadConfig, backdate, simulate
 from abathur_memkit.values import timestamp
+from abathur_memkit.workloads.simulate import TIMESTAMP_COLUMNS, WorkloadConfig, backdate, simulate
 
 
 async def test_small_swarm(tmp_path: Path) -> None:

@@ -85,7 +85,7 @@ def test_the_library_does_not_import_the_plugin() -> None:
 
 
 def test_lookup_benchmark_percentiles_are_numpys() -> None:
-    from abathur_memkit.capacity import Samples
+    from abathur_memkit.workloads.capacity import Samples
 
     samples = Samples(rows=10)
     rng = random.Random(5)

@@ -114,7 +114,7 @@ def _checks_text(report: dict[str, Any]) -> list[str]:
 
 
 async def _stress(args: argparse.Namespace, seconds: float | None) -> int:
-    from ..stress import StressConfig, run_stress
+    from ..workloads.stress import StressConfig, run_stress
 
     config = StressConfig(
         agents=args.agents, processes=args.processes,
@@ -152,7 +152,7 @@ async def cmd_soak(args: argparse.Namespace) -> int:
 
 
 async def cmd_crash(args: argparse.Namespace) -> int:
-    from ..stress import CrashConfig, run_crash
+    from ..workloads.stress import CrashConfig, run_crash
 
     config = CrashConfig(kills=args.kills, workers=args.workers, seed=args.seed)
     with tempfile.TemporaryDirectory(prefix="memkit-crash-") as tmp:
@@ -194,7 +194,7 @@ def _capacity_verdict(report: dict[str, Any]) -> str:
 
 
 async def cmd_capacity(args: argparse.Namespace) -> int:
-    from ..capacity import CapacityConfig, parse_size, run_capacity
+    from ..workloads.capacity import CapacityConfig, parse_size, run_capacity
 
     config = CapacityConfig(size=parse_size(args.size), baseline_rows=args.baseline_rows,
                             value_bytes=args.value_bytes, batch=args.batch,

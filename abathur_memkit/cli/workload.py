@@ -93,7 +93,7 @@ def register(subparsers: Any) -> None:
 
 
 async def cmd_simulate(args: argparse.Namespace) -> int:
-    from ..simulate import WorkloadConfig, progress_bar, simulate
+    from ..workloads.simulate import WorkloadConfig, progress_bar, simulate
 
     config = WorkloadConfig(agents=args.agents, operations=args.operations,
                             minutes=args.minutes, days=args.days, users=args.users,
@@ -125,7 +125,7 @@ def _default_output(db: str | None, bench: str) -> Path:
 
 
 async def cmd_report(args: argparse.Namespace) -> int:
-    from ..report import build_report
+    from ..analysis.report import build_report
 
     db = _report_source(args)
     output = args.output or str(_default_output(db, args.bench))
@@ -142,7 +142,7 @@ async def cmd_report(args: argparse.Namespace) -> int:
 
 
 async def cmd_demo(args: argparse.Namespace) -> int:
-    from ..demo import DemoConfig, run_demo
+    from ..workloads.demo import DemoConfig, run_demo
 
     result = await run_demo(DemoConfig(
         output=args.output, agents=args.agents, operations=args.operations, days=args.days,

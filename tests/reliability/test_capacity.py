@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from abathur_memkit import Database, InvalidInputError
-from abathur_memkit.capacity import CapacityConfig, ProgressBar, parse_size, run_capacity
 from abathur_memkit.cli import main
+from abathur_memkit.workloads.capacity import CapacityConfig, ProgressBar, parse_size, run_capacity
 
 
 @pytest.mark.parametrize(("text", "size"), [

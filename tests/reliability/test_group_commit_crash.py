@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from abathur_memkit import Database
-from abathur_memkit.stress import structural_checks
+from abathur_memkit.workloads.stress import structural_checks
 
 WRITER = Path(__file__).with_name("group_commit_writer.py")
 

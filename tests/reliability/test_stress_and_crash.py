@@ -15,7 +15,7 @@ import pytest
 
 from abathur_memkit import Database, MemoryItem
 from abathur_memkit.cli import main
-from abathur_memkit.stress import (
+from abathur_memkit.workloads.stress import (
     CrashConfig,
     StressConfig,
     run_crash,

@@ -27,9 +27,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .analysis.optional import require
-from .analysis.sources import NotebookInputs, connect_readonly, notebook_inputs
-from .errors import InvalidInputError, MemkitError
+from ..errors import InvalidInputError, MemkitError
+from .optional import require
+from .sources import NotebookInputs, connect_readonly, notebook_inputs
 
 __all__ = [
     "NOTEBOOKS",
@@ -93,7 +93,7 @@ def _module(name: str) -> Any:
 
 def notebooks_dir() -> Path:
     """Where the notebooks are: shipped in the package, or the repository's ``notebooks/``."""
-    here = Path(__file__).resolve().parent
+    here = Path(__file__).resolve().parents[1]  # the package: abathur_memkit/
     for candidate in (here / "notebooks", here.parent / "notebooks"):
         if all((candidate / f"{name}.ipynb").is_file() for name in NOTEBOOKS):
             return candidate
@@ -169,7 +169,7 @@ def _count(conn: Any, sql: str) -> str:
 
 
 def _database_numbers(database: Path, limit_gb: float) -> dict[str, str]:
-    from .analysis import capacity_projection, memory_growth
+    from . import capacity_projection, memory_growth
 
     with connect_readonly(database) as conn:
         numbers = {
@@ -186,7 +186,7 @@ def _database_numbers(database: Path, limit_gb: float) -> dict[str, str]:
 
 
 def _bench_numbers(files: list[Path]) -> dict[str, str]:
-    from .analysis import latest_run, load_benchmarks
+    from . import latest_run, load_benchmarks
 
     latest = latest_run(load_benchmarks(files))
 

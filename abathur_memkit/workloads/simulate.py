@@ -37,16 +37,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .errors import (
+from ..errors import (
     AlreadyExistsError,
     InvalidInputError,
     InvalidTransitionError,
     NotFoundError,
 )
-from .values import timestamp
+from ..values import timestamp
 
 if TYPE_CHECKING:
-    from .database import Database
+    from ..database import Database
 
 __all__ = [
     "TIMESTAMP_COLUMNS",

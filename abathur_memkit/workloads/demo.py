@@ -28,9 +28,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .database import Database
-from .seed import seed_initial_memories
-from .values import timestamp
+from .. import agents, audit, memory, sessions, tasks
+from ..database import Database
+from ..engines.interface import Connection
+from ..seed import seed_initial_memories
+from ..values import timestamp
 
 if TYPE_CHECKING:
     from .simulate import WorkloadResult
@@ -147,7 +149,7 @@ def _doc_roots() -> list[tuple[Path, str]]:
     Not the README: it quotes this demo's own output, query included, so it
     would only find itself.
     """
-    repo = Path(__file__).resolve().parent.parent
+    repo = Path(__file__).resolve().parents[2]
     roots = []
     if (repo / "pyproject.toml").is_file():
         for docs in (repo / "docs", repo / "tests" / "data" / "docs"):
@@ -165,7 +167,7 @@ def _hit(hit: Any) -> dict[str, Any]:
 
 async def _search_step(path: Path) -> DemoStep:
     """Index the repository's docs with the offline embedder, then search them and memories."""
-    from .errors import EmbeddingError, MemkitError
+    from ..errors import EmbeddingError, MemkitError
 
     roots = _doc_roots()
     if not roots:
@@ -204,8 +206,8 @@ async def _search_step(path: Path) -> DemoStep:
 
 
 async def _bench(runner: _Runner) -> DemoStep:
-    from .bench.core import CoreSizes, run_core
-    from .engines.sqlite.driver import select_driver
+    from ..bench.core import CoreSizes, run_core
+    from ..engines.sqlite.driver import select_driver
 
     bench_dir = runner.out / "bench"
     bench_dir.mkdir(parents=True, exist_ok=True)
@@ -230,24 +232,22 @@ async def _bench(runner: _Runner) -> DemoStep:
 
 
 async def _counts(db: Database) -> dict[str, int]:
-    def read(conn: Any) -> dict[str, int]:
-        queries = {
-            "memories (versions)": "SELECT count(*) FROM memory_entries",
-            "memory keys (live)": "SELECT count(*) FROM (SELECT DISTINCT namespace, key FROM "
-                                  "memory_entries WHERE is_deleted = 0)",
-            "sessions": "SELECT count(*) FROM sessions",
-            "session events": "SELECT count(*) FROM session_events",
-            "tasks": "SELECT count(*) FROM tasks",
-            "agents": "SELECT count(*) FROM agents",
-            "audit rows": "SELECT count(*) FROM audit",
+    def read(conn: Connection) -> dict[str, int]:
+        return {
+            "memories (versions)": memory.count_rows(conn),
+            "memory keys (live)": memory.count_live_keys(conn),
+            "sessions": sessions.count_sessions(conn),
+            "session events": sessions.count_events(conn),
+            "tasks": tasks.count_tasks(conn),
+            "agents": agents.count_agents(conn),
+            "audit rows": audit.count_rows(conn),
         }
-        return {k: int(conn.execute(sql).fetchone()[0]) for k, sql in queries.items()}
 
     return await db.read(read, snapshot=True)
 
 
 def _capacity_numbers(path: Path) -> dict[str, str]:
-    from .analysis import capacity_projection, memory_growth
+    from ..analysis import capacity_projection, memory_growth
 
     projection = capacity_projection(memory_growth(path), limit_gb=10)
     out = {
@@ -322,8 +322,8 @@ async def run_demo(config: DemoConfig | None = None) -> DemoResult:
         result.numbers.update(_capacity_numbers(path))
     if config.report:
         async def report() -> DemoStep:
-            from .analysis.optional import MissingDependencyError
-            from .report import ReportError, build_report
+            from ..analysis.optional import MissingDependencyError
+            from ..analysis.report import ReportError, build_report
 
             try:
                 built = build_report(out, out / "report", progress=runner.say)

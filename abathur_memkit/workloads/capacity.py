@@ -36,10 +36,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from .database import Database
-from .errors import InvalidInputError
-from .memory import GET_LATEST, MemoryItem
-from .stats import quantile
+from .. import memory
+from ..database import Database
+from ..engines.interface import Connection
+from ..errors import InvalidInputError
+from ..memory import MemoryItem
+from ..stats import quantile
 
 __all__ = ["CapacityConfig", "ProgressBar", "parse_size", "run_capacity"]
 
@@ -197,11 +199,11 @@ async def measure_lookups(db: Database, into: Samples, count: int, namespaces: i
         if found is None:
             raise AssertionError(f"capacity: {ns}:{key} is missing")
 
-    def timed(conn: Any) -> list[float]:
+    def timed(conn: Connection) -> list[float]:
         out = []
         for ns, key in picks:
             start = time.perf_counter()
-            conn.execute(GET_LATEST, (ns, key)).fetchone()
+            memory.latest_row(conn, ns, key)
             out.append(time.perf_counter() - start)
         return out
 
@@ -249,7 +251,7 @@ async def compare_scope_queries(small: Database, big: Database, rounds: int
 
 async def file_size_by_btree(db: Database) -> list[dict[str, Any]] | None:
     """Bytes of every table and index of the file (``dbstat``), biggest first."""
-    from .analysis.storage import btree_sizes
+    from ..analysis.storage import btree_sizes
 
     btrees = await db.read(btree_sizes)
     if btrees is None:
@@ -260,9 +262,9 @@ async def file_size_by_btree(db: Database) -> list[dict[str, Any]] | None:
 
 
 async def _file_size(db: Database) -> int:
-    row = await db.fetchone("SELECT page_count * page_size AS n "
-                            "FROM pragma_page_count(), pragma_page_size()")
-    return int(row["n"]) if row else 0
+    from ..analysis.storage import page_totals
+
+    return (await db.read(page_totals))["bytes"]
 
 
 async def run_capacity(
