@@ -35,7 +35,7 @@ import aiosqlite
 from . import files, schema
 from .driver import Driver, load_extension, select_driver
 from .errors import DatabaseFileError, InvalidInputError, MemkitError
-from .inputs import require_bool, require_int, require_text, show
+from .inputs import require_bool, require_int, require_text, require_vector_backend, show
 from .metrics import LatencyRecorder
 
 if TYPE_CHECKING:
@@ -127,11 +127,7 @@ class Database:
         # Without migrate the file must already be an up-to-date memkit database.
         self._migrate = bool(migrate) and not self.read_only
         self.driver: Driver = select_driver(driver)
-        if vector_backend not in ("vec", "vss"):
-            raise InvalidInputError(
-                f"Invalid vector_backend: {vector_backend!r} (choose 'vec' or 'vss')"
-            )
-        self.vector_backend = vector_backend
+        self.vector_backend = require_vector_backend(vector_backend)
         # Vector search needs its extension on every connection, readers included.
         if embedder is not None and vector_backend not in extensions:
             extensions = (*extensions, vector_backend)
