@@ -21,6 +21,7 @@ from .values import timestamp, to_json
 
 if TYPE_CHECKING:
     from .database import Database
+    from .engines.interface import Connection
 
 __all__ = ["JSON_COLUMNS", "LIFECYCLE", "STATES", "AgentService"]
 
@@ -142,3 +143,9 @@ class AgentService:
             return agent
 
         return await self.db.write(move)
+
+
+def count_by_state(conn: Connection) -> dict[str, int]:
+    """How many agents are in each state, the most common first."""
+    sql = "SELECT state, count(*) FROM agents GROUP BY 1 ORDER BY 2 DESC"
+    return {str(state): int(n) for state, n in conn.execute(sql)}

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     from .database import Database
+    from .engines.interface import Connection
 
 __all__ = ["MEMORY_OPERATIONS", "AuditService", "list_query", "record"]
 
@@ -150,3 +151,10 @@ class AuditService:
         sql, params = list_query({}, low, high, None if limit is None else require_limit(limit),
                                  oldest_first=True)
         return await self.db.read(lambda conn: fetch_all(conn, sql, params, JSON_COLUMNS))
+
+
+def count_by_operation(conn: Connection) -> dict[str, int]:
+    """How many memory writes the trail holds per operation, the most common first."""
+    sql = ("SELECT memory_operation_type, count(*) FROM audit "
+           "WHERE memory_operation_type IS NOT NULL GROUP BY 1 ORDER BY 2 DESC")
+    return {str(operation): int(n) for operation, n in conn.execute(sql)}

@@ -37,6 +37,7 @@ from .values import from_json, timestamp, timestamp_ago, to_json
 
 if TYPE_CHECKING:
     from .database import Database
+    from .engines.interface import Connection
 
 __all__ = ["MEMORY_TYPES", "MemoryItem", "MemoryService", "describe"]
 
@@ -689,3 +690,24 @@ def _as_item(raw: MemoryItem | Mapping[str, Any], index: int) -> MemoryItem:
         problem = f"unknown fields {sorted(unknown)}" if unknown else f"missing {sorted(missing)}"
         raise InvalidInputError(f"Item {index}: {problem}")
     return MemoryItem(**raw)
+
+
+def count_by_type(conn: Connection) -> dict[str, int]:
+    """How many rows (every version) there are of each memory type, the most common first."""
+    sql = "SELECT memory_type, count(*) FROM memory_entries GROUP BY 1 ORDER BY 2 DESC"
+    return {str(memory_type): int(n) for memory_type, n in conn.execute(sql)}
+
+
+_TOTALS = {
+    "live_keys": "SELECT count(*) FROM (SELECT DISTINCT namespace, key FROM memory_entries "
+                 "WHERE is_deleted = 0)",
+    "namespaces": "SELECT count(*) FROM (SELECT DISTINCT namespace FROM memory_entries "
+                  "WHERE is_deleted = 0)",
+    "deleted_rows": "SELECT count(*) FROM memory_entries WHERE is_deleted = 1",
+    "max_version": "SELECT coalesce(max(version), 0) FROM memory_entries",
+}
+
+
+def totals(conn: Connection) -> dict[str, int]:
+    """Live keys, namespaces with a live key, deleted rows and the highest version."""
+    return {name: int(conn.execute(sql).fetchone()[0]) for name, sql in _TOTALS.items()}

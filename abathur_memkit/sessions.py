@@ -44,6 +44,7 @@ from .values import from_json, timestamp, to_json
 
 if TYPE_CHECKING:
     from .database import Database
+    from .engines.interface import Connection
 
 __all__ = [
     "APP_PREFIX",
@@ -520,3 +521,9 @@ class SessionService:
     async def terminate_session(self, session_id: str) -> None:
         """``update_status(session_id, "terminated")``."""
         await self.update_status(session_id, "terminated")
+
+
+def count_by_status(conn: Connection) -> dict[str, int]:
+    """How many sessions are in each status, the most common first."""
+    sql = "SELECT status, count(*) FROM sessions GROUP BY 1 ORDER BY 2 DESC"
+    return {str(status): int(n) for status, n in conn.execute(sql)}

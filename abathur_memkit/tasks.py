@@ -24,6 +24,7 @@ from .values import timestamp, to_json
 
 if TYPE_CHECKING:
     from .database import Database
+    from .engines.interface import Connection
 
 __all__ = ["JSON_COLUMNS", "LIFECYCLE", "STATUSES", "TaskService"]
 
@@ -295,3 +296,9 @@ def _list_query(status: str | None, session_id: str | None, limit: int) -> tuple
     if status is not None:
         return LIST_BY_STATUS, [status, limit]
     return LIST_ALL, [limit]
+
+
+def count_by_status(conn: Connection) -> dict[str, int]:
+    """How many tasks are in each status, the most common first."""
+    sql = "SELECT status, count(*) FROM tasks GROUP BY 1 ORDER BY 2 DESC"
+    return {str(status): int(n) for status, n in conn.execute(sql)}
