@@ -145,3 +145,9 @@ class AgentService:
 def count_agents(conn: Connection) -> int:
     """Every agent ever spawned (read by the workload tools)."""
     return int(conn.execute("SELECT count(*) FROM agents").fetchone()[0])
+
+
+def count_by_state(conn: Connection) -> dict[str, int]:
+    """How many agents are in each state, the most common first."""
+    sql = "SELECT state, count(*) FROM agents GROUP BY 1 ORDER BY 2 DESC"
+    return {str(state): int(n) for state, n in conn.execute(sql)}

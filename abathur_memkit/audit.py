@@ -171,3 +171,10 @@ def claim_counts(conn: Connection) -> tuple[int, int]:
     row = conn.execute("SELECT count(*), count(DISTINCT task_id) FROM audit "
                        "WHERE action_type = 'task_claimed'").fetchone()
     return int(row[0]), int(row[1])
+
+
+def count_by_operation(conn: Connection) -> dict[str, int]:
+    """How many memory writes the trail holds per operation, the most common first."""
+    sql = ("SELECT memory_operation_type, count(*) FROM audit "
+           "WHERE memory_operation_type IS NOT NULL GROUP BY 1 ORDER BY 2 DESC")
+    return {str(operation): int(n) for operation, n in conn.execute(sql)}

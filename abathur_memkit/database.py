@@ -21,8 +21,8 @@ from .engines.interface import AsyncOpen, Connection
 from .engines.sqlite import validation
 from .engines.sqlite.driver import Driver
 from .engines.sqlite.engine import SQLiteEngine
-from .errors import InvalidInputError, MemkitError
-from .inputs import require_bool
+from .errors import MemkitError
+from .inputs import require_bool, require_vector_backend
 from .memory import MemoryService
 from .metrics import LatencyRecorder, MetricsService
 from .namespaces import WritePolicy
@@ -68,11 +68,7 @@ class Database(AsyncOpen):
             migrate=migrate, group_commit=group_commit,
             observer=LatencyRecorder() if record else None,
         )
-        if vector_backend not in ("vec", "vss"):
-            raise InvalidInputError(
-                f"Invalid vector_backend: {vector_backend!r} (choose 'vec' or 'vss')"
-            )
-        self.vector_backend = vector_backend
+        self.vector_backend = require_vector_backend(vector_backend)
         # Vector search needs its extension on every connection, readers included.
         if embedder is not None and vector_backend not in self._engine.extensions:
             self._engine.extensions = (*self._engine.extensions, vector_backend)

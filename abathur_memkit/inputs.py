@@ -16,8 +16,10 @@ from .errors import InvalidInputError
 from .values import timestamp
 
 __all__ = [
+    "DOCUMENT_TYPES",
     "MAX_ID_LENGTH",
     "MAX_LIMIT",
+    "VECTOR_BACKENDS",
     "as_timestamp",
     "clip",
     "optional_text",
@@ -26,6 +28,7 @@ __all__ = [
     "require_limit",
     "require_object",
     "require_text",
+    "require_vector_backend",
     "show",
 ]
 
@@ -149,3 +152,19 @@ def as_timestamp(value: object, field: str) -> str | None:
         f"Invalid {field}: expected a datetime or a UTC 'YYYY-MM-DD HH:MM:SS' string "
         f"(or a prefix of one), got {show(value)}"
     )
+
+
+# Both lists live here, not in search/, so the CLI offers them as choices
+# without loading numpy.
+
+#: Kinds of indexed document (``documents.document_type``).
+DOCUMENT_TYPES = ("design", "specification", "plan", "report")
+#: Vector backends, as ``Database(vector_backend=...)`` takes them.
+VECTOR_BACKENDS = ("vec", "vss")
+
+
+def require_vector_backend(value: object) -> str:
+    """One of ``VECTOR_BACKENDS``."""
+    if not isinstance(value, str) or value not in VECTOR_BACKENDS:
+        raise InvalidInputError(f"Invalid vector_backend: {show(value)} (choose 'vec' or 'vss')")
+    return value

@@ -799,3 +799,24 @@ def partial_batches(conn: Connection, limit: int = 5) -> list[Any]:
         "SELECT json_extract(metadata, '$.batch') AS b, json_extract(metadata, '$.size') AS size, "
         "count(*) AS n FROM memory_entries WHERE json_extract(metadata, '$.batch') IS NOT NULL "
         "AND version = 1 GROUP BY b HAVING n != size LIMIT ?", (limit,)).fetchall()
+
+
+def count_by_type(conn: Connection) -> dict[str, int]:
+    """How many rows (every version) there are of each memory type, the most common first."""
+    sql = "SELECT memory_type, count(*) FROM memory_entries GROUP BY 1 ORDER BY 2 DESC"
+    return {str(memory_type): int(n) for memory_type, n in conn.execute(sql)}
+
+
+_TOTALS = {
+    "live_keys": "SELECT count(*) FROM (SELECT DISTINCT namespace, key FROM memory_entries "
+                 "WHERE is_deleted = 0)",
+    "namespaces": "SELECT count(*) FROM (SELECT DISTINCT namespace FROM memory_entries "
+                  "WHERE is_deleted = 0)",
+    "deleted_rows": "SELECT count(*) FROM memory_entries WHERE is_deleted = 1",
+    "max_version": "SELECT coalesce(max(version), 0) FROM memory_entries",
+}
+
+
+def totals(conn: Connection) -> dict[str, int]:
+    """Live keys, namespaces with a live key, deleted rows and the highest version."""
+    return {name: int(conn.execute(sql).fetchone()[0]) for name, sql in _TOTALS.items()}

@@ -557,3 +557,9 @@ def torn_counter_sessions(conn: Connection, limit: int = 5) -> list[Any]:
         " AND json_extract(e.event, '$.n') IS NOT e.seq) AS mismatched "
         "FROM sessions s WHERE json_extract(s.metadata, '$.counter') = 1 "
         "AND (coalesce(n, 0) != events OR mismatched != 0) LIMIT ?", (limit,)).fetchall()
+
+
+def count_by_status(conn: Connection) -> dict[str, int]:
+    """How many sessions are in each status, the most common first."""
+    sql = "SELECT status, count(*) FROM sessions GROUP BY 1 ORDER BY 2 DESC"
+    return {str(status): int(n) for status, n in conn.execute(sql)}

@@ -316,3 +316,9 @@ def tasks_disagreeing_with_claim_audit(conn: Connection, limit: int = 5) -> list
         " (t.status = 'running' AND claimed = 1 AND completed = 0) OR"
         " (t.status = 'completed' AND claimed = 1 AND completed = 1) OR"
         " t.status IN ('failed', 'cancelled')) LIMIT ?", (limit,)).fetchall()
+
+
+def count_by_status(conn: Connection) -> dict[str, int]:
+    """How many tasks are in each status, the most common first."""
+    sql = "SELECT status, count(*) FROM tasks GROUP BY 1 ORDER BY 2 DESC"
+    return {str(status): int(n) for status, n in conn.execute(sql)}

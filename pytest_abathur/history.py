@@ -16,9 +16,10 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .latency import LatencyStats
+if TYPE_CHECKING:
+    from abathur_memkit.stats import LatencyStats
 
 __all__ = [
     "CompareRule",

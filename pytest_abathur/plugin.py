@@ -13,7 +13,7 @@ import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -48,15 +48,16 @@ from .latency import (
     Gates,
     LatencyGateError,
     LatencyGateWarning,
-    LatencyStats,
     MemkitBaselineWarning,
     benchmark_json,
     compare,
     evaluate,
-    machine_key,
     measure,
 )
 from .sync import SyncDatabase
+
+if TYPE_CHECKING:
+    from abathur_memkit.stats import LatencyStats
 
 __all__ = [
     "GuardFactory",
@@ -575,6 +576,8 @@ class LatencyRunner:
         item.stash[_MEASURED] = count
         label = name or (None if count == 1 else f"#{count}")
         driver = getattr(db, "driver", None)
+        from abathur_memkit.stats import LatencyStats
+
         stats = LatencyStats(
             name=f"{item.name}:{label}" if label else item.name,
             fullname=f"{item.nodeid}:{label}" if label else item.nodeid,
@@ -618,6 +621,8 @@ class LatencyRunner:
                     stacklevel=3,
                 )
             return
+        from abathur_memkit.machine import machine_key
+
         key = machine_key(stats.sqlite_version, stats.driver)
         entry = baseline.entry(key, stats.fullname)
         if entry is None:
@@ -736,6 +741,8 @@ def pytest_testnodedown(node: Any, error: Any) -> None:
     raw = getattr(node, "workeroutput", {}).get("memkit_records")
     if state is None or not raw:
         return
+    from abathur_memkit.stats import LatencyStats
+
     for nodeid, data in json.loads(raw):
         state.records.append((nodeid, LatencyStats.from_dict(data)))
 

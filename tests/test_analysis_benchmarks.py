@@ -16,7 +16,7 @@ pytest.importorskip("matplotlib")
 
 from abathur_memkit import analysis  # noqa: E402
 from abathur_memkit.errors import InvalidInputError  # noqa: E402
-from pytest_abathur.latency import LatencyStats  # noqa: E402
+from abathur_memkit.stats import LatencyStats  # noqa: E402
 
 SAMPLE = Path(__file__).resolve().parent.parent / "notebooks" / "data" / "bench"
 

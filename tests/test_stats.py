@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import ast
 import random
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -84,6 +86,45 @@ def test_the_library_does_not_import_the_plugin() -> None:
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 
 
+def _imported_modules(path: Path) -> set[str]:
+    """Every module ``path`` imports, at any depth (absolute names only)."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text("utf-8"), str(path))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module)
+    return names
+
+
+def test_no_library_module_imports_the_plugin() -> None:
+    # memkit bench took LatencyStats, machine_info and commit_info from pytest_abathur.
+    import abathur_memkit
+
+    package = Path(abathur_memkit.__file__).parent
+    offenders = sorted(
+        str(path.relative_to(package))
+        for path in package.rglob("*.py")
+        if any(name == "pytest_abathur" or name.startswith("pytest_abathur.")
+               for name in _imported_modules(path))
+    )
+    assert offenders == []
+
+
+def test_the_plugin_reports_with_the_librarys_statistics() -> None:
+    import pytest_abathur
+    from abathur_memkit import machine, stats
+    from pytest_abathur import latency
+
+    assert pytest_abathur.LatencyStats is latency.LatencyStats is stats.LatencyStats
+    assert latency.Comparison is stats.Comparison
+    assert latency.machine_info is machine.machine_info
+    assert latency.commit_info is machine.commit_info
+    assert latency.machine_key is machine.machine_key
+    with pytest.raises(AttributeError):
+        latency.no_such_name  # noqa: B018
+
+
 def test_lookup_benchmark_percentiles_are_numpys() -> None:
     from abathur_memkit.workloads.capacity import Samples
 
@@ -98,7 +139,7 @@ def test_lookup_benchmark_percentiles_are_numpys() -> None:
 
 def test_machine_info_is_pytest_benchmarks() -> None:
     plugin = pytest.importorskip("pytest_benchmark.plugin")
-    from pytest_abathur.latency import machine_info
+    from abathur_memkit.machine import machine_info
 
     theirs = plugin.pytest_benchmark_generate_machine_info()
     ours = machine_info("3.50.4", "sqlean")

@@ -21,8 +21,9 @@ from typing import Any
 
 from ..errors import InvalidInputError
 from .optional import pandas
+from .queries import DOCUMENTS_WITHOUT_CHUNKS, KINDS, Kind, group_rows
 from .sources import Source, connect_readonly
-from .storage import DOCUMENTS_WITHOUT_CHUNKS, KINDS, BTree, Kind, btree_sizes
+from .storage import BTree, btree_sizes
 
 __all__ = ["COLUMNS", "memory_growth"]
 
@@ -40,23 +41,6 @@ def _kinds(tables: set[str]) -> list[Kind]:
         elif kind.name == "document_chunk" and "document_index" in tables:
             kinds.append(DOCUMENTS_WITHOUT_CHUNKS)
     return kinds
-
-
-def _payload_sql(conn: Any, table: str) -> str:
-    columns = [row[1] for row in conn.execute(f'PRAGMA table_info("{table}")')]
-    terms = [f'coalesce(length(CAST(t."{c}" AS BLOB)), 0)' for c in columns]
-    return " + ".join(terms) or "0"
-
-
-def _group_rows(conn: Any, kind: Kind) -> list[tuple[Any, ...]]:
-    sql = (
-        f"SELECT substr({kind.time}, 1, 10) AS day, {kind.scope} AS scope, "
-        f"{kind.memory_type} AS memory_type, {kind.rows} AS rows, "
-        f"sum({_payload_sql(conn, kind.table)}) AS payload_bytes, "
-        f"min({kind.time}) AS first_time, max({kind.time}) AS last_time "
-        f'FROM "{kind.table}" AS t {kind.join} GROUP BY 1, 2, 3'
-    )
-    return [(kind.name, *row) for row in conn.execute(sql)]
 
 
 def _totals(btrees: Iterable[BTree]) -> dict[tuple[str, str], int]:
@@ -80,7 +64,7 @@ def memory_growth(source: Source, *, use_dbstat: bool | None = None) -> Any:
     pd = pandas()
     with connect_readonly(source) as conn:
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        groups = [row for kind in _kinds(tables) for row in _group_rows(conn, kind)]
+        groups = [row for kind in _kinds(tables) for row in group_rows(conn, kind)]
         btrees = None if use_dbstat is False else btree_sizes(conn)
     if use_dbstat and btrees is None:
         raise InvalidInputError("use_dbstat=True, but this SQLite build has no dbstat table")

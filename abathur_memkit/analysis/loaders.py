@@ -16,13 +16,13 @@ file's; a session's ``event_count`` adds up its events in both.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..archive import ARCHIVED_TABLES
 from ..errors import InvalidInputError
 from ..values import from_json
 from .optional import pandas
+from .queries import TABLES, Table
 from .sources import Source, connect_readonly
 
 if TYPE_CHECKING:
@@ -45,43 +45,7 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
-class _Table:
-    sql: str
-    json_columns: tuple[str, ...] = ()
-    time_columns: tuple[str, ...] = ()
-    bool_columns: tuple[str, ...] = ()
-    order: tuple[str, ...] = ()  # the ORDER BY, for rows merged from an archive
-
-
-#: What each loadable table's loader runs and converts.
-TABLES: dict[str, _Table] = {
-    "audit": _Table("SELECT * FROM audit ORDER BY timestamp, id",
-                    ("action_data",), ("timestamp",), order=("timestamp", "id")),
-    "memory_entries": _Table("SELECT * FROM memory_entries ORDER BY id",
-                             ("value", "metadata"), ("created_at", "updated_at"),
-                             ("is_deleted",), order=("id",)),
-    # event_count: one seek per session on session_events' primary key.
-    "sessions": _Table(
-        "SELECT s.*, (SELECT count(*) FROM session_events AS e WHERE e.session_id = s.id) "
-        "AS event_count FROM sessions AS s ORDER BY s.created_at, s.id",
-        ("state", "metadata"), ("created_at", "last_update_time", "terminated_at", "archived_at"),
-        order=("created_at", "id")),
-    "session_events": _Table("SELECT * FROM session_events ORDER BY session_id, seq",
-                             ("event",), ("created_at",), order=("session_id", "seq")),
-    "metrics": _Table("SELECT * FROM metrics ORDER BY timestamp, id",
-                      ("labels",), ("timestamp",)),
-    "tasks": _Table("SELECT * FROM tasks ORDER BY submitted_at, id",
-                    ("input_data", "result_data", "dependencies"),
-                    ("submitted_at", "started_at", "completed_at", "last_updated_at")),
-    "agents": _Table("SELECT * FROM agents ORDER BY spawned_at, id",
-                     ("resource_usage",), ("spawned_at", "terminated_at")),
-    "checkpoints": _Table("SELECT * FROM checkpoints ORDER BY task_id, iteration",
-                          ("state",), ("created_at",)),
-}
-
-
-def _spec(table: str) -> _Table:
+def _spec(table: str) -> Table:
     try:
         return TABLES[table]
     except KeyError:
@@ -98,7 +62,7 @@ def _fetch(conn: Any, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
     return columns, cursor.fetchall()
 
 
-def _merge_archive(table: str, spec: _Table, columns: Sequence[str],
+def _merge_archive(table: str, spec: Table, columns: Sequence[str],
                    rows: list[tuple[Any, ...]], archive: Source) -> list[tuple[Any, ...]]:
     """``rows`` plus the archive's rows of ``table`` that are not in ``rows``, in order."""
     if table not in ARCHIVED_TABLES:
@@ -126,7 +90,7 @@ def _merge_archive(table: str, spec: _Table, columns: Sequence[str],
     return sorted(merged, key=lambda row: tuple(row[i] for i in order))
 
 
-def _frame(spec: _Table, columns: Sequence[str], rows: list[tuple[Any, ...]],
+def _frame(spec: Table, columns: Sequence[str], rows: list[tuple[Any, ...]],
            parse_json: bool) -> Any:
     pd = pandas()
     data: dict[str, Any] = {name: [row[i] for row in rows] for i, name in enumerate(columns)}

@@ -29,6 +29,7 @@ from typing import Any
 
 from ..errors import InvalidInputError, MemkitError
 from .optional import require
+from .queries import REPORT_COUNTS
 from .sources import NotebookInputs, connect_readonly, notebook_inputs
 
 __all__ = [
@@ -172,10 +173,7 @@ def _database_numbers(database: Path, limit_gb: float) -> dict[str, str]:
     from . import capacity_projection, memory_growth
 
     with connect_readonly(database) as conn:
-        numbers = {
-            "memories": _count(conn, "SELECT count(*) FROM memory_entries WHERE NOT is_deleted"),
-            "sessions": _count(conn, "SELECT count(*) FROM sessions"),
-        }
+        numbers = {name: _count(conn, sql) for name, sql in REPORT_COUNTS.items()}
     size = sum(f.stat().st_size for f in (database, Path(f"{database}-wal")) if f.is_file())
     numbers["database size"] = f"{size / 1e6:,.1f} MB"
     projection = capacity_projection(memory_growth(database), limit_gb=limit_gb)

@@ -22,6 +22,7 @@ from typing import Any
 
 from ..errors import InvalidInputError
 from .optional import pandas
+from .queries import KINDS, Kind
 from .sources import Source, connect_readonly
 
 __all__ = [
@@ -34,44 +35,6 @@ __all__ = [
     "storage_breakdown",
 ]
 
-
-def _scope(column: str) -> str:
-    """SQL for the scope of a ``scope:id[:more]`` namespace column (NULL if none)."""
-    return (f"CASE WHEN instr({column}, ':') > 0 "
-            f"THEN substr({column}, 1, instr({column}, ':') - 1) END")
-
-
-@dataclass(frozen=True)
-class Kind:
-    """A kind of stored item: the table whose rows are counted and when each was written."""
-
-    name: str
-    table: str
-    time: str  # SQL for the row's time, on alias t (or a joined alias)
-    scope: str = "NULL"
-    memory_type: str = "NULL"
-    join: str = ""
-    rows: str = "count(*)"
-
-
-#: The kinds, in the order reports list them.
-KINDS = (
-    Kind("memory", "memory_entries", "t.created_at", _scope("t.namespace"), "t.memory_type"),
-    Kind("event", "session_events", "t.created_at", "'session'"),
-    Kind("document_chunk", "document_chunks", "d.created_at",
-         join="JOIN document_index AS d ON d.id = t.document_id"),
-    Kind("audit", "audit", "t.timestamp", _scope("t.memory_namespace")),
-    Kind("session", "sessions", "t.created_at"),
-    Kind("task", "tasks", "t.submitted_at"),
-    Kind("agent", "agents", "t.spawned_at"),
-    Kind("checkpoint", "checkpoints", "t.created_at"),
-    Kind("metric", "metrics", "t.timestamp"),
-    Kind("state", "state", "t.created_at"),
-)
-
-#: Document chunks before the search migration: counted from document_index.chunk_count.
-DOCUMENTS_WITHOUT_CHUNKS = Kind("document_chunk", "document_index", "t.created_at",
-                                rows="sum(coalesce(t.chunk_count, 1))")
 
 _ANCHORS = {kind.table: kind.name for kind in KINDS}
 # Tables whose rows are data of a kind they do not anchor.

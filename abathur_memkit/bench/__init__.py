@@ -19,7 +19,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pytest_abathur.latency import LatencyStats, commit_info, machine_info
+from ..machine import commit_info, machine_info
+from ..stats import LatencyStats
 
 __all__ = ["Report", "Result", "measure_pair", "one_cpu", "target_lines"]
 

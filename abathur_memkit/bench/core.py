@@ -22,6 +22,8 @@ from typing import Any
 
 import aiosqlite
 
+from .. import memory, sessions
+from ..baselines import PLAIN_DELETE_RANGE, PLAIN_RANGE, PLAIN_SESSION
 from ..database import Database
 from ..engines.sqlite.engine import PRAGMAS
 from ..memory import GET_LATEST, MemoryItem
@@ -29,16 +31,6 @@ from ..values import timestamp
 from . import Report, Result, measure_pair, one_cpu
 
 __all__ = ["CoreSizes", "run_core"]
-
-RAW_SESSION = "SELECT * FROM sessions WHERE id = ?"
-RAW_RANGE = (
-    "SELECT * FROM memory_entries WHERE namespace >= ? AND namespace < ? AND is_deleted = 0"
-)
-RAW_INSERT = (
-    "INSERT INTO memory_entries (namespace, key, value, memory_type, version, metadata, "
-    "created_by, updated_by, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
-RAW_EVENT = "INSERT INTO session_events (session_id, seq, event, created_at) VALUES (?, ?, ?, ?)"
 
 
 @dataclass(frozen=True)
@@ -163,7 +155,7 @@ async def _batch_insert(db: Database, conn: aiosqlite.Connection,
 
     start = time.perf_counter_ns()
     await conn.execute("BEGIN IMMEDIATE")
-    await conn.executemany(RAW_INSERT, raw_rows)
+    await conn.executemany(memory.INSERT, raw_rows)
     await conn.commit()
     raw_ns = time.perf_counter_ns() - start
 
@@ -172,8 +164,7 @@ async def _batch_insert(db: Database, conn: aiosqlite.Connection,
     ours_ns = time.perf_counter_ns() - start
 
     # Keep the dataset at exactly the requested size (raw rows have no audit).
-    await db.execute("DELETE FROM memory_entries WHERE namespace >= 'project:raw' "
-                     "AND namespace < 'project:raw~'")
+    await db.execute(PLAIN_DELETE_RANGE, ("project:raw", "project:raw~"))
     ours = Result.throughput("add_memories_batch", len(items), ours_ns)
     base = Result.throughput("raw_executemany", len(raw_rows), raw_ns)
     ours.compare_rate(base, target=0.5)
@@ -210,7 +201,7 @@ async def _sessions(db: Database, raw: aiosqlite.Connection, sizes: CoreSizes,
         await db.sessions.get_session(f"s{rng.randrange(sizes.sessions)}")
 
     async def baseline() -> None:
-        await raw.execute_fetchall(RAW_SESSION, (f"s{rng.randrange(sizes.sessions)}",))
+        await raw.execute_fetchall(PLAIN_SESSION, (f"s{rng.randrange(sizes.sessions)}",))
 
     return await measure_pair("get_session_20_events", ours, "raw_session_row", baseline,
                               sizes.rounds, sizes.warmup, target=2.5)
@@ -226,7 +217,7 @@ async def _prefix(db: Database, raw: aiosqlite.Connection, sizes: CoreSizes,
 
     async def baseline() -> None:
         name = rng.choice(names)
-        await raw.execute_fetchall(RAW_RANGE, (name, name + ";"))
+        await raw.execute_fetchall(PLAIN_RANGE, (name, name + ";"))
 
     return await measure_pair(f"search_prefix_{per_ns}_rows", ours, "raw_range_query", baseline,
                               max(200, sizes.rounds // 4), sizes.warmup // 4, target=2.0)
@@ -250,7 +241,7 @@ async def _writes(db: Database, raw: aiosqlite.Connection, sizes: CoreSizes) -> 
         n = next(counter)
         now = timestamp()
         # One statement in autocommit mode: its own transaction, in one thread hop.
-        await raw.execute_insert(RAW_INSERT, (f"project:rawwrite{n % 50}", f"key{n}",
+        await raw.execute_insert(memory.INSERT, (f"project:rawwrite{n % 50}", f"key{n}",
                                               '{"n": 1}', "semantic", 1, "{}", "bench", "bench",
                                               now, now))
 
@@ -272,9 +263,10 @@ async def _appends(db: Database, raw: aiosqlite.Connection, sizes: CoreSizes) ->
     # Pre-fill by plain inserts (fast); the measured appends go through the service.
     await raw.execute("BEGIN IMMEDIATE")
     for s in range(count):
-        await raw.executemany(RAW_EVENT, [(f"short{s}", i, '{"e": 1}', now) for i in range(1, 10)])
-        await raw.executemany(RAW_EVENT, [(f"long{s}", i, '{"e": 1}', now)
-                                          for i in range(1, long_n)])
+        await raw.executemany(sessions.INSERT_EVENT, [(f"short{s}", i, '{"e": 1}', now)
+                                                      for i in range(1, 10)])
+        await raw.executemany(sessions.INSERT_EVENT, [(f"long{s}", i, '{"e": 1}', now)
+                                                      for i in range(1, long_n)])
     await raw.commit()
     short_ids = iter([f"short{s}" for s in range(count)])
     long_ids = iter([f"long{s}" for s in range(count)])

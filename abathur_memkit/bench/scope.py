@@ -21,8 +21,18 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from ..baselines import (
+    HEAD_TRIGGERS,
+    LEGACY_LIST_NAMESPACES,
+    LEGACY_SEARCH_ALL,
+    LEGACY_SEARCH_PREFIX,
+    PLAIN_HEADS_FILL,
+    PLAIN_NEW_VERSION,
+    PLAIN_RESTORE,
+    PLAIN_SOFT_DELETE,
+)
 from ..database import Database
-from ..memory import COLUMNS, MemoryItem, _fetch
+from ..memory import MemoryItem, _fetch
 from ..namespaces import prefix_bounds
 from ..values import timestamp
 from . import Report, Result, one_cpu
@@ -30,35 +40,6 @@ from . import Report, Result, one_cpu
 __all__ = ["LEGACY_LIST_NAMESPACES", "LEGACY_SEARCH_ALL", "LEGACY_SEARCH_PREFIX",
            "ScopeSizes", "legacy_list_namespaces", "legacy_search", "run_scope"]
 
-# The queries before memory_heads: each row's key max(version) by an index seek,
-# for every live row in range, then a sort of all of them.
-_LATEST_PER_KEY = (
-    "m.is_deleted = 0 AND m.version = (SELECT max(x.version) FROM memory_entries x "
-    "WHERE x.namespace = m.namespace AND x.key = m.key AND x.is_deleted = 0)"
-)
-_M_COLUMNS = ", ".join("m." + c.strip() for c in COLUMNS.split(","))
-LEGACY_SEARCH_PREFIX = (
-    f"SELECT {_M_COLUMNS} FROM memory_entries m "
-    "WHERE (m.namespace = ? OR (m.namespace >= ? AND m.namespace < ?)) "
-    f"AND {_LATEST_PER_KEY} AND (? IS NULL OR m.memory_type = ?) "
-    "ORDER BY m.updated_at DESC, m.id DESC LIMIT ?"
-)
-LEGACY_SEARCH_ALL = (
-    f"SELECT {_M_COLUMNS} FROM memory_entries m "
-    f"WHERE {_LATEST_PER_KEY} AND (? IS NULL OR m.memory_type = ?) "
-    "ORDER BY m.updated_at DESC, m.id DESC LIMIT ?"
-)
-LEGACY_LIST_NAMESPACES = (
-    "WITH RECURSIVE ns(name) AS ("
-    " SELECT min(namespace) FROM memory_entries WHERE is_deleted = 0 AND namespace >= ?"
-    " UNION ALL"
-    " SELECT (SELECT min(namespace) FROM memory_entries"
-    "         WHERE is_deleted = 0 AND namespace > ns.name)"
-    " FROM ns WHERE ns.name IS NOT NULL"
-    ") SELECT name FROM ns WHERE name IS NOT NULL"
-)
-HEAD_TRIGGERS = ("memory_heads_insert", "memory_heads_update", "memory_heads_move",
-                 "memory_heads_delete")
 P50_TARGET_MS = 20.0  # at 100,000 memories; 1.5x that above
 
 
@@ -164,19 +145,9 @@ async def _build(db: Database, sizes: ScopeSizes, rng: random.Random,
     deleted = rng.sample(range(1, total + 1), total // 50)
 
     def churn(conn: Any) -> None:
-        conn.executemany(
-            "INSERT INTO memory_entries (namespace, key, value, memory_type, version, "
-            "metadata, created_by, updated_by, created_at, updated_at) "
-            "SELECT namespace, key, '{\"v\": 2}', memory_type, version + 1, metadata, "
-            "created_by, 'agent', ?1, ?1 FROM memory_entries WHERE id = ?2", updated)
-        conn.executemany(
-            "UPDATE memory_entries SET is_deleted = 1, updated_at = ?1 WHERE is_deleted = 0 "
-            "AND (namespace, key) = (SELECT namespace, key FROM memory_entries WHERE id = ?2)",
-            [(later, i) for i in deleted])
-        conn.executemany(
-            "UPDATE memory_entries SET is_deleted = 0, updated_at = ?1 WHERE is_deleted = 1 "
-            "AND (namespace, key) = (SELECT namespace, key FROM memory_entries WHERE id = ?2)",
-            [(timestamp(), i) for i in deleted[: len(deleted) // 4]])
+        conn.executemany(PLAIN_NEW_VERSION, updated)
+        conn.executemany(PLAIN_SOFT_DELETE, [(later, i) for i in deleted])
+        conn.executemany(PLAIN_RESTORE, [(timestamp(), i) for i in deleted[: len(deleted) // 4]])
 
     await db.write(churn)
 
@@ -241,11 +212,7 @@ async def _write_cost(db: Database, rounds: int) -> list[Result]:
     if len(samples[True]) > len(samples[False]):
         for row in saved:
             await db.execute(row["sql"])
-    await db.execute(
-        "INSERT OR IGNORE INTO memory_heads (namespace, key, entry_id, version, memory_type, "
-        "updated_at) SELECT namespace, key, id, max(version), memory_type, updated_at "
-        "FROM memory_entries WHERE is_deleted = 0 AND namespace >= 'app:bench:' "
-        "AND namespace < 'app:bench;' GROUP BY namespace, key")
+    await db.execute(PLAIN_HEADS_FILL, ("app:bench:", "app:bench;"))
     ours = Result.from_samples("add_memory_with_heads", samples[True][block:])
     base = Result.from_samples("add_memory_without_heads", samples[False][block:])
     ours.compare_latency(base, target=1.25)

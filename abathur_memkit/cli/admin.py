@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .. import agents, audit, memory, sessions, tasks
 from ..database import Database
 from ..errors import DatabaseFileError, MemkitError
 from . import add_json_flag, add_output_flags, emit, emit_rows, example
@@ -60,23 +62,13 @@ def open_or_create(path: str, **options: Any) -> Database:
     return Database(path, migrate=not os.path.exists(path), **options)
 
 
-_GROUPED = {
-    "sessions by status": "SELECT status, count(*) FROM sessions GROUP BY 1 ORDER BY 2 DESC",
-    "tasks by status": "SELECT status, count(*) FROM tasks GROUP BY 1 ORDER BY 2 DESC",
-    "agents by state": "SELECT state, count(*) FROM agents GROUP BY 1 ORDER BY 2 DESC",
-    "memory rows by type": "SELECT memory_type, count(*) FROM memory_entries GROUP BY 1 "
-                           "ORDER BY 2 DESC",
-    "memory writes by operation": "SELECT memory_operation_type, count(*) FROM audit "
-                                  "WHERE memory_operation_type IS NOT NULL GROUP BY 1 "
-                                  "ORDER BY 2 DESC",
-}
-_MEMORY = {
-    "live_keys": "SELECT count(*) FROM (SELECT DISTINCT namespace, key FROM memory_entries "
-                 "WHERE is_deleted = 0)",
-    "namespaces": "SELECT count(*) FROM (SELECT DISTINCT namespace FROM memory_entries "
-                  "WHERE is_deleted = 0)",
-    "deleted_rows": "SELECT count(*) FROM memory_entries WHERE is_deleted = 1",
-    "max_version": "SELECT coalesce(max(version), 0) FROM memory_entries",
+# The counts by group, each read by the service that owns the table.
+_GROUPED: dict[str, Callable[[Any], dict[str, int]]] = {
+    "sessions by status": sessions.count_by_status,
+    "tasks by status": tasks.count_by_status,
+    "agents by state": agents.count_by_state,
+    "memory rows by type": memory.count_by_type,
+    "memory writes by operation": audit.count_by_operation,
 }
 
 
@@ -91,9 +83,7 @@ def _read_stats(conn: Any) -> dict[str, Any]:
     tables = [name for name, is_virtual in entries if not is_virtual
               and not any(name.startswith(f"{v}_") for v in virtual)]
     rows = {t: int(conn.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0]) for t in tables}
-    grouped = {name: {str(k): int(v) for k, v in conn.execute(sql)}
-               for name, sql in _GROUPED.items()}
-    memory = {name: int(conn.execute(sql).fetchone()[0]) for name, sql in _MEMORY.items()}
+    grouped = {name: count(conn) for name, count in _GROUPED.items()}
     btrees = btree_sizes(conn)
     storage: dict[str, dict[str, int]] | None = None
     if btrees is not None:
@@ -101,7 +91,7 @@ def _read_stats(conn: Any) -> dict[str, Any]:
         for b in btrees:
             kinds = storage.setdefault(b.kind, {})
             kinds[b.role] = kinds.get(b.role, 0) + b.bytes
-    return {"pages": page_totals(conn), "rows": rows, "memory": memory, **grouped,
+    return {"pages": page_totals(conn), "rows": rows, "memory": memory.totals(conn), **grouped,
             "storage_by_kind": storage,
             "schema_version": int(conn.execute("PRAGMA user_version").fetchone()[0])}
 

@@ -8,13 +8,12 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
+from ..inputs import DOCUMENT_TYPES, VECTOR_BACKENDS
 from ..memory import MEMORY_TYPES
 from . import add_json_flag, add_output_flags, emit, emit_rows, example
 
 __all__ = ["register"]
 
-# search.service.DOCUMENT_TYPES, spelled out: importing that module loads numpy.
-_DOCUMENT_TYPES = ("design", "specification", "plan", "report")
 
 
 def register(subparsers: Any) -> None:
@@ -26,7 +25,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("directory", metavar="FOLDER")
     _common(p, embedder_default="default")
     p.add_argument("--pattern", default="**/*.md", help="glob under FOLDER (default: **/*.md)")
-    p.add_argument("--type", dest="document_type", choices=_DOCUMENT_TYPES,
+    p.add_argument("--type", dest="document_type", choices=DOCUMENT_TYPES,
                    help="document type for files whose front matter names none")
     p.add_argument("--no-embed", action="store_true",
                    help="chunk and full-text index only (keyword search)")
@@ -46,7 +45,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--mode", choices=("semantic", "keyword", "hybrid"), default="hybrid")
     p.add_argument("-k", type=int, default=5, help="results (default: 5)")
     p.add_argument("--source", choices=("all", "documents", "memories"), default="all")
-    p.add_argument("--type", dest="document_type", choices=_DOCUMENT_TYPES)
+    p.add_argument("--type", dest="document_type", choices=DOCUMENT_TYPES)
     p.add_argument("--namespace", dest="namespace_prefix", help="memory namespace prefix")
     p.add_argument("--memory-type", choices=MEMORY_TYPES)
     p.add_argument("--chunks", action="store_true",
@@ -78,7 +77,7 @@ def _common(p: argparse.ArgumentParser, *, embedder_default: str | None) -> None
     if embedder_default is None:
         help_text += " (default: the one the index was built with)"
     p.add_argument("--embedder", default=embedder_default, help=help_text)
-    p.add_argument("--backend", choices=("vec", "vss"), default=None,
+    p.add_argument("--backend", choices=VECTOR_BACKENDS, default=None,
                    help="vector backend (default: the index's, else vec)")
 
 

@@ -41,6 +41,7 @@ import numpy as np
 
 from ..embeddings.base import Vectors, check_vectors
 from ..errors import ExtensionError, InvalidInputError
+from ..inputs import VECTOR_BACKENDS, require_vector_backend
 
 __all__ = [
     "BACKENDS",
@@ -54,7 +55,7 @@ __all__ = [
 ]
 
 #: Backend names, as ``Database(vector_backend=...)`` takes them.
-BACKENDS = ("vec", "vss")
+BACKENDS = VECTOR_BACKENDS
 
 #: sqlite-vec refuses a KNN ``k`` above this.
 VEC_MAX_K = 4096
@@ -496,11 +497,9 @@ class VssBackend(VectorBackend):
 
 def make_backend(kind: str, name: str, dimensions: int, **settings: Any) -> VectorBackend:
     """The backend ``kind`` ("vec" or "vss") for index ``name``."""
-    if kind == "vec":
+    if require_vector_backend(kind) == "vec":
         return VecBackend(name, dimensions, **settings)
-    if kind == "vss":
-        return VssBackend(name, dimensions, **settings)
-    raise InvalidInputError(f"Invalid vector_backend: {kind!r} (choose 'vec' or 'vss')")
+    return VssBackend(name, dimensions, **settings)
 
 
 def backend_unavailable(kind: str) -> str | None:

@@ -28,7 +28,7 @@ import numpy as np
 
 from ..embeddings.base import Vectors, check_vectors
 from ..errors import EmbeddingError, InvalidInputError
-from ..inputs import require_int, require_text
+from ..inputs import DOCUMENT_TYPES, require_int, require_text
 from ..memory import MEMORY_TYPES
 from ..namespaces import prefix_bounds
 from ..values import to_json
@@ -53,7 +53,6 @@ __all__ = [
 
 #: The vector indexes memkit keeps: document chunks and memories.
 INDEXES = ("chunks", "memories")
-DOCUMENT_TYPES = ("design", "specification", "plan", "report")
 
 Source = Literal["all", "documents", "memories"]
 #: What one result is: a chunk (or memory), or a document with its best chunks.
