@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -260,15 +262,22 @@ async def test_serializable_conflicts_are_retried(pg_memkit_dsn: str) -> None:
     assert runs >= 24
 
 
+async def _kill_pooled_connection(eng: PostgreSQLEngine, dsn: str) -> None:
+    pid = await eng.read(lambda c: c.execute("SELECT pg_backend_pid()").fetchone()[0])
+    with psycopg.connect(dsn, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+
+
 async def test_a_dropped_connection_is_replaced_and_the_write_runs(pg_memkit_dsn: str) -> None:
+    put = lambda c: c.execute(INSERT_MEMORY, ("user:a", "k", "1", 1, AT)).fetchone()[0]  # noqa: E731
+    async with PostgreSQLEngine(pg_memkit_dsn, pool_size=1, retries=0) as eng:
+        await _kill_pooled_connection(eng, pg_memkit_dsn)
+        with pytest.raises(MemkitError, match="cannot use"):
+            await eng.write(put)
     async with PostgreSQLEngine(pg_memkit_dsn, pool_size=1) as eng:
-        pid = await eng.read(lambda c: c.execute("SELECT pg_backend_pid()").fetchone()[0])
-        with psycopg.connect(pg_memkit_dsn, autocommit=True) as admin:
-            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
-        new_id = await eng.write(
-            lambda c: c.execute(INSERT_MEMORY, ("user:a", "k", "1", 1, AT)).fetchone()[0])
+        await _kill_pooled_connection(eng, pg_memkit_dsn)
+        assert await eng.write(put) is not None
         assert await eng.read(_count) == 1
-        assert new_id is not None
 
 
 # -- plans, integrity, vectors --------------------------------------------
@@ -335,3 +344,33 @@ async def test_memory_heads_follow_versions_and_deletes(engine: PostgreSQLEngine
     assert await engine.read(lambda c: _count(c, "memory_heads")) == 0
     assert await engine.read(lambda c: _count(c, "memory_namespaces")) == 0
     assert await engine.read(lambda c: _count(c, "memory_search_queue")) == 1
+
+
+def test_a_namespace_stays_listed_while_another_transaction_adds_to_it(
+    pg_memkit_dsn: str,
+) -> None:
+    # A deletes the namespace's only key while B, not yet committed, adds
+    # another: A must wait for B and keep the namespace listed.
+    insert = ("INSERT INTO memory_entries (namespace, key, value, memory_type) "
+              "VALUES ('user:x', %s, '1', 'semantic')")
+    with psycopg.connect(pg_memkit_dsn, autocommit=True) as setup:
+        setup.execute(insert, ("a",))
+    with psycopg.connect(pg_memkit_dsn) as b, psycopg.connect(pg_memkit_dsn) as a:
+        b.execute(insert, ("b",))
+        a_pid = a.info.backend_pid
+        remover = threading.Thread(target=lambda: (
+            a.execute("DELETE FROM memory_entries WHERE key = 'a'"), a.commit()))
+        remover.start()
+        with psycopg.connect(pg_memkit_dsn, autocommit=True) as watch:
+            while remover.is_alive() and not watch.execute(
+                "SELECT 1 FROM pg_stat_activity WHERE pid = %s AND wait_event_type = 'Lock'",
+                (a_pid,),
+            ).fetchone():
+                time.sleep(0.01)
+        b.commit()
+        remover.join()
+    with psycopg.connect(pg_memkit_dsn) as check:
+        heads = check.execute("SELECT key FROM memory_heads").fetchall()
+        listed = check.execute("SELECT namespace FROM memory_namespaces").fetchall()
+    assert heads == [("b",)]
+    assert listed == [("user:x",)]
