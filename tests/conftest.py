@@ -9,8 +9,9 @@ import pytest
 
 from abathur_memkit import Database
 
-# The plugin's own tests (tests/plugin) run throwaway suites with pytester.
-pytest_plugins = ["pytester"]
+# The plugin's own tests (tests/plugin) run throwaway suites with pytester;
+# tests/pg.py starts a PostgreSQL server for the tests that ask for one.
+pytest_plugins = ["pytester", "pg"]
 
 
 @pytest.fixture

@@ -34,7 +34,11 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_wheel_contents(wheel: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     sql = sorted(n for n in names if n.startswith("abathur_memkit/sql/"))
-    assert sql == sorted(f"abathur_memkit/sql/{p.name}" for p in (ROOT / "sql").glob("*.sql"))
+    assert sql == sorted(
+        f"abathur_memkit/sql/{p.relative_to(ROOT / 'sql').as_posix()}"
+        for p in (ROOT / "sql").rglob("*.sql")
+    )
+    assert "abathur_memkit/sql/postgresql/001_memory_tables.sql" in sql
     assert any(n.startswith("pytest_abathur/") for n in names)
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     text = zipfile.ZipFile(wheel).read(entry_points).decode()
