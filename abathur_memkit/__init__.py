@@ -25,8 +25,8 @@ from .sessions import SessionService
 from .tasks import TaskService
 
 if TYPE_CHECKING:
-    from .documents import DocumentIndexService
     from .search import SearchService
+    from .search.documents import DocumentIndexService
 
 __version__ = "0.1.0"
 
@@ -34,7 +34,7 @@ __version__ = "0.1.0"
 def __getattr__(name: str) -> object:
     # Documents and search import numpy; load them only when asked for.
     if name == "DocumentIndexService":
-        from .documents import DocumentIndexService
+        from .search.documents import DocumentIndexService
 
         return DocumentIndexService
     if name == "SearchService":

@@ -21,11 +21,11 @@ from .engines.interface import AsyncOpen, Connection
 from .engines.sqlite import validation
 from .engines.sqlite.driver import Driver
 from .engines.sqlite.engine import SQLiteEngine
-from .errors import MemkitError
 from .inputs import require_bool, require_vector_backend
 from .memory import MemoryService
 from .metrics import LatencyRecorder, MetricsService
 from .namespaces import WritePolicy
+from .search.settings import SearchSettings
 from .sessions import SessionService
 from .tasks import TaskService
 
@@ -33,9 +33,9 @@ if TYPE_CHECKING:
 
     import aiosqlite
 
-    from .documents import DocumentIndexService
     from .embeddings import Embedder
     from .search import SearchService
+    from .search.documents import DocumentIndexService
 
 __all__ = ["Database"]
 
@@ -72,12 +72,10 @@ class Database(AsyncOpen):
         # Vector search needs its extension on every connection, readers included.
         if embedder is not None and vector_backend not in self._engine.extensions:
             self._engine.extensions = (*self._engine.extensions, vector_backend)
-        self._embedder_spec = embedder
-        self._embedder: Embedder | None = None
+        #: The embedder and vector backend, handed to the search services.
+        self.search_settings = SearchSettings(embedder, vector_backend, self._engine.extensions)
         if embedder is not None:  # a missing extra or a typo fails here, not at first use
-            from .embeddings import get_embedder
-
-            self._embedder = get_embedder(embedder)
+            self.search_settings.embedder  # noqa: B018
         engine = self._engine
         self.sessions = SessionService(engine)
         self.memory = MemoryService(engine, policy=WritePolicy(enforce=self.write_policy))
@@ -97,9 +95,9 @@ class Database(AsyncOpen):
     def documents(self) -> DocumentIndexService:
         """The markdown document index."""
         if self._documents is None:
-            from .documents import DocumentIndexService
+            from .search import DocumentIndexService
 
-            self._documents = DocumentIndexService(self)
+            self._documents = DocumentIndexService(self._engine, self.search_settings)
         return self._documents
 
     @property
@@ -108,7 +106,7 @@ class Database(AsyncOpen):
         if self._search is None:
             from .search import SearchService
 
-            self._search = SearchService(self)
+            self._search = SearchService(self._engine, self.search_settings, self.documents)
         return self._search
 
     # -- settings --------------------------------------------------------------
@@ -159,21 +157,12 @@ class Database(AsyncOpen):
     @property
     def has_embedder(self) -> bool:
         """Whether ``Database(..., embedder=...)`` configured one (nothing is loaded)."""
-        return self._embedder_spec is not None
+        return self.search_settings.has_embedder
 
     @property
     def embedder(self) -> Embedder:
         """The embedder named by ``Database(..., embedder=...)``, created on first use."""
-        if self._embedder is None:
-            if self._embedder_spec is None:
-                raise MemkitError(
-                    "no embedder configured: use Database(path, embedder='default') "
-                    "(offline MiniLM), 'ollama', 'hashing' or an Embedder instance"
-                )
-            from .embeddings import get_embedder
-
-            self._embedder = get_embedder(self._embedder_spec)
-        return self._embedder
+        return self.search_settings.embedder
 
     # -- lifecycle -------------------------------------------------------------
 

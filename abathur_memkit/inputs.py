@@ -24,6 +24,7 @@ __all__ = [
     "clip",
     "optional_text",
     "require_bool",
+    "require_document_type",
     "require_int",
     "require_limit",
     "require_object",
@@ -161,6 +162,14 @@ def as_timestamp(value: object, field: str) -> str | None:
 DOCUMENT_TYPES = ("design", "specification", "plan", "report")
 #: Vector backends, as ``Database(vector_backend=...)`` takes them.
 VECTOR_BACKENDS = ("vec", "vss")
+
+
+def require_document_type(value: object) -> str | None:
+    """None (any type) or one of ``DOCUMENT_TYPES``."""
+    if value is not None and value not in DOCUMENT_TYPES:
+        raise InvalidInputError(
+            f"Invalid document_type: {value} (expected one of {', '.join(DOCUMENT_TYPES)})")
+    return value  # type: ignore[return-value]
 
 
 def require_vector_backend(value: object) -> str:

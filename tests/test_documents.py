@@ -14,8 +14,8 @@ import pytest
 
 from abathur_memkit import AlreadyExistsError, Database, InvalidInputError, NotFoundError
 from abathur_memkit.cli import main
-from abathur_memkit.documents import DocumentIndexService, SyncSummary
-from abathur_memkit.watch import watch_directory
+from abathur_memkit.search.documents import DocumentIndexService, SyncSummary
+from abathur_memkit.search.watch import watch_directory
 
 DOCS = Path(__file__).parent / "data" / "docs"
 

@@ -12,10 +12,10 @@ import pytest
 from abathur_memkit import Database, InvalidInputError
 from abathur_memkit.bench.ingest import run_ingest
 from abathur_memkit.bench.pydocs import DEFAULT_HTML
-from abathur_memkit.documents import EMBED_GROUP, DocumentIndexService
 from abathur_memkit.embeddings import HashingEmbedder, MiniLMEmbedder
 from abathur_memkit.embeddings.base import Vectors
 from abathur_memkit.embeddings.minilm import MAX_TEXTS_PER_RUN, fixed_batches, length_buckets
+from abathur_memkit.search.documents import EMBED_GROUP, DocumentIndexService
 
 NO_PYDOCS = not (DEFAULT_HTML / "library" / "json.html").is_file()
 

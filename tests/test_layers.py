@@ -40,9 +40,7 @@ LAYERS: dict[str, int] = {
     "abathur_memkit.archive": 2,
     "abathur_memkit.seed": 2,
     "abathur_memkit.baselines": 2,
-    "abathur_memkit.documents": 2,
     "abathur_memkit.search": 2,
-    "abathur_memkit.watch": 2,
     "abathur_memkit.database": 3,
     "abathur_memkit": 3,  # the package's __init__: the public names
     "abathur_memkit.workloads": 4,

@@ -9,7 +9,7 @@ order alternates per round, so both see the same machine load):
   (``MiniLMEmbedder(bucketed=False)``), called per 64 chunks
   (``DocumentIndexService(db, embed_group=64)``);
 - **new**: the default — length-bucketed runs within a token budget, called
-  per :data:`~abathur_memkit.documents.EMBED_GROUP` chunks.
+  per :data:`~abathur_memkit.search.documents.EMBED_GROUP` chunks.
 
 Then the model alone embeds the same chunk texts both ways (passages/s), and
 again with each text cut to a random number of its words (mixed lengths, where
@@ -36,10 +36,10 @@ from typing import Any
 import numpy as np
 
 from ..database import Database
-from ..documents import EMBED_GROUP, DocumentIndexService
 from ..embeddings import MiniLMEmbedder
 from ..search.chunking import embedding_text
-from ..search.service import EMBED_BATCH, embed_texts
+from ..search.documents import EMBED_GROUP, DocumentIndexService
+from ..search.vectors import EMBED_BATCH, embed_texts
 from .pydocs import DEFAULT_HTML, corpus_pages, write_corpus
 
 __all__ = ["IngestReport", "run_ingest"]

@@ -138,6 +138,13 @@ def positive_int(text: str) -> int:
     return value
 
 
+def raise_missing(path: str) -> None:
+    """Refuse a command on a path that holds no database, saying how to make one."""
+    from ..errors import DatabaseFileError
+
+    raise DatabaseFileError(f"no database at {path} (create one with: memkit init {path})")
+
+
 def emit(args: argparse.Namespace, data: Any, text: str) -> None:
     """Print ``data`` as JSON with ``--json``, else the human text."""
     if getattr(args, "json", False):

@@ -12,8 +12,7 @@ from typing import Any
 from .. import agents, audit, memory, sessions, tasks
 from ..database import Database
 from ..errors import DatabaseFileError, MemkitError
-from . import add_json_flag, add_output_flags, emit, emit_rows, example
-from .core import raise_missing
+from . import add_json_flag, add_output_flags, emit, emit_rows, example, raise_missing
 
 __all__ = ["collect_stats", "open_existing", "open_or_create", "register"]
 

@@ -12,7 +12,8 @@ from typing import Any
 
 from ..database import Database
 from ..engines.sqlite.driver import EXTENSIONS, load_extension, select_driver
-from . import add_json_flag, add_output_flags, emit, emit_rows, example
+from ..engines.sqlite.monitoring import wal_status
+from . import add_json_flag, add_output_flags, emit, emit_rows, example, raise_missing
 
 __all__ = ["register"]
 
@@ -114,12 +115,6 @@ def _verdict(check: dict[str, Any]) -> str:
     return "PASS" if check["passed"] else "WARN" if check.get("warning") else "FAIL"
 
 
-def raise_missing(path: str) -> None:
-    from ..errors import DatabaseFileError
-
-    raise DatabaseFileError(f"no database at {path} (create one with: memkit init {path})")
-
-
 def _ollama_status() -> dict[str, Any]:
     host = os.environ.get("OLLAMA_HOST", "http://127.0.0.1:11434")
     if "://" not in host:
@@ -173,9 +168,24 @@ async def cmd_doctor(args: argparse.Namespace) -> int:
     lines.append(f"ollama          {'reachable' if ollama['reachable'] else 'not reachable'}"
                  f" at {ollama['host']}")
     if args.path is not None:
-        from .monitoring import wal_report
-
         report["wal"], text = wal_report(args.path)
         lines.append(text)
     emit(args, report, "\n".join(lines))
     return 0
+
+
+def wal_report(path: str) -> tuple[dict[str, Any], str]:
+    """The WAL status of ``path`` (opened by no connection) and its text lines."""
+    if not os.path.exists(path):
+        raise_missing(path)
+    status = wal_status(path)
+    size = f"{status['wal_bytes'] / 2**20:.1f} MB"
+    warn = f" (over {status['warn_bytes'] // 2**20} MB: checkpoint it)" if status["too_big"] else ""
+    readers = status["readers"]
+    if readers is None:
+        held = "unknown (needs /proc/locks)"
+    elif readers:
+        held = f"a reader holds the WAL (pid {', '.join(map(str, readers))})"
+    else:
+        held = "none"
+    return status, f"wal             {size}{warn}\nwal readers     {held}"

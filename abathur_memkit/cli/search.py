@@ -199,7 +199,7 @@ def _body(hit: Any, indent: str) -> str:
 
 
 async def cmd_watch(args: argparse.Namespace) -> int:
-    from ..watch import watch_directory
+    from ..search.watch import watch_directory
 
     db = await _open(args, embed=not args.no_embed)
 

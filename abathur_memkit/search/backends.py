@@ -40,6 +40,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ..embeddings.base import Vectors, check_vectors
+from ..engines.interface import Connection
 from ..errors import ExtensionError, InvalidInputError
 from ..inputs import VECTOR_BACKENDS, require_vector_backend
 
@@ -86,7 +87,7 @@ class IdFilter:
     column: str
     params: tuple[Any, ...] = ()
 
-    def keep(self, conn: Any, ids: Sequence[int]) -> list[int]:
+    def keep(self, conn: Connection, ids: Sequence[int]) -> list[int]:
         """The ids of ``ids`` that pass, in the order given."""
         if not ids:
             return []
@@ -126,7 +127,7 @@ class VectorBackend(ABC):
 
     # -- lifecycle -------------------------------------------------------------
 
-    def create(self, conn: Any) -> None:
+    def create(self, conn: Connection) -> None:
         """Create the index's tables if missing."""
         conn.execute(
             f"CREATE TABLE IF NOT EXISTS {self.store} ("
@@ -134,20 +135,20 @@ class VectorBackend(ABC):
         )
         self._create(conn)
 
-    def drop(self, conn: Any) -> None:
+    def drop(self, conn: Connection) -> None:
         """Drop every table of the index."""
         self._drop(conn)
         conn.execute(f"DROP TABLE IF EXISTS {self.store}")
 
     @abstractmethod
-    def _create(self, conn: Any) -> None: ...
+    def _create(self, conn: Connection) -> None: ...
 
     @abstractmethod
-    def _drop(self, conn: Any) -> None: ...
+    def _drop(self, conn: Connection) -> None: ...
 
     # -- writes ----------------------------------------------------------------
 
-    def upsert(self, conn: Any, ids: Sequence[int], vectors: Vectors) -> None:
+    def upsert(self, conn: Connection, ids: Sequence[int], vectors: Vectors) -> None:
         """Store ``vectors[i]`` under ``ids[i]``, replacing what an id had."""
         ids = _check_ids(ids)
         vectors = check_vectors(vectors, self.dimensions, what="vectors")
@@ -176,7 +177,7 @@ class VectorBackend(ABC):
         )
         self._insert(conn, ids, shards, vectors)
 
-    def delete(self, conn: Any, ids: Iterable[int]) -> int:
+    def delete(self, conn: Connection, ids: Iterable[int]) -> int:
         """Remove these ids (unknown ones are ignored); return how many were stored."""
         existing = self._shards_of(conn, _check_ids(list(ids)))
         if not existing:
@@ -185,7 +186,7 @@ class VectorBackend(ABC):
         conn.executemany(f"DELETE FROM {self.store} WHERE id = ?", ((i,) for i in existing))
         return len(existing)
 
-    def _shards_of(self, conn: Any, ids: Sequence[int]) -> dict[int, int]:
+    def _shards_of(self, conn: Connection, ids: Sequence[int]) -> dict[int, int]:
         if not ids:
             return {}
         rows = conn.execute(
@@ -195,31 +196,31 @@ class VectorBackend(ABC):
         return {int(i): int(s) for i, s in rows}
 
     @abstractmethod
-    def _assign(self, conn: Any, ids: Sequence[int]) -> list[int]:
+    def _assign(self, conn: Connection, ids: Sequence[int]) -> list[int]:
         """The shard of each new id."""
 
     @abstractmethod
     def _insert(
-        self, conn: Any, ids: Sequence[int], shards: Sequence[int], vectors: Vectors
+        self, conn: Connection, ids: Sequence[int], shards: Sequence[int], vectors: Vectors
     ) -> None: ...
 
     @abstractmethod
-    def _remove(self, conn: Any, shards_by_id: dict[int, int]) -> None:
+    def _remove(self, conn: Connection, shards_by_id: dict[int, int]) -> None:
         """Remove ids from the approximate structures (the store is done by the caller)."""
 
     # -- reads -----------------------------------------------------------------
 
     @abstractmethod
-    def count(self, conn: Any) -> int:
+    def count(self, conn: Connection) -> int:
         """How many vectors the index holds."""
 
-    def get(self, conn: Any, ids: Sequence[int]) -> dict[int, Vectors]:
+    def get(self, conn: Connection, ids: Sequence[int]) -> dict[int, Vectors]:
         """The stored vectors of these ids (missing ids are left out)."""
         return dict(self._load(conn, _check_ids(ids)))
 
     def search(
         self,
-        conn: Any,
+        conn: Connection,
         query: Vectors,
         k: int,
         *,
@@ -243,7 +244,7 @@ class VectorBackend(ABC):
         return hits
 
     def exact(
-        self, conn: Any, query: Vectors, k: int, *, id_filter: IdFilter | None = None
+        self, conn: Connection, query: Vectors, k: int, *, id_filter: IdFilter | None = None
     ) -> list[Neighbour]:
         """The true ``k`` nearest ids: a scan of every stored (or filtered) vector."""
         q = self._check_query(query)
@@ -268,10 +269,10 @@ class VectorBackend(ABC):
         return [(int(best_ids[i]), float(best_scores[i])) for i in order]
 
     @abstractmethod
-    def _candidates(self, conn: Any, query: Vectors, k: int) -> list[int]:
+    def _candidates(self, conn: Connection, query: Vectors, k: int) -> list[int]:
         """Ids likely to hold the ``k`` nearest (more than ``k`` of them)."""
 
-    def _rescore(self, conn: Any, query: Vectors, ids: Sequence[int]) -> list[Neighbour]:
+    def _rescore(self, conn: Connection, query: Vectors, ids: Sequence[int]) -> list[Neighbour]:
         if not ids:
             return []
         rows = conn.execute(
@@ -287,7 +288,7 @@ class VectorBackend(ABC):
         order = np.argsort(-scores, kind="stable")
         return [(int(found[i]), float(scores[i])) for i in order]
 
-    def _load(self, conn: Any, ids: Sequence[int]) -> list[tuple[int, Vectors]]:
+    def _load(self, conn: Connection, ids: Sequence[int]) -> list[tuple[int, Vectors]]:
         if not ids:
             return []
         rows = conn.execute(
@@ -324,20 +325,20 @@ class VecBackend(VectorBackend):
         self.table = f"{name}_vec"
         self._shard_list = ", ".join(str(s) for s in range(shards))
 
-    def _create(self, conn: Any) -> None:
+    def _create(self, conn: Connection) -> None:
         conn.execute(
             f"CREATE VIRTUAL TABLE IF NOT EXISTS {self.table} USING vec0("
             f"shard integer partition key, embedding bit[{_bit_width(self.dimensions)}])"
         )
 
-    def _drop(self, conn: Any) -> None:
+    def _drop(self, conn: Connection) -> None:
         conn.execute(f"DROP TABLE IF EXISTS {self.table}")
 
-    def _assign(self, conn: Any, ids: Sequence[int]) -> list[int]:
+    def _assign(self, conn: Connection, ids: Sequence[int]) -> list[int]:
         return [i % self.shards for i in ids]
 
     def _insert(
-        self, conn: Any, ids: Sequence[int], shards: Sequence[int], vectors: Vectors
+        self, conn: Connection, ids: Sequence[int], shards: Sequence[int], vectors: Vectors
     ) -> None:
         codes = _bit_codes(vectors)
         conn.executemany(
@@ -345,14 +346,14 @@ class VecBackend(VectorBackend):
             zip(ids, shards, (c.tobytes() for c in codes), strict=True),
         )
 
-    def _remove(self, conn: Any, shards_by_id: dict[int, int]) -> None:
+    def _remove(self, conn: Connection, shards_by_id: dict[int, int]) -> None:
         conn.executemany(f"DELETE FROM {self.table} WHERE rowid = ?", ((i,) for i in shards_by_id))
 
-    def count(self, conn: Any) -> int:
+    def count(self, conn: Connection) -> int:
         # vec0's rowid table is small; counting the float store reads every page.
         return int(conn.execute(f"SELECT count(*) FROM {self.table}_rowids").fetchone()[0])
 
-    def _candidates(self, conn: Any, query: Vectors, k: int) -> list[int]:
+    def _candidates(self, conn: Connection, query: Vectors, k: int) -> list[int]:
         # Full oversampling for the first 10 wanted; beyond, a quarter of it per
         # extra result: rescoring is the cost, and a long tail (hybrid and
         # by-document searches ask for 50+) needs less precision than the top.
@@ -396,13 +397,13 @@ class VssBackend(VectorBackend):
     def shard_table(self, shard: int) -> str:
         return f"{self.name}_vss_{int(shard)}"
 
-    def _create(self, conn: Any) -> None:
+    def _create(self, conn: Connection) -> None:
         conn.execute(
             f"CREATE TABLE IF NOT EXISTS {self.registry} ("
             "shard INTEGER PRIMARY KEY, row_count INTEGER NOT NULL DEFAULT 0)"
         )
 
-    def _drop(self, conn: Any) -> None:
+    def _drop(self, conn: Connection) -> None:
         exists = conn.execute(
             "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (self.registry,)
         ).fetchone()
@@ -412,13 +413,13 @@ class VssBackend(VectorBackend):
             conn.execute(f"DROP TABLE {self.registry}")
         _bump_schema(conn)
 
-    def _shard_rows(self, conn: Any) -> list[tuple[int, int]]:
+    def _shard_rows(self, conn: Connection) -> list[tuple[int, int]]:
         return [
             (int(s), int(n))
             for s, n in conn.execute(f"SELECT shard, row_count FROM {self.registry} ORDER BY shard")
         ]
 
-    def _assign(self, conn: Any, ids: Sequence[int]) -> list[int]:
+    def _assign(self, conn: Connection, ids: Sequence[int]) -> list[int]:
         shards = self._shard_rows(conn)
         out: list[int] = []
         if shards and shards[-1][1] < self.shard_size:
@@ -434,7 +435,7 @@ class VssBackend(VectorBackend):
             used += 1
         return out
 
-    def _open_shard(self, conn: Any, shard: int) -> None:
+    def _open_shard(self, conn: Connection, shard: int) -> None:
         conn.execute(
             f"CREATE VIRTUAL TABLE IF NOT EXISTS {self.shard_table(shard)} "
             f"USING vss0(embedding({self.dimensions}))"
@@ -442,7 +443,7 @@ class VssBackend(VectorBackend):
         conn.execute(f"INSERT OR IGNORE INTO {self.registry} (shard) VALUES (?)", (shard,))
 
     def _insert(
-        self, conn: Any, ids: Sequence[int], shards: Sequence[int], vectors: Vectors
+        self, conn: Connection, ids: Sequence[int], shards: Sequence[int], vectors: Vectors
     ) -> None:
         by_shard: dict[int, list[tuple[int, bytes]]] = {}
         for i, shard, blob in zip(ids, shards, _blobs(vectors), strict=True):
@@ -457,7 +458,7 @@ class VssBackend(VectorBackend):
             )
         _bump_schema(conn)
 
-    def _remove(self, conn: Any, shards_by_id: dict[int, int]) -> None:
+    def _remove(self, conn: Connection, shards_by_id: dict[int, int]) -> None:
         by_shard: dict[int, list[int]] = {}
         for i, shard in shards_by_id.items():
             by_shard.setdefault(shard, []).append(i)
@@ -471,13 +472,13 @@ class VssBackend(VectorBackend):
             )
         _bump_schema(conn)
 
-    def count(self, conn: Any) -> int:
+    def count(self, conn: Connection) -> int:
         return sum(n for _, n in self._shard_rows(conn))
 
-    def shard_count(self, conn: Any) -> int:
+    def shard_count(self, conn: Connection) -> int:
         return len(self._shard_rows(conn))
 
-    def _candidates(self, conn: Any, query: Vectors, k: int) -> list[int]:
+    def _candidates(self, conn: Connection, query: Vectors, k: int) -> list[int]:
         blob = _VSS_HEADER + np.ascontiguousarray(query, dtype=np.float32).tobytes()
         out: list[int] = []
         for shard, rows in self._shard_rows(conn):
@@ -562,7 +563,7 @@ def _check_k(k: object) -> int:
     return k
 
 
-def _bump_schema(conn: Any) -> None:
+def _bump_schema(conn: Connection) -> None:
     """Change the schema cookie so every connection reloads its vss0 indexes."""
     conn.execute("DROP VIEW IF EXISTS memkit_vss_epoch")
     conn.execute(f"CREATE VIEW memkit_vss_epoch AS SELECT {time.time_ns()} AS epoch")

@@ -24,19 +24,19 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal, overload
 
-import numpy as np
-
 from ..embeddings.base import Vectors, check_vectors
-from ..errors import EmbeddingError, InvalidInputError
-from ..inputs import DOCUMENT_TYPES, require_int, require_text
+from ..engines.interface import Connection, Store
+from ..errors import InvalidInputError
+from ..inputs import DOCUMENT_TYPES, require_document_type, require_int, require_text
 from ..memory import MEMORY_TYPES
 from ..namespaces import prefix_bounds
-from ..values import to_json
-from .backends import IdFilter, Neighbour, VectorBackend, _check_k, make_backend
+from .backends import IdFilter, Neighbour, _check_k
+from .documents import DocumentIndexService
 from .fusion import reciprocal_rank_fusion, score_fusion
+from .settings import SearchSettings, settings_of
+from .vectors import EMBED_BATCH, INDEXES, StaleIndexError, VectorIndexes, embed_texts
 
 if TYPE_CHECKING:
-    from ..database import Database
     from ..embeddings import Embedder
 
 __all__ = [
@@ -50,9 +50,6 @@ __all__ = [
     "StaleIndexError",
     "fts_query",
 ]
-
-#: The vector indexes memkit keeps: document chunks and memories.
-INDEXES = ("chunks", "memories")
 
 Source = Literal["all", "documents", "memories"]
 #: What one result is: a chunk (or memory), or a document with its best chunks.
@@ -68,9 +65,6 @@ QUERY_CACHE_SIZE = 256
 SEMANTIC_WEIGHT = 0.7
 KEYWORD_WEIGHT = 0.3
 
-# Texts per embedder call when (re)building an index: small enough to show
-# progress and to bound memory, large enough to fill the embedder's batches.
-EMBED_BATCH = 64
 # Memory keys moved from the queue per write transaction.
 QUEUE_BATCH = 2000
 
@@ -88,10 +82,6 @@ _STOPWORD_TEXT = """
 """
 _STOPWORDS = frozenset(_STOPWORD_TEXT.split())
 _WORD = re.compile(r"\w+", re.UNICODE)
-
-
-class StaleIndexError(EmbeddingError):
-    """The stored vectors were made by another model, dimension or backend."""
 
 
 @dataclass(frozen=True)
@@ -224,10 +214,24 @@ class _Filters:
 
 
 class SearchService:
-    """Search over ``db``: ``db.search`` or ``SearchService(db)``."""
+    """Search over a store: ``db.search`` or ``SearchService(db)``.
 
-    def __init__(self, db: Database) -> None:
-        self.db = db
+    ``settings`` default to the store's own (``Database.search_settings``);
+    ``documents`` is the document index that :meth:`reembed` re-embeds (by
+    default one on the same store and settings).
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        settings: SearchSettings | None = None,
+        documents: DocumentIndexService | None = None,
+    ) -> None:
+        self.store = store
+        self.settings = settings_of(store, settings)
+        self.documents = (documents if documents is not None
+                          else DocumentIndexService(store, self.settings))
+        self.vectors = VectorIndexes(store, self.settings)
         # (model name, query) -> its embedding, least recently used first.
         self._query_vectors: OrderedDict[tuple[str, str], Vectors] = OrderedDict()
 
@@ -267,7 +271,7 @@ class SearchService:
         group = _check_group(group)
         vector = await self._query_vector(query)
         await self._catch_up(filters, embed=True)
-        embedder = self.db.embedder
+        embedder = self.settings.embedder
 
         async def fetch(n: int) -> list[SearchHit]:
             return await self._semantic(vector, n, filters, embedder)
@@ -359,7 +363,7 @@ class SearchService:
         group = _check_group(group)
         n = _check_k(candidates if candidates is not None else max(5 * k, 50))
         await self._catch_up(filters, embed=True)
-        embedder = self.db.embedder
+        embedder = self.settings.embedder
 
         async def semantic() -> list[SearchHit]:
             return await self._semantic(await self._query_vector(query), n, filters, embedder)
@@ -397,7 +401,7 @@ class SearchService:
         self._query_vectors.clear()
 
     async def _query_vector(self, query: str) -> Vectors:
-        embedder = self.db.embedder
+        embedder = self.settings.embedder
         key = (embedder.name, query)
         cached = self._query_vectors.get(key)
         if cached is not None:
@@ -428,7 +432,7 @@ class SearchService:
         if not match:
             return []
         try:
-            return await self.db.read(lambda conn: self._keyword(conn, match, k, filters))
+            return await self.store.read(lambda conn: self._keyword(conn, match, k, filters))
         except InvalidInputError as exc:
             if raw:  # the caller's FTS5 syntax
                 raise InvalidInputError(f"Invalid FTS5 query {query!r}: {exc.__cause__}") from exc
@@ -440,27 +444,20 @@ class SearchService:
         """The vector indexes: model, dimensions, backend, size, and whether stale."""
         current = self._current()
 
-        def read(conn: Any) -> dict[str, Any]:
-            out: dict[str, Any] = {"embedder": None, "backend": self.db.vector_backend,
+        def read(conn: Connection) -> dict[str, Any]:
+            out: dict[str, Any] = {"embedder": None, "backend": self.settings.vector_backend,
                                    "indexes": {}}
             if current is not None:
                 out["embedder"] = {"model": current[0], "dimensions": current[1]}
             for name in INDEXES:
-                row = _registry(conn, name)
-                if row is None:
-                    continue
-                info = {"backend": row["backend"], "model": row["model"],
-                        "dimensions": row["dimensions"], "settings": row["settings"]}
-                if self._extension_ready(conn, row["backend"]):
-                    info["vectors"] = _backend(name, row).count(conn)
-                if current is not None:
-                    info["stale"] = _made_by(row) != (*current, self.db.vector_backend)
-                out["indexes"][name] = info
+                info = self.vectors.describe(conn, name, current)
+                if info is not None:
+                    out["indexes"][name] = info
             out["pending_memory_keys"] = conn.execute(
                 "SELECT count(*) FROM memory_search_queue").fetchone()[0]
             return out
 
-        return await self.db.read(read)
+        return await self.store.read(read)
 
     async def reembed(self, *, progress: bool | None = None) -> dict[str, int]:
         """Rebuild both vector indexes with the current embedder and backend: one call.
@@ -468,31 +465,24 @@ class SearchService:
         Drops the old vectors, marks every document stale and re-embeds every
         chunk and the latest live version of every memory.
         """
-        self.db.embedder  # noqa: B018 - fails here, before anything is dropped, if none
+        self.settings.embedder  # noqa: B018 - fails here, before anything is dropped, if none
 
-        def reset(conn: Any) -> None:
+        def reset(conn: Connection) -> None:
             for name in INDEXES:
-                self._drop_index(conn, name)
+                self.vectors.drop_index(conn, name)
             conn.execute(
                 "UPDATE document_index SET sync_status = 'stale', updated_at = updated_at "
                 "WHERE sync_status IN ('synced', 'failed')"
             )
 
-        await self.db.write(reset)
-        documents = await self.db.documents.embed_pending(progress=progress, retry_failed=True)
+        await self.store.write(reset)
+        documents = await self.documents.embed_pending(progress=progress, retry_failed=True)
         memories = await self.sync_memories()
         return {"chunks": documents.embedded_chunks, "memories": memories["embedded"]}
 
     async def purge(self) -> int:
         """Delete vectors whose rows are gone (see ``vector_garbage``); return how many."""
-        if not self._vectors_enabled():
-            return 0
-        pending = await self.db.read(
-            lambda conn: conn.execute("SELECT 1 FROM vector_garbage LIMIT 1").fetchone()
-        )
-        if pending is None:
-            return 0
-        return await self.db.write(self._purge)
+        return await self.vectors.purge()
 
     # -- memories ------------------------------------------------------------------
 
@@ -504,20 +494,20 @@ class SearchService:
         configured (``embed=None``) or ``embed=True``. Returns counts.
         """
         changed = 0
-        while await self.db.read(lambda conn: conn.execute(
+        while await self.store.read(lambda conn: conn.execute(
                 "SELECT 1 FROM memory_search_queue LIMIT 1").fetchone()) is not None:
-            n = await self.db.write(self._drain_queue)
+            n = await self.store.write(self._drain_queue)
             changed += n
             if n < QUEUE_BATCH:
                 break
         embedded = 0
         if embed is None:
-            embed = self.db.has_embedder
+            embed = self.settings.has_embedder
         if embed:
             embedded = await self._embed_memories()
         return {"changed": changed, "embedded": embedded}
 
-    def _drain_queue(self, conn: Any) -> int:
+    def _drain_queue(self, conn: Connection) -> int:
         keys = conn.execute(
             "SELECT namespace, key FROM memory_search_queue LIMIT ?", (QUEUE_BATCH,)
         ).fetchall()
@@ -554,17 +544,17 @@ class SearchService:
         return len(keys)
 
     async def _embed_memories(self) -> int:
-        embedder = self.db.embedder
-        pending = await self.db.read(lambda conn: conn.execute(
+        embedder = self.settings.embedder
+        pending = await self.store.read(lambda conn: conn.execute(
             "SELECT 1 FROM memory_search_items WHERE embedding_model IS NULL LIMIT 1").fetchone())
         if pending is None:
             return 0
-        await self.db.write(
-            lambda conn: self.prepare_index(conn, "memories", embedder, reset=False))
+        await self.store.write(
+            lambda conn: self.vectors.prepare_index(conn, "memories", embedder, reset=False))
         await self.purge()
         total = 0
         while True:
-            rows = await self.db.read(lambda conn: conn.execute(
+            rows = await self.store.read(lambda conn: conn.execute(
                 "SELECT i.entry_id, m.key, m.value FROM memory_search_items i "
                 "JOIN memory_entries m ON m.id = i.entry_id "
                 "WHERE i.embedding_model IS NULL LIMIT ?", (EMBED_BATCH,)).fetchall())
@@ -573,8 +563,8 @@ class SearchService:
             vectors = await embed_texts(embedder, [memory_text(k, v) for _, k, v in rows])
             ids = [int(r[0]) for r in rows]
 
-            def store(conn: Any, ids: list[int] = ids, vectors: Vectors = vectors) -> int:
-                backend, _ = self.prepare_index(conn, "memories", embedder, reset=False)
+            def store(conn: Connection, ids: list[int] = ids, vectors: Vectors = vectors) -> int:
+                backend, _ = self.vectors.prepare_index(conn, "memories", embedder, reset=False)
                 live = {r[0] for r in conn.execute(
                     "SELECT entry_id FROM memory_search_items WHERE entry_id IN "
                     "(SELECT value FROM json_each(?))", (json.dumps(ids),))}
@@ -587,141 +577,50 @@ class SearchService:
                         [(embedder.name, embedder.dimensions, ids[n]) for n in keep])
                 return len(keep)
 
-            total += await self.db.write(store)
+            total += await self.store.write(store)
             if len(rows) < EMBED_BATCH:
                 return total
 
     # -- index management (on a connection's thread) -------------------------------
 
     def _current(self) -> tuple[str, int] | None:
-        if not self.db.has_embedder:
+        if not self.settings.has_embedder:
             return None
-        embedder = self.db.embedder
+        embedder = self.settings.embedder
         return embedder.name, embedder.dimensions
-
-    def _vectors_enabled(self) -> bool:
-        return self.db.vector_backend in self.db.extensions
-
-    def _extension_ready(self, conn: Any, kind: str) -> bool:
-        probe = "vec_version()" if kind == "vec" else "vss_version()"
-        try:
-            conn.execute(f"SELECT {probe}")
-        except Exception:
-            return False
-        return True
-
-    def _load_extension(self, conn: Any, kind: str) -> None:
-        if not self._extension_ready(conn, kind):
-            from ..engines.sqlite.driver import load_extension
-
-            load_extension(conn, kind)
-
-    def prepare_index(
-        self, conn: Any, name: str, embedder: Embedder, *, reset: bool
-    ) -> tuple[VectorBackend, bool]:
-        """The index ``name`` for ``embedder`` on this Database's backend, created if
-        missing, and whether an index of another model was dropped for it.
-
-        If the stored index was made by another model, dimension or backend:
-        with ``reset`` it is dropped and rebuilt empty (its rows marked for
-        re-embedding); without, :class:`StaleIndexError` is raised. Runs in a
-        write transaction.
-        """
-        return self.prepare_index_for(conn, name, embedder.name, embedder.dimensions,
-                                      reset=reset)
-
-    def prepare_index_for(
-        self, conn: Any, name: str, model: str, dimensions: int, *, reset: bool
-    ) -> tuple[VectorBackend, bool]:
-        """``prepare_index`` for vectors of ``model`` made elsewhere (no embedder here)."""
-        row = _registry(conn, name)
-        wanted = (model, dimensions, self.db.vector_backend)
-        if row is not None and _made_by(row) == wanted:
-            return _backend(name, row), False
-        if row is not None:
-            if not reset:
-                raise _stale(name, row, wanted)
-            self._drop_index(conn, name)
-        settings = _default_settings(self.db.vector_backend)
-        backend = make_backend(self.db.vector_backend, name, dimensions, **settings)
-        backend.create(conn)
-        conn.execute(
-            "INSERT INTO vector_indexes (name, backend, model, dimensions, settings) "
-            "VALUES (?, ?, ?, ?, ?)",
-            (name, self.db.vector_backend, model, dimensions, to_json(settings, "settings")),
-        )
-        return backend, row is not None
-
-    def _drop_index(self, conn: Any, name: str) -> None:
-        row = _registry(conn, name)
-        if row is not None:
-            self._load_extension(conn, row["backend"])
-            _backend(name, row).drop(conn)
-            conn.execute("DELETE FROM vector_indexes WHERE name = ?", (name,))
-        conn.execute("DELETE FROM vector_garbage WHERE index_name = ?", (name,))
-        if name == "chunks":
-            conn.execute("UPDATE document_chunks SET embedding_model = NULL, "
-                         "embedding_dimensions = NULL WHERE embedding_model IS NOT NULL")
-            conn.execute("UPDATE document_index SET sync_status = 'stale' "
-                         "WHERE sync_status = 'synced'")
-        else:
-            conn.execute("UPDATE memory_search_items SET embedding_model = NULL, "
-                         "embedding_dimensions = NULL WHERE embedding_model IS NOT NULL")
-
-    def _purge(self, conn: Any) -> int:
-        removed = 0
-        for name in INDEXES:
-            ids = [r[0] for r in conn.execute(
-                "SELECT id FROM vector_garbage WHERE index_name = ?", (name,))]
-            if not ids:
-                continue
-            row = _registry(conn, name)
-            if row is not None:
-                self._load_extension(conn, row["backend"])
-                removed += _backend(name, row).delete(conn, ids)
-                if name == "memories":
-                    # An id can come back (restore): re-embed it rather than lose it.
-                    conn.execute(
-                        "UPDATE memory_search_items SET embedding_model = NULL, "
-                        "embedding_dimensions = NULL WHERE entry_id IN "
-                        "(SELECT value FROM json_each(?))", (json.dumps(ids),))
-            conn.execute("DELETE FROM vector_garbage WHERE index_name = ?", (name,))
-        return removed
 
     # -- searching (on a reader's thread) -------------------------------------------
 
     async def _semantic(
         self, vector: Vectors, k: int, filters: _Filters, embedder: Embedder
     ) -> list[SearchHit]:
-        wanted = (embedder.name, embedder.dimensions, self.db.vector_backend)
+        wanted = self.vectors.made_by(embedder)
 
         indexes = (("chunks", filters.documents, _chunk_filter, _document_hits),
                    ("memories", filters.memories, _memory_filter, _memory_hits))
 
-        def run(conn: Any, check: bool = True) -> list[SearchHit] | None:
+        def run(conn: Connection, check: bool = True) -> list[SearchHit] | None:
             # Vectors of deleted rows are purged first (None: purge, then again);
             # checked here, not by purge(), to spare a search a round trip.
             if check and conn.execute("SELECT 1 FROM vector_garbage LIMIT 1").fetchone():
                 return None
             hits: list[SearchHit] = []
             for name, wanted_here, id_filter, to_hits in indexes:
-                row = _registry(conn, name) if wanted_here else None
-                if row is None:
+                backend = self.vectors.searchable(conn, name, wanted) if wanted_here else None
+                if backend is None:
                     continue
-                if _made_by(row) != wanted:
-                    raise _stale(name, row, wanted)
-                found = _backend(name, row).search(conn, vector, k, id_filter=id_filter(filters))
+                found = backend.search(conn, vector, k, id_filter=id_filter(filters))
                 hits.extend(to_hits(conn, found))
             hits.sort(key=lambda h: -h.score)
             return hits[:k]
 
-        hits = await self.db.read(run)
+        hits = await self.store.read(run)
         if hits is None:
             await self.purge()
-            hits = await self.db.read(lambda conn: run(conn, check=False))
+            hits = await self.store.read(lambda conn: run(conn, check=False))
         return hits or []
 
-    def _keyword(self, conn: Any, match: str, k: int, filters: _Filters) -> list[SearchHit]:
+    def _keyword(self, conn: Connection, match: str, k: int, filters: _Filters) -> list[SearchHit]:
         hits: list[SearchHit] = []
         if filters.documents:
             sql = (
@@ -778,38 +677,12 @@ def memory_text(key: str, value_json: str) -> str:
     return f"{key}: {body}"
 
 
-async def embed_texts(
-    embedder: Embedder, texts: Sequence[str], *, on_batch: Callable[[int], object] | None = None,
-    batch_size: int = EMBED_BATCH,
-) -> Vectors:
-    """Embed ``texts`` in calls of ``batch_size``; check every vector's shape."""
-    parts = []
-    for start in range(0, len(texts), batch_size):
-        batch = list(texts[start : start + batch_size])
-        vectors = await embedder.embed_documents(batch)
-        vectors = check_vectors(vectors, embedder.dimensions,
-                                what=f"vectors from {embedder.name}")
-        if vectors.ndim != 2 or vectors.shape[0] != len(batch):
-            raise EmbeddingError(
-                f"{embedder.name} returned {vectors.shape[0]} vectors for {len(batch)} texts")
-        parts.append(vectors)
-        if on_batch is not None:
-            on_batch(len(batch))
-        await asyncio.sleep(0)
-    if not parts:
-        return np.zeros((0, embedder.dimensions), dtype=np.float32)
-    return np.concatenate(parts).astype(np.float32, copy=False)
-
-
 def _filters(
     source: object, document_type: object, namespace_prefix: object, memory_type: object
 ) -> _Filters:
     if source not in ("all", "documents", "memories"):
         raise InvalidInputError(f"Invalid source: {source!r} (all, documents or memories)")
-    if document_type is not None and document_type not in DOCUMENT_TYPES:
-        raise InvalidInputError(
-            f"Invalid document_type: {document_type} (expected one of {', '.join(DOCUMENT_TYPES)})"
-        )
+    document_type = require_document_type(document_type)
     if memory_type is not None and memory_type not in MEMORY_TYPES:
         raise InvalidInputError(
             f"Invalid memory_type: {memory_type} (expected one of {', '.join(MEMORY_TYPES)})"
@@ -930,38 +803,6 @@ def _check_query(query: object) -> str:
     return require_text(query, "query", max_length=None)
 
 
-def _registry(conn: Any, name: str) -> dict[str, Any] | None:
-    row = conn.execute(
-        "SELECT backend, model, dimensions, settings FROM vector_indexes WHERE name = ?", (name,)
-    ).fetchone()
-    if row is None:
-        return None
-    return {"backend": row[0], "model": row[1], "dimensions": int(row[2]),
-            "settings": json.loads(row[3])}
-
-
-def _backend(name: str, row: dict[str, Any]) -> VectorBackend:
-    return make_backend(row["backend"], name, row["dimensions"], **row["settings"])
-
-
-def _made_by(row: dict[str, Any]) -> tuple[str, int, str]:
-    """(model, dimensions, backend) of a registry row: what a search must match."""
-    return row["model"], row["dimensions"], row["backend"]
-
-
-def _default_settings(kind: str) -> dict[str, Any]:
-    return {"shards": 8} if kind == "vec" else {"shard_size": 2048}
-
-
-def _stale(name: str, row: dict[str, Any], wanted: tuple[str, int, str]) -> StaleIndexError:
-    model, dims, backend = wanted
-    return StaleIndexError(
-        f"the {name!r} vector index holds {row['model']} vectors ({row['dimensions']} dims, "
-        f"backend {row['backend']}) but this database uses {model} ({dims} dims, backend "
-        f"{backend}): run `await db.search.reembed()` (or `memkit index --reembed`)"
-    )
-
-
 def _chunk_filter(filters: _Filters) -> IdFilter | None:
     if filters.document_type is None:
         # Every stored vector is a live chunk's (chunk ids are never reused and
@@ -991,7 +832,7 @@ def _memory_filter(filters: _Filters) -> IdFilter:
     return IdFilter(sql, "i.entry_id", tuple(params))
 
 
-def _rows_for(conn: Any, sql: str, scored: Sequence[Neighbour]) -> list[tuple[Any, float]]:
+def _rows_for(conn: Connection, sql: str, scored: Sequence[Neighbour]) -> list[tuple[Any, float]]:
     """The row ``sql`` selects for each id of ``scored``, with its score, in that order.
 
     ``sql`` selects the id first and takes the ids as one JSON array parameter;
@@ -1004,7 +845,7 @@ def _rows_for(conn: Any, sql: str, scored: Sequence[Neighbour]) -> list[tuple[An
     return [(by_id[i], score) for i, score in scored if i in by_id]
 
 
-def _document_hits(conn: Any, scored: Sequence[Neighbour]) -> list[SearchHit]:
+def _document_hits(conn: Connection, scored: Sequence[Neighbour]) -> list[SearchHit]:
     hits = []
     for r, score in _rows_for(
         conn,
@@ -1025,7 +866,7 @@ def _document_hits(conn: Any, scored: Sequence[Neighbour]) -> list[SearchHit]:
     return hits
 
 
-def _memory_hits(conn: Any, scored: Sequence[Neighbour]) -> list[SearchHit]:
+def _memory_hits(conn: Connection, scored: Sequence[Neighbour]) -> list[SearchHit]:
     return [
         SearchHit(
             score=score, source="memory", text=memory_text(str(r[2]), str(r[3])),
@@ -1042,7 +883,8 @@ def _memory_hits(conn: Any, scored: Sequence[Neighbour]) -> list[SearchHit]:
 
 
 def _with_snippets(
-    conn: Any, rows: Sequence[Any], to_hits: Callable[[Any, Sequence[Neighbour]], list[SearchHit]]
+    conn: Connection, rows: Sequence[Any],
+    to_hits: Callable[[Connection, Sequence[Neighbour]], list[SearchHit]],
 ) -> list[SearchHit]:
     """Hits for full-text rows of (id, bm25 rank, snippet): score minus the rank."""
     scored = [(int(r[0]), -float(r[1])) for r in rows]

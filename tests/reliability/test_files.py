@@ -198,7 +198,7 @@ async def test_backup_to_a_bad_destination_is_a_clear_error(sound_db: Path,
 
 def _sync_available() -> bool:
     try:
-        from abathur_memkit.documents import DocumentIndexService
+        from abathur_memkit.search.documents import DocumentIndexService
     except ImportError:
         return False
     return hasattr(DocumentIndexService, "sync_directory")

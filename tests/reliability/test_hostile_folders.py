@@ -21,10 +21,10 @@ import pytest
 from reliability_support import TRIED
 
 from abathur_memkit import Database, InvalidInputError, MemkitError
-from abathur_memkit import documents as documents_module
 from abathur_memkit.cli import main
-from abathur_memkit.documents import SyncSummary
-from abathur_memkit.watch import watch_directory
+from abathur_memkit.search import documents as documents_module
+from abathur_memkit.search.documents import SyncSummary
+from abathur_memkit.search.watch import watch_directory
 
 
 @pytest.fixture

@@ -20,19 +20,21 @@ its new id says ``RETURNING id`` (which SQLite supports too).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from functools import lru_cache
 from typing import Any, ClassVar, SupportsIndex, overload
 
 import psycopg
 from psycopg import pq
 from psycopg.adapt import Loader
-from psycopg.rows import RowMaker
+from psycopg.rows import RowMaker, tuple_row
 from psycopg.types.numeric import Int2Dumper
 
 from ..interface import Params
 
-__all__ = ["PgConnection", "PgCursor", "Row", "configure", "convert", "row_factory"]
+__all__ = [
+    "PgConnection", "PgCursor", "Row", "StatementCursor", "configure", "convert", "row_factory",
+]
 
 # What a placeholder cannot be inside: string literals (standard, and E'' with
 # backslash escapes), quoted names, comments, dollar-quoted bodies, and the
@@ -155,9 +157,51 @@ class PgConnection:
         cursor.executemany(convert(sql, named), rows)
         return cursor  # type: ignore[return-value]
 
+    def cursor(self) -> StatementCursor:
+        return StatementCursor(self.raw.cursor())
+
     @property
     def in_transaction(self) -> bool:
         return self.raw.info.transaction_status != pq.TransactionStatus.IDLE
+
+
+class StatementCursor:
+    """A cursor of ``PgConnection.cursor()``: SQLite's placeholders, and
+    ``row_factory = None`` for plain tuples, as on a ``sqlite3`` cursor."""
+
+    __slots__ = ("raw",)
+
+    def __init__(self, raw: psycopg.Cursor[Any]) -> None:
+        self.raw = raw
+
+    @property
+    def row_factory(self) -> Any:
+        return self.raw.row_factory
+
+    @row_factory.setter
+    def row_factory(self, factory: Any) -> None:
+        self.raw.row_factory = tuple_row if factory is None else factory
+
+    def execute(self, sql: str, parameters: Params | None = None, /) -> StatementCursor:
+        self.raw.execute(*_prepare(sql, parameters))
+        return self
+
+    @property
+    def rowcount(self) -> int:
+        return self.raw.rowcount
+
+    @property
+    def lastrowid(self) -> int | None:
+        return None
+
+    def fetchone(self) -> Any:
+        return self.raw.fetchone()
+
+    def fetchall(self) -> list[Any]:
+        return self.raw.fetchall()
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.raw)
 
 
 def _prepare(sql: str, parameters: Params | None) -> tuple[Any, Any]:

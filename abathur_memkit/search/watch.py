@@ -13,16 +13,24 @@ import logging
 import os
 from collections.abc import Awaitable, Callable
 from pathlib import PurePosixPath
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from .documents import _check_pattern, _check_root, _check_type
-from .errors import InvalidInputError, MemkitError
+from ..errors import InvalidInputError, MemkitError
+from .documents import DocumentIndexService, SyncSummary, _check_pattern, _check_root, _check_type
 
-if TYPE_CHECKING:
-    from .database import Database
-    from .documents import SyncSummary
+__all__ = ["Watched", "watch_directory"]
 
-__all__ = ["watch_directory"]
+
+class Watched(Protocol):
+    """What a watch needs of a database (``Database`` has it): its document
+    index, and where its own files are (their events are ignored)."""
+
+    @property
+    def path(self) -> str: ...
+    @property
+    def in_memory(self) -> bool: ...
+    @property
+    def documents(self) -> DocumentIndexService: ...
 
 OnSync = Callable[["SyncSummary"], Awaitable[None] | None]
 OnError = Callable[[MemkitError], Awaitable[None] | None]
@@ -31,7 +39,7 @@ _log = logging.getLogger(__name__)
 
 
 async def watch_directory(
-    db: Database,
+    db: Watched,
     root: str | os.PathLike[str],
     pattern: str = "**/*.md",
     *,
@@ -143,7 +151,7 @@ def _suffix(pattern: str) -> str | None:
     return None
 
 
-def _database_files(db: Database) -> set[str]:
+def _database_files(db: Watched) -> set[str]:
     if db.in_memory:
         return set()
     base = os.path.abspath(db.path)

@@ -1,6 +1,6 @@
 """The markdown document index (the files are the source, SQLite the index).
 
-``db.documents`` (or ``DocumentIndexService(db)``) keeps one ``document_index``
+``db.documents`` (or ``DocumentIndexService(store, settings)``) keeps one ``document_index``
 row per file and its chunks in ``document_chunks`` (full-text indexed by
 triggers). ``sync_directory`` walks a folder: unchanged files (same SHA-256)
 are skipped, changed ones re-chunked, gone ones removed from the index (never
@@ -27,19 +27,31 @@ from fnmatch import fnmatchcase
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
-from .extras import require_extra
+from ..extras import require_extra
 
 try:  # embeddings are numpy arrays: fail with the extra to install, not deep inside
     import numpy as np
 except ImportError:
-    require_extra("search", "abathur_memkit.documents")
+    require_extra("search", "abathur_memkit.search.documents")
     raise
 
-from .embeddings.base import Vectors, check_vectors, l2_normalize
-from .embeddings.ollama import known_dimensions
-from .errors import AlreadyExistsError, EmbeddingError, InvalidInputError, NotFoundError
-from .inputs import require_bool, require_int, require_limit, require_object, require_text
-from .search.chunking import (
+from ..embeddings.base import Vectors, check_vectors, l2_normalize
+from ..embeddings.ollama import known_dimensions
+from ..engines.interface import Connection, Store
+from ..errors import AlreadyExistsError, EmbeddingError, InvalidInputError, NotFoundError
+from ..inputs import (
+    DOCUMENT_TYPES,
+    require_bool,
+    require_document_type,
+    require_int,
+    require_limit,
+    require_object,
+    require_text,
+)
+from ..rows import fetch_all, fetch_one, inserted_id
+from ..values import timestamp, to_json
+from .backends import VectorBackend
+from .chunking import (
     DEFAULT_MAX_TOKENS,
     DEFAULT_OVERLAP,
     Chunk,
@@ -49,15 +61,14 @@ from .search.chunking import (
     title_of,
     token_window,
 )
-from .search.service import DOCUMENT_TYPES, StaleIndexError, embed_texts
-from .values import timestamp, to_json
+from .settings import SearchSettings, settings_of
+from .vectors import StaleIndexError, VectorIndexes, embed_texts
 
 if TYPE_CHECKING:
-    from .database import Database
-    from .embeddings import Embedder
-    from .search.backends import VectorBackend
+    from ..embeddings import Embedder
 
 __all__ = ["DOCUMENT_TYPES", "DocumentIndexService", "EmbedSummary", "SyncSummary"]
+
 
 #: The seed design's embedding model: ``update_embedding``'s default.
 DEFAULT_EMBEDDING_MODEL = "nomic-embed-text-v1.5"
@@ -73,10 +84,12 @@ _BATCH_BYTES = 32 * 1024 * 1024
 # Files are hashed in reads of this size, so a sync's memory does not grow with them.
 _READ_SIZE = 1024 * 1024
 
+# metadata may be NULL in rows older databases wrote: read as {} like the rest.
 _COLUMNS = (
     "id, file_path, title, document_type, content_hash, chunk_count, embedding_model, "
-    "metadata, last_synced_at, sync_status, created_at, updated_at"
+    "coalesce(metadata, '{}') AS metadata, last_synced_at, sync_status, created_at, updated_at"
 )
+_JSON = ("metadata",)
 
 
 @dataclass
@@ -167,18 +180,24 @@ class _Read:
 
 
 class DocumentIndexService:
-    """The document index: ``db.documents`` or ``DocumentIndexService(db)``."""
+    """The document index: ``db.documents`` or ``DocumentIndexService(store, settings)``.
+
+    ``settings`` default to the store's own (``Database.search_settings``).
+    """
 
     def __init__(
         self,
-        db: Database,
+        store: Store,
+        settings: SearchSettings | None = None,
         *,
         max_tokens: int = DEFAULT_MAX_TOKENS,
         overlap: int = DEFAULT_OVERLAP,
         embed_group: int = EMBED_GROUP,
     ) -> None:
         chunk_markdown("", max_tokens=max_tokens, overlap=overlap)  # validates both
-        self.db = db
+        self.store = store
+        self.settings = settings_of(store, settings)
+        self.vectors = VectorIndexes(store, self.settings)
         self.max_tokens = max_tokens
         self.overlap = overlap
         self.embed_group = require_int(embed_group, "embed_group", minimum=1)
@@ -211,32 +230,35 @@ class DocumentIndexService:
         upsert = require_bool(upsert, "upsert")
         chunks = await asyncio.to_thread(self._chunk, content)
 
-        def write(conn: Any) -> int:
+        def write(conn: Connection) -> int:
             if not upsert and conn.execute(
                     "SELECT 1 FROM document_index WHERE file_path = ?", (path,)).fetchone():
                 raise AlreadyExistsError(
                     f"Document {path} already exists (pass upsert=True to replace it)")
             return self._upsert(conn, path, title, digest, chunks, document_type, meta)
 
-        return await self.db.write(write)
+        return await self.store.write(write)
 
     async def get_document(self, file_path: str) -> dict[str, Any] | None:
         """The row of ``file_path`` (with ``embedding_blob``), or None."""
-        return await self.db.read(lambda conn: _one(
+        path = _check_text(file_path, "file_path")
+        return await self.store.read(lambda conn: fetch_one(
             conn, f"SELECT {_COLUMNS}, embedding_blob FROM document_index WHERE file_path = ?",
-            (_check_text(file_path, "file_path"),)))
+            (path,), _JSON))
 
     async def get_document_by_id(self, doc_id: int) -> dict[str, Any] | None:
-        return await self.db.read(lambda conn: _one(
+        doc_id = _check_id(doc_id)
+        return await self.store.read(lambda conn: fetch_one(
             conn, f"SELECT {_COLUMNS}, embedding_blob FROM document_index WHERE id = ?",
-            (_check_id(doc_id),)))
+            (doc_id,), _JSON))
 
     async def get_chunks(self, doc_id: int) -> list[dict[str, Any]]:
         """A document's chunks in order: heading path, offsets, token count, text."""
-        return await self.db.fetchall(
-            "SELECT id, chunk_index, heading_path, start_offset, end_offset, token_count, text, "
-            "embedding_model, embedding_dimensions FROM document_chunks "
-            "WHERE document_id = ? ORDER BY chunk_index", (_check_id(doc_id),))
+        doc_id = _check_id(doc_id)
+        return await self.store.read(lambda conn: fetch_all(
+            conn, "SELECT id, chunk_index, heading_path, start_offset, end_offset, token_count, "
+            "text, embedding_model, embedding_dimensions FROM document_chunks "
+            "WHERE document_id = ? ORDER BY chunk_index", (doc_id,)))
 
     async def update_embedding(
         self, doc_id: int, embedding: Any, embedding_model: str = DEFAULT_EMBEDDING_MODEL
@@ -257,7 +279,7 @@ class DocumentIndexService:
         expected = await self._expected_dimensions(model)
         vector = check_vectors(given, expected or int(given.shape[0]), what="embedding")
 
-        def update(conn: Any) -> None:
+        def update(conn: Connection) -> None:
             row = conn.execute("SELECT metadata FROM document_index WHERE id = ?",
                                (doc_id,)).fetchone()
             if row is None:
@@ -271,7 +293,7 @@ class DocumentIndexService:
             )
             self._index_chunks(conn, doc_id, model, vector)
 
-        await self.db.write(update)
+        await self.store.write(update)
 
     async def search_documents(
         self,
@@ -294,7 +316,7 @@ class DocumentIndexService:
         _check_type(document_type)
         size = int(query.shape[0]) * 4  # float32 bytes
 
-        def search(conn: Any) -> list[dict[str, Any]]:
+        def search(conn: Connection) -> list[dict[str, Any]]:
             sql = (f"SELECT {_COLUMNS}, embedding_blob FROM document_index "
                    "WHERE length(embedding_blob) = ?")
             params: list[Any] = [size]
@@ -304,14 +326,14 @@ class DocumentIndexService:
             if document_type is not None:
                 sql += " AND document_type = ?"
                 params.append(document_type)
-            rows = [_decode(r) for r in conn.execute(sql, params)]
+            rows = fetch_all(conn, sql, params, _JSON)
             for row in rows:
                 stored = l2_normalize(np.frombuffer(row.pop("embedding_blob"), np.float32))
                 row["score"] = float(np.dot(stored, query))
             rows.sort(key=lambda r: -r["score"])
             return rows[:limit]
 
-        return await self.db.read(search)
+        return await self.store.read(search)
 
     async def mark_synced(self, doc_id: int) -> None:
         """Status ``synced`` now; clears ``metadata.last_error``."""
@@ -327,7 +349,7 @@ class DocumentIndexService:
         file_path = _check_text(file_path, "file_path")
         if new_content is None:
 
-            def stale(conn: Any) -> None:
+            def stale(conn: Connection) -> None:
                 row = conn.execute("SELECT id FROM document_index WHERE file_path = ?",
                                    (file_path,)).fetchone()
                 if row is None:
@@ -338,7 +360,7 @@ class DocumentIndexService:
                 conn.execute("UPDATE document_chunks SET embedding_model = NULL, "
                              "embedding_dimensions = NULL WHERE document_id = ?", (row[0],))
 
-            await self.db.write(stale)
+            await self.store.write(stale)
             return True
         digest = _content_hash(new_content, "new_content")
         row = await self.get_document(file_path)
@@ -348,35 +370,38 @@ class DocumentIndexService:
             return False
         await self.index_document(file_path, row["title"], new_content, row["document_type"],
                                   upsert=True)
-        await self.db.write(lambda conn: conn.execute(
+        await self.store.write(lambda conn: conn.execute(
             "UPDATE document_index SET sync_status = 'stale' WHERE file_path = ?", (file_path,)))
         return True
 
     async def get_pending_documents(self, limit: int = 100) -> list[dict[str, Any]]:
         """Documents waiting for embeddings (pending or stale), oldest sync first."""
-        return await self.db.read(lambda conn: _all(
+        limit = require_limit(limit)
+        return await self.store.read(lambda conn: fetch_all(
             conn, f"SELECT {_COLUMNS} FROM document_index WHERE sync_status IN "
-            "('pending', 'stale') ORDER BY last_synced_at LIMIT ?", (require_limit(limit),)))
+            "('pending', 'stale') ORDER BY last_synced_at LIMIT ?", (limit,), _JSON))
 
     async def search_by_type(self, document_type: str, limit: int = 50) -> list[dict[str, Any]]:
         """Documents of one type, newest first."""
         _check_type(document_type)
         if document_type is None:
             raise InvalidInputError("Invalid document_type: None")
-        return await self.db.read(lambda conn: _all(
+        limit = require_limit(limit)
+        return await self.store.read(lambda conn: fetch_all(
             conn, f"SELECT {_COLUMNS} FROM document_index WHERE document_type = ? "
-            "ORDER BY created_at DESC LIMIT ?", (document_type, require_limit(limit))))
+            "ORDER BY created_at DESC LIMIT ?", (document_type, limit), _JSON))
 
     async def list_all_documents(self, limit: int | None = None) -> list[dict[str, Any]]:
         """Every indexed document, by path."""
-        return await self.db.read(lambda conn: _all(
+        rows = -1 if limit is None else require_limit(limit)
+        return await self.store.read(lambda conn: fetch_all(
             conn, f"SELECT {_COLUMNS} FROM document_index ORDER BY file_path LIMIT ?",
-            (-1 if limit is None else require_limit(limit),)))
+            (rows,), _JSON))
 
     async def delete_document(self, file_path: str) -> bool:
         """Remove a document (and its chunks and vectors) from the index; the file stays."""
         path = _check_text(file_path, "file_path")
-        return bool(await self.db.write(lambda conn: conn.execute(
+        return bool(await self.store.write(lambda conn: conn.execute(
             "DELETE FROM document_index WHERE file_path = ?", (path,)).rowcount))
 
     # -- embedding ---------------------------------------------------------------
@@ -395,15 +420,14 @@ class DocumentIndexService:
         If the stored vectors were made by another model or dimension, the
         index is rebuilt first and every document re-embedded.
         """
-        embedder = self.db.embedder
-        search = self.db.search
+        embedder = self.settings.embedder
         summary = EmbedSummary(model=embedder.name)
-        _, summary.reset = await self.db.write(
-            lambda conn: search.prepare_index(conn, "chunks", embedder, reset=True))
-        await search.purge()
+        _, summary.reset = await self.store.write(
+            lambda conn: self.vectors.prepare_index(conn, "chunks", embedder, reset=True))
+        await self.vectors.purge()
         statuses = ("pending", "stale", "failed") if retry_failed else ("pending", "stale")
 
-        def todo(conn: Any) -> list[tuple[int, str, str, int]]:
+        def todo(conn: Connection) -> list[tuple[int, str, str, int]]:
             sql = (
                 "SELECT d.id, d.file_path, d.content_hash, "
                 "(SELECT count(*) FROM document_chunks c WHERE c.document_id = d.id "
@@ -414,7 +438,7 @@ class DocumentIndexService:
             return [(int(r[0]), str(r[1]), str(r[2]), int(r[3]))
                     for r in conn.execute(sql, (*statuses, -1 if limit is None else limit))]
 
-        docs = await self.db.read(todo)
+        docs = await self.store.read(todo)
         summary.documents = len(docs)
         bar = _progress_bar(sum(d[3] for d in docs), progress)
         try:
@@ -432,7 +456,7 @@ class DocumentIndexService:
         advance: Callable[[int], object],
     ) -> None:
         ids = [d[0] for d in group]
-        rows = await self.db.read(lambda conn: conn.execute(
+        rows = await self.store.read(lambda conn: conn.execute(
             "SELECT id, document_id, heading_path, text FROM document_chunks "
             "WHERE document_id IN (SELECT value FROM json_each(?)) AND embedding_model IS NULL "
             "ORDER BY document_id, chunk_index", (json.dumps(ids),)).fetchall())
@@ -442,7 +466,7 @@ class DocumentIndexService:
                                         batch_size=max(len(texts), 1))
         except (EmbeddingError, InvalidInputError) as exc:
             message = str(exc)
-            await self.db.write(lambda conn: [
+            await self.store.write(lambda conn: [
                 _set_status(conn, doc_id, "failed", message) for doc_id in ids])
             summary.failed.extend((d[1], message) for d in group)
             return
@@ -450,8 +474,8 @@ class DocumentIndexService:
         doc_of = [int(r[1]) for r in rows]
         hashes = {d[0]: d[2] for d in group}
 
-        def store(conn: Any) -> list[str]:
-            backend, _ = self.db.search.prepare_index(conn, "chunks", embedder, reset=False)
+        def store(conn: Connection) -> list[str]:
+            backend, _ = self.vectors.prepare_index(conn, "chunks", embedder, reset=False)
             # Only documents whose content is still what was embedded.
             current = {int(r[0]): str(r[1]) for r in conn.execute(
                 "SELECT id, content_hash FROM document_index WHERE id IN "
@@ -481,27 +505,28 @@ class DocumentIndexService:
                 synced.append(path)
             return synced
 
-        synced = await self.db.write(store)
+        synced = await self.store.write(store)
         summary.synced.extend(synced)
         summary.embedded_chunks += len(chunk_ids)
 
     async def _expected_dimensions(self, model: str) -> int | None:
-        if self.db.has_embedder and self.db.embedder.name == model:
-            return self.db.embedder.dimensions
+        if self.settings.has_embedder and self.settings.embedder.name == model:
+            return self.settings.embedder.dimensions
         known = known_dimensions(model)
         if known is not None:
             return known
-        row = await self.db.fetchone(
-            "SELECT dimensions FROM vector_indexes WHERE name = 'chunks' AND model = ?", (model,))
+        row = await self.store.read(lambda conn: fetch_one(
+            conn, "SELECT dimensions FROM vector_indexes WHERE name = 'chunks' AND model = ?",
+            (model,)))
         return int(row["dimensions"]) if row else None
 
-    def _index_chunks(self, conn: Any, doc_id: int, model: str, vector: Vectors) -> None:
+    def _index_chunks(self, conn: Connection, doc_id: int, model: str, vector: Vectors) -> None:
         """Give a document's chunks its vector in the chunk index, if that index
         can take vectors of ``model`` (vector search on; no other model's index)."""
-        if self.db.vector_backend not in self.db.extensions:
+        if not self.vectors.enabled:
             return
         try:
-            backend, _ = self.db.search.prepare_index_for(
+            backend, _ = self.vectors.prepare_index_for(
                 conn, "chunks", model, int(vector.shape[0]), reset=False)
         except StaleIndexError:
             return  # another model's index: the document keeps its own vector only
@@ -545,9 +570,9 @@ class DocumentIndexService:
         low, high = _prefix_range(root_path)
         existing = {
             str(r["file_path"]): str(r["content_hash"])
-            for r in await self.db.fetchall(
-                "SELECT file_path, content_hash FROM document_index "
-                "WHERE file_path >= ? AND file_path < ?", (low, high))
+            for r in await self.store.read(lambda conn: fetch_all(
+                conn, "SELECT file_path, content_hash FROM document_index "
+                "WHERE file_path >= ? AND file_path < ?", (low, high)))
         }
         scanned, skipped = await asyncio.to_thread(_scan, root_path, pattern)
         summary.scanned = len(scanned) + len(skipped)
@@ -557,12 +582,12 @@ class DocumentIndexService:
             prepared, unread = await asyncio.to_thread(self._prepare_files, batch, document_type)
             skipped += unread
 
-            def write(conn: Any, prepared: list[_Prepared] = prepared) -> int:
+            def write(conn: Connection, prepared: list[_Prepared] = prepared) -> int:
                 for _, path, title, digest, chunks, dtype, meta in prepared:
                     self._upsert(conn, path, title, digest, chunks, dtype, meta)
                 return sum(len(p[4]) for p in prepared)
 
-            summary.chunks_written += await self.db.write(write)
+            summary.chunks_written += await self.store.write(write)
             for relative, path, *_ in prepared:
                 (summary.changed if path in existing else summary.added).append(relative)
         summary.skipped = sorted((relative, reason) for _, relative, reason in skipped)
@@ -572,11 +597,11 @@ class DocumentIndexService:
         gone = [p for p in existing
                 if p in dropped or (p not in seen and not os.path.isfile(p))]
         if gone:
-            await self.db.write(lambda conn: conn.executemany(
+            await self.store.write(lambda conn: conn.executemany(
                 "DELETE FROM document_index WHERE file_path = ?", [(p,) for p in gone]))
             summary.removed = sorted(_relative(p, root_path) for p in gone)
         if embed is None:
-            embed = self.db.has_embedder
+            embed = self.settings.has_embedder
         if embed:
             result = await self.embed_pending(progress=progress, retry_failed=True)
             summary.model = result.model
@@ -591,7 +616,7 @@ class DocumentIndexService:
 
     def _chunk(self, content: str) -> list[Chunk]:
         # Chunks fit the embedder's token window, so no chunk's end goes unembedded.
-        window = token_window(self.db.embedder) if self.db.has_embedder else None
+        window = token_window(self.settings.embedder) if self.settings.has_embedder else None
         return chunk_markdown(content, max_tokens=self.max_tokens, overlap=self.overlap,
                               window=window)
 
@@ -619,7 +644,7 @@ class DocumentIndexService:
 
     def _upsert(
         self,
-        conn: Any,
+        conn: Connection,
         path: str,
         title: str,
         digest: str,
@@ -640,12 +665,11 @@ class DocumentIndexService:
                 (title, document_type, merged, now, row[0], title, document_type, merged))
             return int(row[0])
         if row is None:
-            doc_id = int(conn.execute(
+            doc_id = inserted_id(conn.execute(
                 "INSERT INTO document_index (file_path, title, document_type, content_hash, "
                 "chunk_count, metadata, sync_status, created_at, updated_at) "
                 "VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?)",
-                (path, title, document_type, digest, len(chunks), metadata or "{}", now, now),
-            ).lastrowid)
+                (path, title, document_type, digest, len(chunks), metadata or "{}", now, now)))
         else:
             doc_id = int(row[0])
             status = "pending" if row[2] == "pending" else "stale"
@@ -664,17 +688,19 @@ class DocumentIndexService:
         return doc_id
 
     async def _set_status(self, doc_id: int, status: str, error: str | None) -> None:
-        def update(conn: Any) -> None:
+        def update(conn: Connection) -> None:
             if not _set_status(conn, doc_id, status, error):
                 raise NotFoundError(f"Document {doc_id} not found")
 
-        await self.db.write(update)
+        await self.store.write(update)
 
 
 # -- helpers on a connection's thread ---------------------------------------------
 
 
-def _finish(conn: Any, backend: VectorBackend, doc_id: int, embedder: Embedder, now: str) -> None:
+def _finish(
+    conn: Connection, backend: VectorBackend, doc_id: int, embedder: Embedder, now: str
+) -> None:
     """Mark a fully embedded document synced; its vector is the mean of its chunks'."""
     chunk_ids = [r[0] for r in conn.execute(
         "SELECT id FROM document_chunks WHERE document_id = ?", (doc_id,))]
@@ -693,7 +719,7 @@ def _finish(conn: Any, backend: VectorBackend, doc_id: int, embedder: Embedder, 
         (now, embedder.name, blob, to_json(meta, "metadata"), now, doc_id))
 
 
-def _set_status(conn: Any, doc_id: int, status: str, error: str | None) -> bool:
+def _set_status(conn: Connection, doc_id: int, status: str, error: str | None) -> bool:
     row = conn.execute("SELECT metadata FROM document_index WHERE id = ?", (doc_id,)).fetchone()
     if row is None:
         return False
@@ -709,21 +735,6 @@ def _set_status(conn: Any, doc_id: int, status: str, error: str | None) -> bool:
         "last_synced_at = COALESCE(?, last_synced_at) WHERE id = ?",
         (status, to_json(meta, "metadata"), now, synced_at, doc_id))
     return True
-
-
-def _decode(row: Any) -> dict[str, Any]:
-    out = dict(row)
-    out["metadata"] = _loads(out.get("metadata"))
-    return out
-
-
-def _one(conn: Any, sql: str, params: Sequence[Any]) -> dict[str, Any] | None:
-    row = conn.execute(sql, params).fetchone()
-    return None if row is None else _decode(row)
-
-
-def _all(conn: Any, sql: str, params: Sequence[Any]) -> list[dict[str, Any]]:
-    return [_decode(r) for r in conn.execute(sql, params)]
 
 
 def _loads(text: str | None) -> dict[str, Any]:
@@ -994,10 +1005,7 @@ def _content_hash(content: object, name: str = "content") -> str:
 
 
 def _check_type(document_type: object) -> None:
-    if document_type is not None and document_type not in DOCUMENT_TYPES:
-        raise InvalidInputError(
-            f"Invalid document_type: {document_type} "
-            f"(expected one of {', '.join(DOCUMENT_TYPES)})")
+    require_document_type(document_type)
 
 
 def _check_metadata(metadata: object) -> str | None:
