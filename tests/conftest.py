@@ -14,17 +14,41 @@ from abathur_memkit import Database
 pytest_plugins = ["pytester", "pg"]
 
 
+#: The test modules whose ``db`` and ``policy_db`` run on both engines: each
+#: test once on a SQLite file and once on a fresh PostgreSQL database. A test
+#: of what only SQLite has is marked ``@pytest.mark.sqlite_only("why")``.
+TWO_ENGINES: set[str] = set()
+
+ENGINES = ("sqlite", "postgresql")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    module = metafunc.module.__name__.rpartition(".")[2]
+    if module not in TWO_ENGINES or metafunc.definition.get_closest_marker("sqlite_only"):
+        return
+    for name in ("db", "policy_db"):
+        if name in metafunc.fixturenames:
+            metafunc.parametrize(name, ENGINES, indirect=True)
+
+
+def _target(request: pytest.FixtureRequest, tmp_path: Path) -> str | Path:
+    """Where the test's database lives: a file, or a new PostgreSQL database."""
+    if getattr(request, "param", "sqlite") == "postgresql":
+        return str(request.getfixturevalue("pg_memkit_dsn"))
+    return tmp_path / "test.db"
+
+
 @pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    """A fresh, initialized file database in WAL mode."""
-    async with Database(tmp_path / "test.db") as database:
+async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
+    """A fresh, initialized database: a WAL file, or (two-engine modules) PostgreSQL."""
+    async with Database(_target(request, tmp_path)) as database:
         yield database
 
 
 @pytest.fixture
-async def policy_db(tmp_path: Path) -> AsyncIterator[Database]:
+async def policy_db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
     """Like ``db``, with the memory write policy switched on."""
-    async with Database(tmp_path / "test.db", write_policy=True) as database:
+    async with Database(_target(request, tmp_path), write_policy=True) as database:
         yield database
 
 

@@ -8,6 +8,7 @@ why, when the extras are missing or the server cannot start.
 
 from __future__ import annotations
 
+import urllib.parse
 import uuid
 import warnings
 from collections.abc import Iterator
@@ -41,12 +42,16 @@ def _admin(server: str, sql: str) -> None:
         conn.execute(sql)
 
 
-def _fresh(server: str, template: str = "template1") -> Iterator[str]:
-    from psycopg.conninfo import make_conninfo
+def database_uri(server: str, name: str) -> str:
+    """The server's ``postgresql://`` URI with another database name."""
+    parts = urllib.parse.urlsplit(server)
+    return urllib.parse.urlunsplit(parts._replace(path=f"/{name}"))
 
+
+def _fresh(server: str, template: str = "template1") -> Iterator[str]:
     name = f"test_{uuid.uuid4().hex[:16]}"
     _admin(server, f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
-    yield make_conninfo(server, dbname=name)
+    yield database_uri(server, name)
     _admin(server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 

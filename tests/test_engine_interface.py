@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import sqlite3
 
+import pytest
+
 from abathur_memkit import Database
 from abathur_memkit.engines.interface import Connection, Engine, Store
 from abathur_memkit.engines.sqlite.engine import SQLiteEngine
+from abathur_memkit.errors import InvalidInputError, MemkitError
 
 
 def _engine_is_an_engine(engine: SQLiteEngine) -> Engine:
@@ -40,3 +43,18 @@ def test_the_facade_and_the_engine_are_stores() -> None:
     assert isinstance(SQLiteEngine(), Store)
     assert _facade_is_a_store(Database()).dialect == "sqlite"
     assert _sqlite3_is_a_connection(sqlite3.connect(":memory:")).in_transaction is False
+
+
+async def test_a_dsn_opens_postgresql_and_a_path_sqlite(pg_memkit_dsn: str) -> None:
+    async with Database(pg_memkit_dsn) as db:
+        assert db.dialect == "postgresql" and not db.in_memory and db.extensions == ()
+        assert await db.fetchone("SELECT 1 AS one") == {"one": 1}
+        with pytest.raises(MemkitError, match="vacuum is a SQLite feature"):
+            await db.vacuum()
+    async with Database() as db:
+        assert db.dialect == "sqlite"
+
+
+def test_postgresql_takes_no_sqlite_settings() -> None:
+    with pytest.raises(InvalidInputError, match="SQLite settings"):
+        Database("postgresql://u@h/db", extensions=["vec"])

@@ -38,7 +38,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from ...errors import InvalidInputError, MemkitError, SchemaError
 from ...inputs import require_int, require_text, show
-from ..interface import Connection, Params
+from ..interface import CallObserver, Connection, Params
 from . import schema
 from .connection import PgConnection, PgCursor, Row, configure, row_factory
 
@@ -80,6 +80,7 @@ class PostgreSQLEngine:
         isolation: str = "read committed",
         retries: int = 5,
         timeout: float = 30.0,
+        observer: CallObserver | None = None,
     ) -> None:
         #: The DSN as given (``postgresql://user@host/db`` or ``key=value`` pairs).
         self.path = require_text(dsn, "dsn", max_length=None)
@@ -103,6 +104,8 @@ class PostgreSQLEngine:
         self._pool: ConnectionPool[psycopg.Connection[Row]] | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._init_lock = asyncio.Lock()
+        #: Told of every read and write and how long it took (e.g. latency metrics).
+        self.observer = observer
 
     def __repr__(self) -> str:
         return f"PostgreSQLEngine({self._where!r})"
@@ -165,6 +168,8 @@ class PostgreSQLEngine:
 
     async def close(self) -> None:
         """Let the calls already running finish, then close every connection."""
+        if self.observer is not None and self._pool is not None and not self.read_only:
+            await self.observer.flush(self)
         pool, executor = self._pool, self._executor
         self._pool = self._executor = None
         if executor is not None:
@@ -179,14 +184,24 @@ class PostgreSQLEngine:
         ``REPEATABLE READ`` read-only transaction, so every statement sees the
         same committed state."""
         _require_callable(fn)
-        return await self._submit(self._read_call, fn, snapshot)
+        if self.observer is None:
+            return await self._submit(self._read_call, fn, snapshot)
+        started = time.perf_counter()
+        result: T = await self._submit(self._read_call, fn, snapshot)
+        await self.observer.record(self, fn, started)
+        return result
 
     async def write(self, fn: Callable[[Connection], T]) -> T:
         """Run ``fn(conn)`` in one transaction: commit when it returns, roll back if it raises."""
         _require_callable(fn)
         if self.read_only:
             raise MemkitError(f"{self._where} is open read-only: writes are not allowed")
-        return await self._submit(self._write_call, fn)
+        if self.observer is None:
+            return await self._submit(self._write_call, fn)
+        started = time.perf_counter()
+        result: T = await self._submit(self._write_call, fn)
+        await self.observer.record(self, fn, started)
+        return result
 
     async def _submit(self, call: Callable[..., T], *args: Any) -> T:
         pool, executor = self._pool, self._executor
