@@ -9,6 +9,9 @@ them to a name in a conftest.py or test module::
     big_db = factories.memkit_db(template="big_template")      # async, per test
     big_sync_db = factories.memkit_sync_db(template="big_template", seed={"memories": []})
 
+With ``memkit_engine=postgresql`` (or ``memkit_dsn``) a template is a database on
+the server and each test's database a clone of it (see ``postgres.py``).
+
 Context managers, for databases outside fixtures::
 
     async def test_custom(tmp_path):

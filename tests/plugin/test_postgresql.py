@@ -332,3 +332,14 @@ def test_pg_steps_parse_into_plan_nodes() -> None:
     assert plan.full_scans(["a"]) == []
     assert plan.indexes == ["idx_a", "idx_b1", "idx_b2", "idx_c"]
     assert [n.op for n in plan.nodes if not n.is_access] == [Op.OTHER] * 4
+
+
+def test_readme_documents_the_engine_options() -> None:
+    from pytest_abathur.plugin import _INI_OPTIONS
+
+    readme = (Path(__file__).parents[2] / "README.md").read_text("utf-8")
+    options = readme.split("### Options", 1)[1].split("\n### ", 1)[0]
+    for name, flag, *_ in _INI_OPTIONS:
+        if name in ("memkit_engine", "memkit_dsn"):
+            assert f"| `{name}` | `{flag} " in options, name
+    assert "### Options" in readme and "**On PostgreSQL.**" in readme
