@@ -56,8 +56,7 @@ class DbConfig:
             )
         if dsn and not dsn.startswith(("postgresql://", "postgres://")):
             raise pytest.UsageError(
-                "memkit_dsn must be a postgresql:// (or postgres://) URI of a server, "
-                f"got {dsn!r}"
+                f"memkit_dsn must be a postgresql:// (or postgres://) URI of a server, got {dsn!r}"
             )
         return cls(engine=engine, dsn=dsn or None)
 

@@ -15,8 +15,10 @@ from pytest_abathur.sync import SyncDatabase
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
-LATEST = ("SELECT * FROM memory_entries WHERE namespace = ? AND key = ? AND is_deleted = 0 "
-          "ORDER BY version DESC LIMIT 1")
+LATEST = (
+    "SELECT * FROM memory_entries WHERE namespace = ? AND key = ? AND is_deleted = 0 "
+    "ORDER BY version DESC LIMIT 1"
+)
 BY_TYPE = "SELECT * FROM memory_entries WHERE memory_type = ?"  # no index serves it
 LATEST_INDEX = "idx_memory_namespace_key_version"
 
@@ -122,9 +124,7 @@ def test_memkit_latency_times_postgresql_without_vm_steps(
     result.assert_outcomes(passed=1)
 
 
-def test_query_guard_skips_on_postgresql_saying_why(
-    suite: pytest.Pytester, pg_server: str
-) -> None:
+def test_query_guard_skips_on_postgresql_saying_why(suite: pytest.Pytester, pg_server: str) -> None:
     suite.makepyfile(
         """
         import pytest
@@ -252,8 +252,9 @@ async def sqlite_db(tmp_path: Path) -> AsyncIterator[Database]:
 async def test_assert_uses_index_passes_for_an_indexed_lookup_on_an_empty_table(
     pg_db: Database,
 ) -> None:
-    plan = await assert_uses_index(pg_db, LATEST, ("user:a", "k"), index=LATEST_INDEX,
-                                   table="memory_entries")
+    plan = await assert_uses_index(
+        pg_db, LATEST, ("user:a", "k"), index=LATEST_INDEX, table="memory_entries"
+    )
     (node,) = plan.index_uses(LATEST_INDEX)
     assert node.op is Op.SEARCH and node.table == "memory_entries"
     assert "namespace = 'user:a'" in (node.constraints or "")
@@ -266,15 +267,20 @@ async def test_assert_uses_index_fails_on_a_seq_scan_as_on_sqlite(
     messages = []
     for db in (sqlite_db, pg_db):
         with pytest.raises(QueryPlanError) as info:
-            await assert_uses_index(db, BY_TYPE, ("semantic",), index=LATEST_INDEX,
-                                    table="memory_entries")
+            await assert_uses_index(
+                db, BY_TYPE, ("semantic",), index=LATEST_INDEX, table="memory_entries"
+            )
         messages.append(str(info.value).splitlines())
     sqlite_lines, pg_lines = messages
-    title = (f"memkit: the plan does not use index {LATEST_INDEX} on memory_entries "
-             "(indexes used: none)")
+    title = (
+        f"memkit: the plan does not use index {LATEST_INDEX} on memory_entries (indexes used: none)"
+    )
     assert pg_lines[0] == sqlite_lines[0] == title
-    assert pg_lines[1:5] == sqlite_lines[1:5] == [
-        f"  SQL:    {BY_TYPE}", "  params: ('semantic',)", "  plan:", "    QUERY PLAN"]
+    assert (
+        pg_lines[1:5]
+        == sqlite_lines[1:5]
+        == [f"  SQL:    {BY_TYPE}", "  params: ('semantic',)", "  plan:", "    QUERY PLAN"]
+    )
     assert pg_lines[5:] == ["    `--Seq Scan on memory_entries   <-- full table scan"]
 
 
@@ -291,14 +297,20 @@ async def test_explain_leaves_seqscan_on_for_the_database(pg_db: Database) -> No
     setting = await pg_db.fetchone("SELECT current_setting('enable_seqscan') AS s")
     assert setting == {"s": "on"}
     assert await pg_db.query_plan("SELECT count(*) FROM memory_entries") == [
-        (1, 0, "Aggregate"), (2, 1, "Seq Scan on memory_entries")]
+        (1, 0, "Aggregate"),
+        (2, 1, "Seq Scan on memory_entries"),
+    ]
 
 
 def test_explain_reads_a_write_through_the_sync_facade(pg_memkit_dsn: str) -> None:
     with SyncDatabase.open(pg_memkit_dsn) as facade:
-        plan = facade.run(explain(
-            facade, "UPDATE memory_entries SET is_deleted = 1 WHERE namespace = ? AND key = ?",
-            ("user:a", "k")))
+        plan = facade.run(
+            explain(
+                facade,
+                "UPDATE memory_entries SET is_deleted = 1 WHERE namespace = ? AND key = ?",
+                ("user:a", "k"),
+            )
+        )
     assert [n.index for n in plan.accesses()] == [LATEST_INDEX]
     assert not plan.full_scans()
 
@@ -322,7 +334,12 @@ def test_pg_steps_parse_into_plan_nodes() -> None:
     plan = parse_plan(rows, dialect="postgresql")
     a, b1, b2, c, d, catalog = plan.accesses()
     assert (a.op, a.index, a.table, a.covering, a.constraints) == (
-        Op.SEARCH, "idx_a", "a", True, "(x = 1)")
+        Op.SEARCH,
+        "idx_a",
+        "a",
+        True,
+        "(x = 1)",
+    )
     assert (b1.op, b1.index, b1.table, b1.bitmap) == (Op.SEARCH, "idx_b1", "b", True)
     assert (b2.op, b2.table, b2.full_scan_reason) == (Op.SCAN, "b", "full scan of index idx_b2")
     assert c.full_scan_reason == "full scan in the order of index idx_c"
