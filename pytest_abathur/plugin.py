@@ -415,16 +415,14 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def memkit_pg_server(
-    tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config
-) -> Iterator[str]:
+def memkit_pg_server(pytestconfig: pytest.Config) -> Iterator[str]:
     """The PostgreSQL server the templates and test databases go on (internal):
     ``memkit_dsn``'s, or one started with pgserver for the session."""
     dsn = pytestconfig.stash[DB_CONFIG].dsn
     if dsn is not None:
         yield dsn
         return
-    yield from start_server(tmp_path_factory)
+    yield from start_server()
 
 
 @pytest.fixture(scope="session")

@@ -12,6 +12,8 @@ fixture runs.
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import urllib.parse
 import uuid
 import warnings
@@ -108,7 +110,7 @@ def drop_database(server: str, name: str) -> None:
     _admin(server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def start_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def start_server() -> Iterator[str]:
     """Start a throwaway server with pgserver and yield its URI; skip, saying why, if it cannot."""
     try:
         with warnings.catch_warnings():  # platformdirs warns when XDG_RUNTIME_DIR is unset
@@ -119,12 +121,18 @@ def start_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             "memkit_engine=postgresql without memkit_dsn starts a server with pgserver, "
             f"which is not installed (pip install pgserver), or give --memkit-dsn: {exc}"
         )
-    data: Path = tmp_path_factory.mktemp("memkit-postgres") / "data"
+    # Not under tmp_path_factory: a pytest run started meanwhile without --basetemp
+    # makes /tmp/pytest-of-<user> private again (mode 0700), and a server that
+    # pgserver runs as another user (as root it does) crashes at its next checkpoint.
+    folder = Path(tempfile.mkdtemp(prefix="memkit-pg-"))
     try:
-        server = get_server(data, cleanup_mode="delete")
-    except Exception as exc:  # any failure to start is a reason to skip
-        pytest.skip(f"pgserver could not start PostgreSQL in {data}: {exc}")
-    try:
-        yield str(server.get_uri())
+        try:
+            server = get_server(folder / "data", cleanup_mode="delete")
+        except Exception as exc:  # any failure to start is a reason to skip
+            pytest.skip(f"pgserver could not start PostgreSQL in {folder}: {exc}")
+        try:
+            yield str(server.get_uri())
+        finally:
+            server.cleanup()
     finally:
-        server.cleanup()
+        shutil.rmtree(folder, ignore_errors=True)

@@ -30,19 +30,6 @@ filterwarnings =
 """
 
 
-@pytest.fixture(autouse=True)
-def inner_basetemp(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Inner runs keep their temporary folders inside the test's own.
-
-    Without --basetemp an inner run makes /tmp/pytest-of-<user> private again
-    (mode 0700), and the session's PostgreSQL, which pgserver runs as another
-    user with its data folder under it, crashes at its next checkpoint.
-    """
-    if "pytester" in request.fixturenames:
-        pytester: pytest.Pytester = request.getfixturevalue("pytester")
-        monkeypatch.setenv("PYTEST_ADDOPTS", f"--basetemp={pytester.path.parent / 'basetemp'}")
-
-
 @pytest.fixture
 def ini(pytester: pytest.Pytester) -> Callable[..., None]:
     """Write the throwaway project's pytest.ini: ``ini(mode="strict", memkit_rounds="5")``."""
