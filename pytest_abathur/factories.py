@@ -9,6 +9,9 @@ them to a name in a conftest.py or test module::
     big_db = factories.memkit_db(template="big_template")      # async, per test
     big_sync_db = factories.memkit_sync_db(template="big_template", seed={"memories": []})
 
+With ``memkit_engine=postgresql`` (or ``memkit_dsn``) a template is a database on
+the server and each test's database a clone of it (see ``postgres.py``).
+
 Context managers, for databases outside fixtures::
 
     async def test_custom(tmp_path):
@@ -44,11 +47,21 @@ from typing import Any, TypeVar
 import pytest
 
 from .guard import QueryGuard, install_trace
+from .postgres import (
+    DB_CONFIG,
+    DbConfig,
+    PgTemplate,
+    clone_pg_template,
+    create_database,
+    database_dsn,
+    drop_database,
+)
 from .sync import SyncDatabase
 
 __all__ = [
     "Seed",
     "apply_seed",
+    "build_pg_template",
     "build_template",
     "clone_template",
     "database",
@@ -231,6 +244,72 @@ def clone_template(template: Path, dest: Path) -> Path:
     return dest
 
 
+def build_pg_template(
+    server: str, *, seed: Seed | None = None, base: Path | None = None
+) -> PgTemplate:
+    """Create a database on ``server``, migrate it (and seed it) to clone tests from.
+
+    Every connection to it is closed when this returns, as ``CREATE DATABASE
+    ... TEMPLATE`` requires.
+    """
+    from abathur_memkit import Database
+
+    template = PgTemplate(server, create_database(server, "memkit_template"))
+
+    async def build() -> None:
+        async with Database(template.dsn) as db:
+            if seed is not None:
+                await apply_seed(db, seed, base)
+
+    try:
+        _run_in_thread(build)
+    except BaseException:
+        drop_database(server, template.name)
+        raise
+    return template
+
+
+def _session_template(
+    request: pytest.FixtureRequest,
+    seed: Seed | None = None,
+    source: str | os.PathLike[str] | None = None,
+) -> Path | PgTemplate:
+    """The template a template fixture builds, on the configured engine.
+
+    On PostgreSQL it is dropped when the fixture's scope ends.
+    """
+    base = request.config.rootpath
+    if request.config.stash.get(DB_CONFIG, DbConfig()).engine == "postgresql":
+        if source is not None:
+            raise pytest.UsageError(
+                f"{request.fixturename}: source= is a SQLite file; it cannot seed a "
+                "PostgreSQL template (run this suite with memkit_engine=sqlite)"
+            )
+        server: str = request.getfixturevalue("memkit_pg_server")
+        template = build_pg_template(server, seed=seed, base=base)
+        request.addfinalizer(lambda: drop_database(server, template.name))
+        return template
+    factory: pytest.TempPathFactory = request.getfixturevalue("tmp_path_factory")
+    return build_template(
+        factory.mktemp(f"memkit-{request.fixturename}") / "template.db",
+        seed=seed,
+        base=base,
+        source=None if source is None else base / source,
+    )
+
+
+def fresh_database(
+    request: pytest.FixtureRequest, template: Path | PgTemplate, dest: Path
+) -> Path | str:
+    """One test's database: a copy of the template file at ``dest``, or on
+    PostgreSQL a clone of the template database (its DSN), dropped after the test."""
+    if isinstance(template, PgTemplate):
+        name = clone_pg_template(template)
+        request.addfinalizer(lambda: drop_database(template.server, name))
+        return database_dsn(template.server, name)
+    return clone_template(template, dest)
+
+
 def embedder(kind: str = "hashing", **kwargs: Any) -> Any:
     """An embedder by name (``abathur_memkit.embeddings.get_embedder``).
 
@@ -330,6 +409,18 @@ def _wants_guard(request: pytest.FixtureRequest) -> bool:
     )
 
 
+async def _trace_for_guard(request: pytest.FixtureRequest, db: Any) -> None:
+    """Install the guard's trace on ``db`` when the test asks for the guard."""
+    if not _wants_guard(request):
+        return
+    if db.dialect != "sqlite":
+        pytest.skip(
+            "memkit_query_guard reads SQLite's trace of every statement, which PostgreSQL "
+            "has not; on PostgreSQL check plans with memkit_plan.assert_no_full_scan"
+        )
+    await install_trace(db)
+
+
 def _allowed_scans(node: pytest.Item | Any) -> dict[str, str]:
     allowed: dict[str, str] = {}
     for marker in node.iter_markers("memkit_allow_scan"):
@@ -372,36 +463,35 @@ def memkit_template(
     source: str | os.PathLike[str] | None = None,
     scope: Any = "session",
 ) -> Any:
-    """A fixture returning the path of a template database, built once per ``scope``.
+    """A fixture returning the path of a template database, built once per ``scope``
+    (on PostgreSQL a ``PgTemplate``: a template database, dropped when the scope ends).
 
     ``seed`` is applied to it (relative paths from the rootdir); ``source`` is a
-    database file to start from (copied, then migrated; the file is not touched).
+    SQLite database file to start from (copied, then migrated; the file is not touched).
     Use the fixture's name as ``template=`` of :func:`memkit_db` / :func:`memkit_sync_db`.
     """
 
     @pytest.fixture(scope=scope)
-    def template_fixture(request: pytest.FixtureRequest) -> Path:
-        factory: pytest.TempPathFactory = request.getfixturevalue("tmp_path_factory")
+    def template_fixture(request: pytest.FixtureRequest) -> Path | PgTemplate:
         if seed is not None:
             load_seed(seed, request.config.rootpath)  # fail on a bad seed before building
-        return build_template(
-            factory.mktemp(f"memkit-{request.fixturename}") / "template.db",
-            seed=seed,
-            base=request.config.rootpath,
-            source=None if source is None else request.config.rootpath / source,
-        )
+        return _session_template(request, seed, source)
 
     return template_fixture
 
 
-def _fresh_copy(request: pytest.FixtureRequest, template: str) -> Path:
+def _fresh_copy(request: pytest.FixtureRequest, template: str) -> Path | str:
     tmp_path: Path = request.getfixturevalue("tmp_path")
-    return clone_template(request.getfixturevalue(template), tmp_path / f"{request.fixturename}.db")
+    return fresh_database(
+        request, request.getfixturevalue(template), tmp_path / f"{request.fixturename}.db"
+    )
 
 
 def memkit_db(template: str = "memkit_template", seed: Seed | None = None) -> Any:
     """An async fixture: a fresh ``Database`` copied from the ``template`` fixture's
-    file for each test, plus ``seed`` (relative paths from the rootdir), closed at teardown.
+    file for each test (on PostgreSQL a database cloned from the template database,
+    dropped after the test), plus ``seed`` (relative paths from the rootdir), closed
+    at teardown.
 
     ``template`` names a fixture returning a database path (``memkit_template``,
     ``memkit_seeded_template``, or one from :func:`memkit_template`).
@@ -414,8 +504,7 @@ def memkit_db(template: str = "memkit_template", seed: Seed | None = None) -> An
         db = Database(_fresh_copy(request, template))
         await db.initialize()
         try:
-            if _wants_guard(request):
-                await install_trace(db)
+            await _trace_for_guard(request, db)
             request.node.stash.setdefault(DBS, []).append(db)
             if seed is not None:
                 await apply_seed(db, seed, request.config.rootpath)

@@ -21,6 +21,12 @@ Not full scans: scans of CTEs, subqueries, co-routines, VALUES and constant rows
 (their cost is the cost of the query inside, which has its own nodes), virtual
 tables (the module does its own indexing: fts5, vec0, json_each) and SQLite's
 own ``sqlite_*`` tables.
+
+PostgreSQL's plans (``EXPLAIN (FORMAT JSON)`` flattened by the engine to
+``Seq Scan on t``, ``Index Scan using i on t (Index Cond: ...)``, ``Bitmap Index
+Scan on i (Index Cond: ...)``) map onto the same nodes: a Seq Scan is a SCAN of
+the table; an index scan with an ``Index Cond`` is a SEARCH through its index,
+and one without (an ORDER BY or a count walking the whole index) a SCAN of it.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ __all__ = [
     "Op",
     "PlanNode",
     "QueryPlan",
+    "parse_pg_detail",
     "parse_plan",
     "sql_aliases",
     "sql_ctes",
@@ -73,6 +80,8 @@ class PlanNode:
     alias: str | None = None
     index: str | None = None
     covering: bool = False
+    #: PostgreSQL's ``Bitmap Index Scan`` (entries collected into a bitmap, not in order).
+    bitmap: bool = False
     #: ``USING INTEGER PRIMARY KEY`` (a rowid lookup or range).
     rowid: bool = False
     #: ``USING PRIMARY KEY`` (a WITHOUT ROWID table's key).
@@ -127,6 +136,8 @@ class PlanNode:
         if self.op is Op.SCAN:
             if self.index and self.covering:
                 return f"full scan of covering index {self.index}"
+            if self.index and self.bitmap:
+                return f"full scan of index {self.index}"
             if self.index:
                 return f"full scan in the order of index {self.index}"
             return "full table scan"
@@ -299,6 +310,62 @@ def parse_detail(detail: str, node_id: int = 0, parent: int = 0) -> PlanNode:
     if m:
         return PlanNode(node_id, parent, detail, Op.OTHER, name=m["table"])
     return PlanNode(node_id, parent, detail, Op.OTHER)
+
+
+# -- PostgreSQL ------------------------------------------------------------------------
+
+_PG_RE = re.compile(
+    r"""^(?P<kind>[A-Z][A-Za-z ]*?)
+    (?:\s+using\s+(?P<index>\S+))?
+    (?:\s+on\s+(?P<name>\S+))?
+    (?:\s+\(Index\s+Cond:\s+(?P<cond>.*)\))?
+    \s*$""",
+    re.VERBOSE | re.DOTALL,
+)
+_PG_INDEX_SCANS = frozenset({"Index Scan", "Index Only Scan", "Bitmap Index Scan"})
+_PG_TABLE_SCANS = frozenset({"Seq Scan", "Sample Scan"})
+_PG_TID_SCANS = frozenset({"Tid Scan", "Tid Range Scan"})
+
+
+def parse_pg_detail(detail: str, node_id: int = 0, parent: int = 0) -> PlanNode:
+    """Parse one PostgreSQL plan step as the engine's ``plan_rows`` spells it."""
+    m = _PG_RE.match(detail.strip())
+    if m is None:
+        return PlanNode(node_id, parent, detail, Op.OTHER)
+    kind, name, cond = m["kind"], m["name"], m["cond"]
+    if kind in _PG_TABLE_SCANS:
+        return PlanNode(node_id, parent, detail, Op.SCAN, name=name, table=name)
+    if kind in _PG_TID_SCANS:  # ctid, PostgreSQL's rowid
+        return PlanNode(node_id, parent, detail, Op.SEARCH, name=name, table=name, rowid=True)
+    if kind in _PG_INDEX_SCANS:
+        bitmap = kind == "Bitmap Index Scan"  # "on" names the index; the table is the parent's
+        return PlanNode(
+            node_id,
+            parent,
+            detail,
+            Op.SEARCH if cond else Op.SCAN,
+            name=None if bitmap else name,
+            table=None if bitmap else name,
+            index=name if bitmap else m["index"],
+            covering=kind == "Index Only Scan",
+            bitmap=bitmap,
+            constraints=cond,
+        )
+    # Bitmap Heap Scan, joins, sorts, CTE / subquery / function scans: not an access.
+    return PlanNode(node_id, parent, detail, Op.OTHER, name=name)
+
+
+def _resolve_pg(nodes: Sequence[PlanNode], by_id: Mapping[int, PlanNode]) -> None:
+    """Name each Bitmap Index Scan's table (its Bitmap Heap Scan's); skip the catalogs."""
+    for node in nodes:
+        if node.bitmap:
+            up = by_id.get(node.parent)
+            while up is not None and not up.detail.startswith("Bitmap Heap Scan"):
+                up = by_id.get(up.parent) if up.parent != up.id else None
+            if up is not None:
+                node.name = node.table = up.name
+        if node.is_access and node.table:
+            node.known_table = not node.table.lower().startswith("pg_")
 
 
 # -- a small SQL tokenizer, for aliases and CTE names ----------------------------------------
@@ -512,6 +579,7 @@ def parse_plan(
     sql: str | None = None,
     params: object = None,
     known_tables: Iterable[str] | None = None,
+    dialect: str = "sqlite",
 ) -> QueryPlan:
     """Build a ``QueryPlan`` from ``EXPLAIN QUERY PLAN`` rows.
 
@@ -519,12 +587,15 @@ def parse_plan(
     ``(id, parent, detail)`` tuples, mappings with those keys, or bare detail
     strings (a flat plan). ``sql`` lets aliases and CTE names be resolved;
     ``known_tables`` (the schema's tables) tells real tables from everything else.
+    ``dialect="postgresql"`` reads PostgreSQL's steps (see ``parse_pg_detail``):
+    they name tables, never aliases, so ``sql`` and ``known_tables`` are not needed.
     """
+    parse = parse_pg_detail if dialect == "postgresql" else parse_detail
     nodes: list[PlanNode] = []
     by_id: dict[int, PlanNode] = {}
     for position, row in enumerate(rows):
         node_id, parent, detail = _row(row, position)
-        node = parse_detail(detail, node_id, parent)
+        node = parse(detail, node_id, parent)
         nodes.append(node)
         by_id[node_id] = node
     roots: list[PlanNode] = []
@@ -541,6 +612,9 @@ def parse_plan(
             set_depth(item.children, depth + 1)
 
     set_depth(roots, 0)
+    if dialect == "postgresql":
+        _resolve_pg(nodes, by_id)
+        return QueryPlan(roots, sql=sql, params=params)
 
     derived = {n.name.lower() for n in nodes if n.op in (Op.CO_ROUTINE, Op.MATERIALIZE) and n.name}
     aliases: dict[str, str] = {}

@@ -24,15 +24,15 @@ from .factories import (
     _allowed_scans,
     _async_fixture,
     _marker_seeds,
+    _session_template,
     _start_marker_guard,
     _stop_marker_guard,
-    _wants_guard,
+    _trace_for_guard,
     apply_seed,
-    build_template,
-    clone_template,
+    fresh_database,
     load_seed,
 )
-from .guard import QueryGuard, install_trace
+from .guard import QueryGuard
 from .history import (
     FIELDS,
     CompareRule,
@@ -54,6 +54,7 @@ from .latency import (
     evaluate,
     measure,
 )
+from .postgres import DB_CONFIG, DbConfig, PgTemplate, start_server
 from .sync import SyncDatabase
 
 if TYPE_CHECKING:
@@ -118,6 +119,13 @@ _INI_OPTIONS: tuple[tuple[str, str, str, str, str], ...] = (
      "where runs are saved and compared from (ini: relative to the rootdir)", ".memkit/runs"),
     ("memkit_autosave", "--memkit-autosave", "yes|no",
      "save every run that measured something in the storage folder", "yes"),
+    ("memkit_engine", "--memkit-engine", "ENGINE",
+     "where the memkit_db fixtures put their databases: sqlite (files in tmp_path; the "
+     "default without memkit_dsn) or postgresql (a database per test on a server; the "
+     "default with memkit_dsn; without it the plugin starts one with pgserver)", ""),
+    ("memkit_dsn", "--memkit-dsn", "URI",
+     "PostgreSQL server (postgresql://user@host/db) the memkit_db fixtures create their "
+     "databases on: a template migrated once, a clone per test", ""),
 )
 
 
@@ -343,6 +351,9 @@ def pytest_configure(config: pytest.Config) -> None:
             "workers share the CPUs, so wall time says nothing); VM-step gates still apply"
         )
     config.stash[_STATE] = state
+    config.stash[DB_CONFIG] = DbConfig.from_options(
+        _option(config, "memkit_engine"), _option(config, "memkit_dsn")
+    )
 
 
 def _state(config: pytest.Config) -> _State:
@@ -404,28 +415,38 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def memkit_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A session-wide initialized database file that memkit_db copies (internal)."""
-    return build_template(tmp_path_factory.mktemp("memkit-template") / "template.db")
+def memkit_pg_server(pytestconfig: pytest.Config) -> Iterator[str]:
+    """The PostgreSQL server the templates and test databases go on (internal):
+    ``memkit_dsn``'s, or one started with pgserver for the session."""
+    dsn = pytestconfig.stash[DB_CONFIG].dsn
+    if dsn is not None:
+        yield dsn
+        return
+    yield from start_server()
+
+
+@pytest.fixture(scope="session")
+def memkit_template(request: pytest.FixtureRequest) -> Path | PgTemplate:
+    """A session-wide initialized database that memkit_db copies (internal):
+    a file, or a template database on PostgreSQL."""
+    return _session_template(request)
 
 
 @pytest.fixture(scope="session")
 def memkit_seeded_template(
-    tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config
-) -> Path:
+    request: pytest.FixtureRequest, pytestconfig: pytest.Config
+) -> Path | PgTemplate:
     """The template plus the initial memories and the ini seed files (internal)."""
     seeds: list[Any] = ["initial", *_seed_files(pytestconfig)]
     load_seed(seeds, pytestconfig.rootpath)  # fail on a bad seed file before building
-    return build_template(
-        tmp_path_factory.mktemp("memkit-seeded") / "template.db",
-        seed=seeds,
-        base=pytestconfig.rootpath,
-    )
+    return _session_template(request, seeds)
 
 
 @pytest.fixture
-def memkit_db_path(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
-    """Path of a fresh database file in ``tmp_path``, copied from the template.
+def memkit_db_path(request: pytest.FixtureRequest, tmp_path: Path) -> Path | str:
+    """Path of a fresh database file in ``tmp_path``, copied from the template; on
+    PostgreSQL the DSN of a fresh database cloned from the template database,
+    dropped after the test.
 
     Seeded (initial memories and ini seed files) when the test also uses
     ``memkit_seeded_db`` (both then name the same database), or uses
@@ -435,22 +456,24 @@ def memkit_db_path(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
         "memkit_sync_db" in request.fixturenames
         and request.node.get_closest_marker("memkit_seed") is not None
     )
-    template: Path = request.getfixturevalue(
+    template: Path | PgTemplate = request.getfixturevalue(
         "memkit_seeded_template" if seeded else "memkit_template"
     )
-    return clone_template(template, tmp_path / "memkit.db")
+    return fresh_database(request, template, tmp_path / "memkit.db")
 
 
 @_async_fixture
-async def memkit_db(request: pytest.FixtureRequest, memkit_db_path: Path) -> AsyncIterator[Any]:
-    """A fresh, initialized WAL ``Database`` in ``tmp_path``, closed at teardown."""
+async def memkit_db(
+    request: pytest.FixtureRequest, memkit_db_path: Path | str
+) -> AsyncIterator[Any]:
+    """A fresh, initialized WAL ``Database`` in ``tmp_path`` (on PostgreSQL: a fresh
+    database of its own), closed at teardown."""
     from abathur_memkit import Database
 
     db = Database(memkit_db_path)
     await db.initialize()
     try:
-        if _wants_guard(request):
-            await install_trace(db)
+        await _trace_for_guard(request, db)
         request.node.stash.setdefault(DBS, []).append(db)
         if "memkit_seeded_db" not in request.fixturenames:
             _start_marker_guard(request, db)
@@ -472,7 +495,9 @@ async def memkit_seeded_db(request: pytest.FixtureRequest, memkit_db: Any) -> As
 
 
 @pytest.fixture
-def memkit_sync_db(request: pytest.FixtureRequest, memkit_db_path: Path) -> Iterator[SyncDatabase]:
+def memkit_sync_db(
+    request: pytest.FixtureRequest, memkit_db_path: Path | str
+) -> Iterator[SyncDatabase]:
     """``memkit_db`` for sync tests: a ``SyncDatabase`` facade on its own loop thread.
 
     With a ``memkit_seed`` marker it is seeded like ``memkit_seeded_db``.
@@ -565,6 +590,8 @@ class LatencyRunner:
         if db is None and vm_steps:
             dbs = item.stash.get(DBS, [])
             db = dbs[-1] if dbs else None
+        if getattr(db, "dialect", "sqlite") != "sqlite":
+            db = None  # VM steps and the driver are SQLite's: PostgreSQL is timed only
         data, steps = await measure(
             fn,
             rounds=rounds,

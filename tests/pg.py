@@ -8,10 +8,13 @@ why, when the extras are missing or the server cannot start.
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import urllib.parse
 import uuid
 import warnings
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -26,13 +29,19 @@ def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         import psycopg  # noqa: F401
     except ImportError as exc:
         pytest.skip(f"the PostgreSQL tests need `pip install -e .[dev]` (pgserver, psycopg): {exc}")
-    data = tmp_path_factory.mktemp("postgres") / "data"
+    # Not under tmp_path_factory: any pytest run started meanwhile without --basetemp
+    # makes /tmp/pytest-of-<user> private again (mode 0700), and a server that
+    # pgserver runs as another user (as root it does) crashes at its next checkpoint.
+    folder = Path(tempfile.mkdtemp(prefix="memkit-tests-pg-"))
+    data = folder / "data"
     try:
         server = pgserver.get_server(data, cleanup_mode="delete")
     except Exception as exc:
+        shutil.rmtree(folder, ignore_errors=True)
         pytest.skip(f"pgserver could not start PostgreSQL in {data}: {exc}")
     yield server.get_uri()
     server.cleanup()
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def _admin(server: str, sql: str) -> None:

@@ -269,8 +269,8 @@ def test_loading_the_plugin_imports_nothing_heavy() -> None:
 
     code = (
         "import sys, pytest_abathur.plugin\n"
-        "heavy = [m for m in ('abathur_memkit', 'aiosqlite', 'numpy', 'sqlean') "
-        "if m in sys.modules]\n"
+        "heavy = [m for m in ('abathur_memkit', 'aiosqlite', 'numpy', 'sqlean', 'psycopg', "
+        "'pgserver') if m in sys.modules]\n"
         "assert not heavy, heavy\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

@@ -313,7 +313,8 @@ class PostgreSQLEngine:
         """The plan of ``sql`` from ``EXPLAIN (FORMAT JSON)``, as ``(id, parent, detail)`` rows.
 
         ``detail`` reads as in PostgreSQL's text plans: ``Index Scan using
-        idx_x on t``, ``Bitmap Index Scan on idx_x``, ``Seq Scan on t``.
+        idx_x on t``, ``Bitmap Index Scan on idx_x``, ``Seq Scan on t``, with
+        the index condition, if any, after it: ``(Index Cond: (id = 1))``.
         """
         require_text(sql, "sql", max_length=None)
         return await self.read(lambda conn: plan_rows(conn, sql, params))
@@ -336,14 +337,17 @@ def plan_rows(conn: Connection, sql: str, params: Params = ()) -> list[tuple[int
 def _detail(node: dict[str, Any]) -> str:
     kind = str(node["Node Type"])
     index, relation = node.get("Index Name"), node.get("Relation Name")
+    # Without a condition an index scan reads every entry (an ORDER BY or a
+    # count): the condition tells a search from a walk of the whole index.
+    cond = f" (Index Cond: {node['Index Cond']})" if node.get("Index Cond") else ""
     if kind == "Bitmap Index Scan":
-        return f"{kind} on {index}"
+        return f"{kind} on {index}{cond}"
     text = kind
     if index:
         text += f" using {index}"
     if relation:
         text += f" on {relation}"
-    return text
+    return text + cond
 
 
 def _problems(conn: Connection) -> list[str]:
