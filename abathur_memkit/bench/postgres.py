@@ -43,6 +43,7 @@ from typing import Any
 from ..errors import InvalidInputError, MissingExtraError
 from . import Report, Result, target_lines
 from .peers import _adk_event, _event, _langgraph_puts, _memory, _rounds
+from .writers import _load
 
 __all__ = ["PG_PEERS_EXTRA", "KnnBench", "PostgresResult", "PostgresSizes", "knn_bench",
            "local_server", "run_postgres", "server_pids"]
@@ -90,6 +91,11 @@ class PostgresSizes:
     writers: int = 8
     commits: int = 300  # one-row commits in each baseline
 
+    def __post_init__(self) -> None:
+        if self.sessions < 2 or self.writers < 2:
+            raise InvalidInputError("the postgres benchmark needs sessions >= 2 (one takes "
+                                    "the appends) and writers >= 2")
+
     @classmethod
     def quick(cls) -> PostgresSizes:
         return cls(memories=100, users=5, sessions=5, events_per_session=5, rounds=20,
@@ -106,6 +112,7 @@ class PostgresResult:
     pinning: str
     versions: dict[str, str]
     copy_rate: float = 0.0
+    load: str = ""
 
     @property
     def missed(self) -> bool:
@@ -132,6 +139,7 @@ class PostgresResult:
                              f"{self.copy_rate:>10,.0f}/s")
         lines += ["", *target_lines(self.targets), "",
                   _commit_line("end", self.commits["end"]), f"pinning: {self.pinning}",
+                  f"load average (1/5/15 min): {self.load}",
                   "versions: " + ", ".join(f"{k} {v}" for k, v in self.versions.items()),
                   "p50 per call, one call of each system per round; a rate of a latency "
                   "row is 1 / its mean."]
@@ -145,7 +153,8 @@ class PostgresResult:
             skipped=[{"system": s, "operation": o, "reason": r} for s, o, r in self.skipped],
             commit_baseline={when: {"p50_ms": r.p50_ms, "mean_ms": r.stats.mean_ms}
                              for when, r in self.commits.items()},
-            copy_rows_per_s=self.copy_rate, pinning=self.pinning, versions=self.versions)
+            copy_rows_per_s=self.copy_rate, pinning=self.pinning, load_average=self.load,
+            versions=self.versions)
         return document
 
 
@@ -271,7 +280,7 @@ def server_pids(backend_pid: int) -> list[int]:
 
 
 @contextmanager
-def _pinned(enabled: bool, backend_pid: int) -> Iterator[str]:
+def _pinned(enabled: bool, server: list[int]) -> Iterator[str]:
     """Pin this thread (and threads it starts) and the server apart; say what was done."""
     if not enabled or not hasattr(os, "sched_setaffinity"):
         yield "off"
@@ -281,16 +290,16 @@ def _pinned(enabled: bool, backend_pid: int) -> Iterator[str]:
         yield f"not pinned: this process may use only CPU {min(before)}"
         return
     client = max(before)
-    server = before - {client}
+    others = before - {client}
     saved: dict[int, set[int]] = {}
-    for pid in server_pids(backend_pid):
+    for pid in server:
         try:
             saved[pid] = os.sched_getaffinity(pid)
-            os.sched_setaffinity(pid, server)
+            os.sched_setaffinity(pid, others)
         except (ProcessLookupError, PermissionError):
             saved.pop(pid, None)
     os.sched_setaffinity(0, {client})
-    cpus = ",".join(map(str, sorted(server)))
+    cpus = ",".join(map(str, sorted(others)))
     if saved:
         said = (f"client on CPU {client} (os.sched_setaffinity); the postmaster and its "
                 f"{len(saved) - 1} children on CPU {cpus} (their pids from /proc, new "
@@ -550,6 +559,7 @@ async def _session_ops(run: _Run) -> None:
     import random
 
     rng = random.Random(11)
+    # Events are appended to s0, so the sessions read keep their size.
     sessions = run.sizes.sessions
     created = iter(range(10**9))
     appends = iter(range(10**9))
@@ -563,14 +573,14 @@ async def _session_ops(run: _Run) -> None:
 
         ops[("memkit", "append_event")] = memkit_append
         ops[("memkit", "get_session")] = lambda: run.db.sessions.get_session(
-            f"s{rng.randrange(sessions)}")
+            f"s{rng.randrange(1, sessions)}")
     if run.adk is not None:
         ops[("adk", "create_session")] = lambda: run.adk.create_session(
             app_name="bench", user_id="u", session_id=f"new{next(created)}")
         ops[("adk", "append_event")] = lambda: run.adk.append_event(
             run.adk_sessions[0], _adk_event(next(appends)))
         ops[("adk", "get_session")] = lambda: run.adk.get_session(
-            app_name="bench", user_id="u", session_id=f"s{rng.randrange(sessions)}")
+            app_name="bench", user_id="u", session_id=f"s{rng.randrange(1, sessions)}")
     await _interleaved(run, ops)
 
 
@@ -701,36 +711,46 @@ async def run_postgres(
     systems = [s for s in SYSTEMS if s not in missing] + (["knn"] if knn else [])
     async with _databases(server, systems) as dsns, AsyncExitStack() as stack:
         async with await psycopg.AsyncConnection.connect(dsns["raw"]) as probe:
-            backend = probe.info.backend_pid
-            server_version = str((await (await probe.execute("SHOW server_version")
-                                         ).fetchone() or ("?",))[0])
+            # Found while this backend lives: its parent is the postmaster.
+            pids = server_pids(probe.info.backend_pid) if pin else []
+            server_version = probe.info.parameter_status("server_version") or "?"
         run = _Run(sizes, say, dsns, stack)
-        with _pinned(pin, backend) as pinning:
+        load_before = _load()
+        with _pinned(pin, pids) as pinning:
             say(f"pinning: {pinning}")
-            await _open_raw(run)
-            start = await _commit_baseline(dsns["raw"], sizes.commits)
-            say(_commit_line("start", start))
-            say(f"filling {sizes.memories:,} memories and {sizes.sessions} sessions of "
-                f"{sizes.events_per_session} events in each system")
-            await _open_memkit(run)
-            await _open_langgraph(run, missing.get("langgraph"))
-            await _open_adk(run, missing.get("adk"))
-            say("point reads, single writes, prefix search")
-            await _memory_ops(run)
-            say("sessions: create, append, read")
-            await _session_ops(run)
-            say(f"1 and {sizes.writers} concurrent writers")
-            await _writers(run)
-            knn_targets: list[tuple[str, str, str, bool | None]] = []
-            if knn is not None:
-                say("KNN")
-                knn_targets = await _knn(run, knn)
-            end = await _commit_baseline(dsns["raw"], sizes.commits)
+            commits, knn_targets = await _measure(run, missing, knn)
         await stack.aclose()
-    commits = {"start": start, "end": end}
     for when, result in commits.items():
         result.name = f"durable commit baseline ({when})"
         run.report.add([result])
     return PostgresResult(run.report, run.rows, run.skipped,
                           _targets(run, sizes.writers) + knn_targets, commits, pinning,
-                          _versions(server_version), run.copy_rate)
+                          _versions(server_version), run.copy_rate,
+                          load=f"before {load_before}, after {_load()} on "
+                               f"{os.cpu_count()} CPUs")
+
+
+async def _measure(run: _Run, missing: dict[str, list[str]], knn: KnnBench | None
+                   ) -> tuple[dict[str, Result], list[tuple[str, str, str, bool | None]]]:
+    """Every system in turn, between the two commit baselines."""
+    sizes, say = run.sizes, run.say
+    await _open_raw(run)
+    start = await _commit_baseline(run.dsns["raw"], sizes.commits)
+    say(_commit_line("start", start))
+    say(f"filling {sizes.memories:,} memories and {sizes.sessions} sessions of "
+        f"{sizes.events_per_session} events in each system")
+    await _open_memkit(run)
+    await _open_langgraph(run, missing.get("langgraph"))
+    await _open_adk(run, missing.get("adk"))
+    say("point reads, single writes, prefix search")
+    await _memory_ops(run)
+    say("sessions: create, append, read")
+    await _session_ops(run)
+    say(f"1 and {sizes.writers} concurrent writers")
+    await _writers(run)
+    knn_targets = []
+    if knn is not None:
+        say("KNN")
+        knn_targets = await _knn(run, knn)
+    end = await _commit_baseline(run.dsns["raw"], sizes.commits)
+    return {"start": start, "end": end}, knn_targets
