@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -114,6 +115,23 @@ async def test_memkit_rows_are_measured_once_the_services_run(
     assert seen and seen[0].startswith("postgresql://")
     assert ("pgvector", "hnsw p50") in {(s, op) for s, op, _ in result.rows}
     assert targets["KNN p50 / raw HNSW"] is True
+
+
+async def test_a_user_who_cannot_create_databases_gets_a_clear_error(pg_server: str) -> None:
+    import psycopg
+
+    from abathur_memkit.errors import MemkitError
+
+    role = "bench_no_createdb"
+    with psycopg.connect(pg_server, autocommit=True) as conn:
+        conn.execute(f"DROP ROLE IF EXISTS {role}")
+        conn.execute(f"CREATE ROLE {role} LOGIN NOCREATEDB")
+    parts = urllib.parse.urlsplit(pg_server)
+    dsn = urllib.parse.urlunsplit(parts._replace(netloc=f"{role}@"))
+    before = _databases(pg_server)
+    with pytest.raises(MemkitError, match="needs a user allowed to CREATE DATABASE"):
+        await run_postgres(dsn, TINY, pin=False)
+    assert _databases(pg_server) == before
 
 
 def test_adk_gets_an_async_driver_url() -> None:

@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import InvalidInputError, MissingExtraError
+from ..errors import InvalidInputError, MemkitError, MissingExtraError
 from . import Report, Result, target_lines
 from .peers import _adk_event, _event, _langgraph_puts, _memory, _rounds
 from .writers import _load
@@ -241,7 +241,12 @@ async def _databases(server: str, systems: list[str]) -> AsyncIterator[dict[str,
     async with await psycopg.AsyncConnection.connect(server, autocommit=True) as admin:
         try:
             for name in names.values():
-                await admin.execute(f'CREATE DATABASE "{name}"')
+                try:
+                    await admin.execute(f'CREATE DATABASE "{name}"')
+                except psycopg.Error as exc:
+                    raise MemkitError(
+                        f"memkit bench postgres could not create its database {name}: {exc} "
+                        f"(it needs a user allowed to CREATE DATABASE)") from None
             yield {system: database_uri(server, name) for system, name in names.items()}
         finally:
             for name in names.values():
