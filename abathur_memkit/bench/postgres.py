@@ -4,7 +4,7 @@ One run, one server (a DSN, or a pgserver this starts), one new database per
 system, dropped at the end: raw psycopg (a bare versioned key-value table and
 an audit table, async connections), memkit (``Database(dsn)``), LangGraph's
 ``AsyncPostgresStore`` and Google ADK's ``DatabaseSessionService`` (SQLAlchemy
-on asyncpg, else psycopg). Each round calls every system once, in turn, as in
+on asyncpg). Each round calls every system once, in turn, as in
 ``bench peers``, so all see the machine at the same moment.
 
 The client process is pinned to one CPU and, when the server runs on this
@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import importlib
-import importlib.util
 import json
 import os
 import tempfile
@@ -41,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InvalidInputError, MemkitError, MissingExtraError
+from ..extras import missing_modules
 from . import Report, Result, target_lines
 from .peers import _adk_event, _event, _langgraph_puts, _memory, _rounds
 from .writers import _load
@@ -182,25 +182,17 @@ def knn_bench() -> KnnBench:
     return run
 
 
+#: The peer each module of the ``peers-postgres`` extra serves.
+_PEER_OF = {"langgraph.store.postgres": "langgraph", "google.adk.sessions": "adk",
+            "sqlalchemy": "adk", "asyncpg": "adk"}
+
+
 def missing_peer_modules() -> dict[str, list[str]]:
     """Per peer, the modules it needs that cannot be imported here."""
-    wanted = {"langgraph": ["langgraph.store.postgres"],
-              "adk": ["google.adk.sessions", "sqlalchemy"]}
     missing: dict[str, list[str]] = {}
-    for peer, modules in wanted.items():
-        absent = [m for m in modules if not _importable(m)]
-        if peer == "adk" and not (_importable("asyncpg") or _importable("psycopg")):
-            absent.append("asyncpg")
-        if absent:
-            missing[peer] = absent
+    for module in missing_modules("peers-postgres"):
+        missing.setdefault(_PEER_OF[module], []).append(module)
     return missing
-
-
-def _importable(name: str) -> bool:
-    try:
-        return importlib.util.find_spec(name) is not None
-    except ImportError:
-        return False
 
 
 # -- the server, its databases and the pinning ---------------------------------
@@ -423,10 +415,9 @@ async def _open_langgraph(run: _Run, missing: list[str] | None) -> None:
 
 
 def adk_url(dsn: str) -> str:
-    """SQLAlchemy's URL for ``dsn`` on an async driver: asyncpg if installed, else psycopg."""
-    driver = "asyncpg" if _importable("asyncpg") else "psycopg"
+    """SQLAlchemy's URL for ``dsn`` on asyncpg (ADK's engine is async)."""
     parts = urllib.parse.urlsplit(dsn)
-    return urllib.parse.urlunsplit(parts._replace(scheme=f"postgresql+{driver}"))
+    return urllib.parse.urlunsplit(parts._replace(scheme="postgresql+asyncpg"))
 
 
 async def _open_adk(run: _Run, missing: list[str] | None) -> None:
