@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import urllib.parse
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -16,6 +18,7 @@ from abathur_memkit.bench.postgres import (
     NOT_PORTED,
     PostgresSizes,
     adk_url,
+    knn_bench,
     missing_peer_modules,
     run_postgres,
     server_pids,
@@ -132,6 +135,25 @@ async def test_a_user_who_cannot_create_databases_gets_a_clear_error(pg_server: 
     with pytest.raises(MemkitError, match="needs a user allowed to CREATE DATABASE"):
         await run_postgres(dsn, TINY, pin=False)
     assert _databases(pg_server) == before
+
+
+async def test_the_knn_hook_runs_run_pgvector_and_judges_its_report(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls: list[tuple[Any, ...]] = []
+
+    def run_pgvector(dsn: str, n: int, dims: int, *, progress: Any) -> Any:
+        calls.append((dsn, n, dims))
+        return SimpleNamespace(n=n, dims=dims, k=10, ef_search=100, memkit_p50_ms=3.9,
+                               raw_p50_ms=3.4, memkit_recall=0.962, raw_recall=0.966)
+
+    monkeypatch.setitem(sys.modules, "abathur_memkit.bench.pgvector",
+                        SimpleNamespace(run_pgvector=run_pgvector))
+    results, targets = await knn_bench(2_000, 64)("postgresql:///knn", lambda _m: None)
+    assert calls == [("postgresql:///knn", 2_000, 64)] and results == []
+    assert targets == [
+        ("KNN p50 / raw pgvector HNSW, 2,000 x 64", "<= 1.2", "1.15x (3.90 / 3.40 ms)", True),
+        ("KNN recall@10, ef_search 100", ">= 0.95", "0.962 (raw 0.966)", True)]
 
 
 def test_adk_gets_an_async_driver_url() -> None:

@@ -46,7 +46,7 @@ from .peers import _adk_event, _event, _langgraph_puts, _memory, _rounds
 from .writers import _load
 
 __all__ = ["PG_PEERS_EXTRA", "KnnBench", "PostgresResult", "PostgresSizes", "knn_bench",
-           "local_server", "run_postgres", "server_pids"]
+           "knn_targets", "local_server", "run_postgres", "server_pids"]
 
 PG_PEERS_EXTRA = "pip install 'abathur-memkit[peers-postgres]'"
 NOT_PORTED = "not yet on PostgreSQL"
@@ -163,11 +163,12 @@ def _commit_line(when: str, result: Result) -> str:
             f"{result.stats.mean_ms:.3f} ms over {len(result.samples_ns)} one-row commits")
 
 
-def knn_bench() -> KnnBench:
-    """The KNN benchmark of ``bench/pgvector.py`` (its ``knn_bench``), for ``--knn``.
+def knn_bench(n: int = 100_000, dims: int = 768) -> KnnBench:
+    """``bench/pgvector.py``'s ``run_pgvector`` at ``n`` x ``dims``, for ``--knn``.
 
     Looked up when called, so a run on an install without it skips the KNN
-    rows with the reason instead of failing.
+    rows with the reason instead of failing. It runs its own event loop, so
+    it runs in a worker thread (which inherits the client's CPU).
     """
 
     async def run(dsn: str, say: Callable[[str], None]
@@ -176,10 +177,24 @@ def knn_bench() -> KnnBench:
             module = importlib.import_module(f"{__package__}.pgvector")
         except ModuleNotFoundError as exc:
             raise LookupError(f"no KNN benchmark here ({exc})") from None
-        found: KnnBench = module.knn_bench
-        return await found(dsn, say)
+        report = await asyncio.to_thread(module.run_pgvector, dsn, n, dims, progress=say)
+        return [], knn_targets(report)
 
     return run
+
+
+def knn_targets(report: Any) -> list[tuple[str, str, str, bool | None]]:
+    """The KNN targets from a ``PgVectorReport``: p50 against raw pgvector, recall."""
+    size = f"{report.n:,} x {report.dims}"
+    ratio = report.memkit_p50_ms / report.raw_p50_ms if report.raw_p50_ms else float("inf")
+    return [
+        (f"KNN p50 / raw pgvector HNSW, {size}", "<= 1.2",
+         f"{ratio:.2f}x ({report.memkit_p50_ms:.2f} / {report.raw_p50_ms:.2f} ms)",
+         ratio <= 1.2),
+        (f"KNN recall@{report.k}, ef_search {report.ef_search}", ">= 0.95",
+         f"{report.memkit_recall:.3f} (raw {report.raw_recall:.3f})",
+         report.memkit_recall >= 0.95),
+    ]
 
 
 #: The peer each module of the ``peers-postgres`` extra serves.

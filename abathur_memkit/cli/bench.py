@@ -37,7 +37,8 @@ def register(subparsers: Any) -> None:
                 "ADK's DatabaseSessionService on one PostgreSQL server (extra [peers-postgres])",
                 "memkit bench postgres --quick", cmd_bench_postgres, where="dsn")
     pg.add_argument("--knn", action="store_true",
-                    help="also run the pgvector KNN benchmark (abathur_memkit.bench.pgvector)")
+                    help="also run the pgvector KNN benchmark (abathur_memkit.bench.pgvector) "
+                         "at 100,000 x 768 (--quick: 2,000 x 64); takes minutes")
     _suite(suites, "writers", "50 concurrent writers with group commit vs one writer and vs "
            "group_commit=False", "memkit bench writers --quick", cmd_bench_writers)
 
@@ -192,7 +193,8 @@ async def cmd_bench_postgres(args: argparse.Namespace) -> int:
     from ..bench.postgres import PostgresSizes, knn_bench, local_server, run_postgres
 
     sizes = PostgresSizes.quick() if args.quick else PostgresSizes()
-    knn = knn_bench() if args.knn else None
+    knn = (knn_bench(*((2_000, 64) if args.quick else (100_000, 768)))
+           if args.knn else None)
     with nullcontext(args.dsn) if args.dsn else local_server() as server:
         result = await run_postgres(server, sizes, pin=not args.no_pin, knn=knn,
                                     progress=_say)
