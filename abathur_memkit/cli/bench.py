@@ -33,6 +33,12 @@ def register(subparsers: Any) -> None:
     _suite(suites, "peers", "the same workload through raw sqlite3/aiosqlite, LangGraph, ADK "
            "and memkit (extra [peers])", "memkit bench peers --quick", cmd_bench_peers,
            where="dir")
+    pg = _suite(suites, "postgres", "raw psycopg, memkit, LangGraph's AsyncPostgresStore and "
+                "ADK's DatabaseSessionService on one PostgreSQL server (extra [peers-postgres])",
+                "memkit bench postgres --quick", cmd_bench_postgres, where="dsn")
+    pg.add_argument("--knn", action="store_true",
+                    help="also run the pgvector KNN benchmark (abathur_memkit.bench.pgvector) "
+                         "at 100,000 x 768 (--quick: 2,000 x 64); takes minutes")
     _suite(suites, "writers", "50 concurrent writers with group commit vs one writer and vs "
            "group_commit=False", "memkit bench writers --quick", cmd_bench_writers)
 
@@ -74,6 +80,10 @@ def _suite(suites: Any, name: str, help: str, sample: str, handler: Any, *,
     p: argparse.ArgumentParser = suites.add_parser(name, help=help, **example(sample))
     if where == "db":
         p.add_argument("--db", help="database file to build (default: a temporary file)")
+    elif where == "dsn":
+        p.add_argument("--dsn", help="a postgresql:// URI of a server where the user may "
+                                     "CREATE DATABASE (default: start pgserver in a temporary "
+                                     "folder)")
     else:
         p.add_argument("--dir", help="working directory for the databases (default: temp)")
     p.add_argument("--json-out", "--output", dest="output",
@@ -175,6 +185,21 @@ async def cmd_bench_peers(args: argparse.Namespace) -> int:
     text = result.table()
     _finish(args, document, text)
     return 0
+
+
+async def cmd_bench_postgres(args: argparse.Namespace) -> int:
+    from contextlib import nullcontext
+
+    from ..bench.postgres import PostgresSizes, knn_bench, local_server, run_postgres
+
+    sizes = PostgresSizes.quick() if args.quick else PostgresSizes()
+    knn = (knn_bench(*((2_000, 64) if args.quick else (100_000, 768)))
+           if args.knn else None)
+    with nullcontext(args.dsn) if args.dsn else local_server() as server:
+        result = await run_postgres(server, sizes, pin=not args.no_pin, knn=knn,
+                                    progress=_say)
+    _finish(args, result.to_json(), result.table())
+    return 1 if result.missed else 0
 
 
 async def cmd_bench_search(args: argparse.Namespace) -> int:
