@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeGuard, TypeVar
@@ -69,6 +70,7 @@ class Database(AsyncOpen):
         record = require_bool(record_metrics, "record_metrics")
         observer = LatencyRecorder() if record else None
         self._engine: SQLiteEngine | PostgreSQLEngine
+        _refuse_keyword_dsn(path)
         if is_dsn(path):
             self._engine = _postgresql(path, driver=driver, extensions=extensions,
                                        read_only=read_only, migrate=migrate, observer=observer)
@@ -323,6 +325,18 @@ class Database(AsyncOpen):
 def is_dsn(path: object) -> TypeGuard[str]:
     """Whether ``path`` names a PostgreSQL database (``postgresql://`` or ``postgres://``)."""
     return isinstance(path, str) and path.startswith(("postgresql://", "postgres://"))
+
+
+# libpq's key=value connection strings: "host=/tmp dbname=agents user=me".
+_KEYWORD_DSN = re.compile(r"^\s*(host|hostaddr|dbname|user|port|service)\s*=.*\s\w+\s*=")
+
+
+def _refuse_keyword_dsn(path: object) -> None:
+    """A key=value DSN would otherwise become the name of a new SQLite file."""
+    if isinstance(path, str) and _KEYWORD_DSN.match(path):
+        raise InvalidInputError(
+            f"{path!r} looks like a PostgreSQL key=value connection string: "
+            "give it as a URI, postgresql://user@host:port/dbname?host=/socket/dir")
 
 
 def _postgresql(

@@ -6,6 +6,7 @@ mypy checks the functions below (``make lint``); the tests check the same at run
 from __future__ import annotations
 
 import sqlite3
+from pathlib import Path
 
 import pytest
 
@@ -58,3 +59,12 @@ async def test_a_dsn_opens_postgresql_and_a_path_sqlite(pg_memkit_dsn: str) -> N
 def test_postgresql_takes_no_sqlite_settings() -> None:
     with pytest.raises(InvalidInputError, match="SQLite settings"):
         Database("postgresql://u@h/db", extensions=["vec"])
+
+
+@pytest.mark.parametrize("dsn", ["host=/tmp dbname=agents user=me", "dbname=a port=5432"])
+def test_a_keyword_dsn_is_refused_not_made_a_file(dsn: str, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(InvalidInputError, match="key=value connection string"):
+        Database(dsn)
+    assert list(tmp_path.iterdir()) == []
