@@ -18,6 +18,7 @@ pytest_plugins = ["pytester", "pg"]
 #: test once on a SQLite file and once on a fresh PostgreSQL database. A test
 #: of what only SQLite has is marked ``@pytest.mark.sqlite_only("why")``.
 TWO_ENGINES: set[str] = {
+    "test_agents_checkpoints",
     "test_audit_metrics",
     "test_memory",
     "test_memory_heads",

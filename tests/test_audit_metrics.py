@@ -13,6 +13,7 @@ from plan_checks import assert_searches, details
 
 from abathur_memkit import Database, InvalidInputError, audit
 from abathur_memkit import metrics as metric_sql
+from abathur_memkit.inputs import as_timestamp
 from abathur_memkit.values import timestamp
 
 
@@ -68,6 +69,26 @@ async def test_audit_time_ranges(trail: Database) -> None:
     # between: oldest first, the whole range.
     assert actions(await a.between(since, "2025-01-01 10:05:00")) == "cde"
     assert actions(await a.between("2025-01-01", "2025-01-02", limit=2)) == "ab"
+    # Prefixes of a time bound alike on both engines (PostgreSQL reads only whole times).
+    assert actions(await a.list(since="2025-01", until="2025-01-01 10")) == ""
+    assert actions(await a.list(since="2025-01-01 10", until="2025-01-01T10:02")) == "ba"
+
+
+@pytest.mark.parametrize(("bound", "stored"), [
+    ("2025", "2025-01-01 00:00:00"),
+    ("2025-03", "2025-03-01 00:00:00"),
+    ("2025-03-04T10", "2025-03-04 10:00:00"),
+    ("2025-03-04 10:04", "2025-03-04 10:04:00"),
+    ("2025-03-04 10:04:05.5Z", "2025-03-04 10:04:05.5"),
+])
+def test_a_time_prefix_is_completed(bound: str, stored: str) -> None:
+    assert as_timestamp(bound, "since") == stored
+
+
+@pytest.mark.parametrize("bound", ["2025-13", "2025-02-30", "2025-01-01 24"])
+def test_a_time_that_does_not_exist_is_invalid(bound: str) -> None:
+    with pytest.raises(InvalidInputError, match=f"^Invalid since: .*got '{bound}'"):
+        as_timestamp(bound, "since")
 
 
 async def test_audit_entry_filter(db: Database) -> None:
