@@ -17,7 +17,14 @@ pytest_plugins = ["pytester", "pg"]
 #: The test modules whose ``db`` and ``policy_db`` run on both engines: each
 #: test once on a SQLite file and once on a fresh PostgreSQL database. A test
 #: of what only SQLite has is marked ``@pytest.mark.sqlite_only("why")``.
-TWO_ENGINES: set[str] = set()
+TWO_ENGINES: set[str] = {
+    "test_agents_checkpoints",
+    "test_audit_metrics",
+    "test_memory",
+    "test_memory_heads",
+    "test_namespace_ids",
+    "test_read_back",
+}
 
 ENGINES = ("sqlite", "postgresql")
 
@@ -26,9 +33,11 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     module = metafunc.module.__name__.rpartition(".")[2]
     if module not in TWO_ENGINES or metafunc.definition.get_closest_marker("sqlite_only"):
         return
-    for name in ("db", "policy_db"):
-        if name in metafunc.fixturenames:
-            metafunc.parametrize(name, ENGINES, indirect=True)
+    # One engine per test: a module's own ``db`` may be built on ``policy_db``.
+    names = [name for name in ("db", "policy_db") if name in metafunc.fixturenames]
+    if names:
+        metafunc.parametrize(names, [(engine,) * len(names) for engine in ENGINES],
+                             indirect=True, ids=ENGINES)
 
 
 def _target(request: pytest.FixtureRequest, tmp_path: Path) -> str | Path:
