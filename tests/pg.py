@@ -78,7 +78,7 @@ def pg_template(pg_server: str) -> str:
 
     from abathur_memkit.engines.postgresql import schema
 
-    name = f"memkit_template_{uuid.uuid4().hex[:8]}"
+    name = f"tests_template_{uuid.uuid4().hex[:8]}"  # not the plugin's memkit_template_ names
     _admin(pg_server, f'CREATE DATABASE "{name}"')
     with psycopg.connect(make_conninfo(pg_server, dbname=name), autocommit=True) as conn:
         schema.migrate(conn)
