@@ -337,8 +337,9 @@ def _check_tables(src: _Side, indexes: list[str]) -> None:
         if t not in known and not any(t.startswith(f"{name}_") for name in indexes)
     )
     if stray:
-        raise SchemaError(f"{describe_target(src.where)} holds tables that are not memkit's: "
-                          f"{', '.join(stray)}; memkit copy copies memkit databases only")
+        raise InvalidInputError(
+            f"{describe_target(src.where)} holds tables that are not memkit's: "
+            f"{', '.join(stray)}; memkit copy copies memkit databases only")
 
 
 class _Digest:

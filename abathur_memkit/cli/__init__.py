@@ -39,7 +39,7 @@ COMMAND_MODULES = (
 # How ``memkit --help`` groups the commands; a command in no group is listed last.
 COMMAND_GROUPS = {
     "Databases": ("init", "migrate", "seed", "validate", "stats", "backup", "restore",
-                  "archive", "doctor"),
+                  "copy", "archive", "doctor"),
     "Records": ("memory", "session"),
     "Documents": ("index", "search", "watch"),
     "Workloads and reports": ("simulate", "report", "demo"),
