@@ -32,6 +32,7 @@ __all__ = [
     "btree_sizes",
     "kind_of_table",
     "page_totals",
+    "relation_sizes",
     "storage_breakdown",
 ]
 
@@ -99,6 +100,28 @@ def btree_sizes(conn: Any) -> list[BTree] | None:
         kind = kind_of_table(table)
         result.append(BTree(name, table, btree_type, kind, _role(btree_type, table, kind),
                             int(pages), int(size), int(payload), int(unused)))
+    return result
+
+
+def relation_sizes(conn: Any) -> list[BTree]:
+    """PostgreSQL's counterpart of ``btree_sizes``: every table and index of the schema.
+
+    A table's bytes include its TOAST and free-space map (``pg_table_size``);
+    PostgreSQL reports no payload or unused bytes per relation (both 0).
+    """
+    rows = conn.execute(
+        "SELECT c.relname, coalesce(t.relname, c.relname), c.relkind, c.relpages, "
+        "CASE WHEN c.relkind = 'i' THEN pg_relation_size(c.oid) ELSE pg_table_size(c.oid) END "
+        "FROM pg_class c LEFT JOIN pg_index i ON i.indexrelid = c.oid "
+        "LEFT JOIN pg_class t ON t.oid = i.indrelid "
+        "WHERE c.relnamespace = current_schema()::regnamespace AND c.relkind IN ('r', 'i') "
+        "AND c.relname <> 'memkit_schema' ORDER BY 1").fetchall()
+    result = []
+    for name, table, relkind, pages, size in rows:
+        btree_type = "index" if relkind == "i" else "table"
+        kind = kind_of_table(table)
+        result.append(BTree(name, table, btree_type, kind, _role(btree_type, table, kind),
+                            int(pages), int(size), 0, 0))
     return result
 
 

@@ -145,6 +145,16 @@ def raise_missing(path: str) -> None:
     raise DatabaseFileError(f"no database at {path} (create one with: memkit init {path})")
 
 
+def refuse_dsn(path: str, command: str, instead: str) -> None:
+    """Refuse a PostgreSQL DSN given to a command that works on SQLite files only."""
+    from ..database import is_dsn
+    from ..errors import InvalidInputError
+
+    if is_dsn(path):
+        raise InvalidInputError(
+            f"memkit {command} works on SQLite files, not on a PostgreSQL database: {instead}")
+
+
 def emit(args: argparse.Namespace, data: Any, text: str) -> None:
     """Print ``data`` as JSON with ``--json``, else the human text."""
     if getattr(args, "json", False):
