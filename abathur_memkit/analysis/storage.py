@@ -23,7 +23,7 @@ from typing import Any
 from ..errors import InvalidInputError
 from .optional import pandas
 from .queries import KINDS, Kind
-from .sources import Source, connect_readonly
+from .sources import Source, connect_readonly, source_dialect
 
 __all__ = [
     "KINDS",
@@ -138,13 +138,18 @@ def storage_breakdown(source: Source) -> Any:
     """Every b-tree's size as a DataFrame, biggest first, plus a row for free pages.
 
     Columns: name, table, type, kind, role, pages, bytes, payload, unused, share.
-    ``bytes`` adds up to the file's page count times its page size. Raises
+    ``bytes`` adds up to the file's page count times its page size (on
+    PostgreSQL: each table's and index's size, see ``relation_sizes``). Raises
     ``InvalidInputError`` when the SQLite build has no ``dbstat``.
     """
     pd = pandas()
     with connect_readonly(source) as conn:
-        btrees = btree_sizes(conn)
-        totals = page_totals(conn)
+        if source_dialect(source) == "postgresql":
+            btrees: list[BTree] | None = relation_sizes(conn)
+            totals = {"freelist_count": 0}
+        else:
+            btrees = btree_sizes(conn)
+            totals = page_totals(conn)
     if btrees is None:
         raise InvalidInputError(
             "this SQLite build has no dbstat table: storage_breakdown needs it "

@@ -191,6 +191,11 @@ class StatementCursor:
         return self.raw.rowcount
 
     @property
+    def description(self) -> Any:
+        """The columns of the last result, as DB-API describes them (``d[0]`` is the name)."""
+        return self.raw.description
+
+    @property
     def lastrowid(self) -> int | None:
         return None
 
