@@ -71,9 +71,14 @@ def _check(name: str, passed: bool, detail: str) -> dict[str, Any]:
     return {"name": name, "passed": bool(passed), "detail": detail}
 
 
+def _names(table: str, index: str) -> list[str]:
+    """The PostgreSQL names of ``index`` (``a|b``: either) on ``table``."""
+    return [_IMPLICIT.get(n, n).format(table=table) for n in index.split("|")]
+
+
 def uses_index(plan: list[str], table: str, index: str) -> bool:
     """Whether ``plan`` reads ``table`` through ``index`` (or one of ``a|b``), no Seq Scan."""
-    names = [_IMPLICIT.get(n, n).format(table=table) for n in index.split("|")]
+    names = _names(table, index)
     used = any(detail.endswith((f"using {n} on {table}", f"Bitmap Index Scan on {n}"))
                for detail in plan for n in names)
     return used and f"Seq Scan on {table}" not in plan
@@ -149,7 +154,7 @@ def _explain(conn: Connection) -> list[dict[str, Any]]:
     conn.execute("SET LOCAL enable_seqscan = off")
     checks = []
     for table, index, sql, params in INDEX_SAMPLES:
-        name = f"explain:{index.split('|')[0]}"
+        name = f"explain:{_names(table, index)[0]}"
         conn.execute("SAVEPOINT sample")
         try:
             plan = [detail for _, _, detail in plan_rows(conn, sql, params)]
