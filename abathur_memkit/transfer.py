@@ -161,8 +161,7 @@ async def copy_database(
         if _is_dsn(dst):
             raise InvalidInputError("vector_backend picks a SQLite destination's backend; "
                                     "PostgreSQL keeps vectors in pgvector")
-    if src == dst or (not _is_dsn(src) and not _is_dsn(dst) and Path(dst).exists()
-                      and os.path.samefile(src, dst)):
+    if _same_database(src, dst):
         raise InvalidInputError(f"the destination is the source itself: {describe_target(dst)}")
     job = _Job(src, dst, overwrite, vector_backend, progress, batch)
     future = asyncio.get_running_loop().run_in_executor(None, job.run)
@@ -183,6 +182,18 @@ def describe_target(target: str) -> str:
     params = conninfo_to_dict(target)
     params.pop("password", None)
     return make_conninfo("", **params)
+
+
+def _same_database(src: str, dst: str) -> bool:
+    if _is_dsn(src) and _is_dsn(dst):
+        from psycopg.conninfo import conninfo_to_dict
+
+        where = ("host", "port", "dbname")
+        a, b = conninfo_to_dict(src), conninfo_to_dict(dst)
+        return all(str(a.get(k, "")) == str(b.get(k, "")) for k in where)
+    if _is_dsn(src) or _is_dsn(dst):
+        return False
+    return Path(dst).exists() and Path(src).exists() and os.path.samefile(src, dst)
 
 
 def _is_dsn(target: str) -> bool:

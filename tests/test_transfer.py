@@ -264,3 +264,14 @@ def test_cli_copy_shows_progress_on_stderr(tmp_path: Path,
     out, err = capsys.readouterr()
     assert "copy:" in err
     assert "every table's rows and checksum verified" in out
+
+
+async def test_the_source_itself_is_refused(tmp_path: Path, pg_memkit_dsn: str) -> None:
+    source = tmp_path / "src.db"
+    async with Database(source):
+        pass
+    with pytest.raises(InvalidInputError, match="the destination is the source itself"):
+        await copy_database(source, tmp_path / "." / "src.db", overwrite=True)
+    spelled_again = pg_memkit_dsn.replace("postgresql://", "postgres://")
+    with pytest.raises(InvalidInputError, match="the destination is the source itself"):
+        await copy_database(pg_memkit_dsn, spelled_again, overwrite=True)
