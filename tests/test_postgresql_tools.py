@@ -133,3 +133,28 @@ def test_stats_on_a_dsn(tmp_path: Path, pg_dsn: str, capsys: pytest.CaptureFixtu
     assert stats["database"]["bytes"] > 0 and stats["schema_version"] == 7
     assert main(["stats", pg_dsn]) == 0
     assert "(PostgreSQL 16" in capsys.readouterr().out
+
+
+def test_memkit_report_runs_the_notebooks_on_a_dsn(tmp_path: Path, pg_dsn: str,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    for module in ("nbclient", "nbconvert", "ipykernel", "papermill"):
+        pytest.importorskip(module)
+    import asyncio
+    import shutil
+
+    sample = tmp_path / "sample.db"
+    shutil.copy(Path(__file__).parent.parent / "notebooks" / "data" / "agents.sqlite3", sample)
+
+    async def prepare() -> None:
+        async with Database(sample):  # the sample predates the newest migrations
+            pass
+        await copy_database(sample, pg_dsn)
+
+    asyncio.run(prepare())
+    capsys.readouterr()
+    out = tmp_path / "report"
+    assert main(["report", "--db", pg_dsn, "--output", str(out), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert [n["name"] for n in report["notebooks"]] == ["performance", "capacity", "audit"]
+    assert report["numbers"]["memories"] == "600"
+    assert (out / "audit.html").is_file()
