@@ -211,8 +211,11 @@ async def test_an_empty_memkit_database_is_a_fine_destination(tmp_path: Path,
     source = tmp_path / "src.db"
     async with Database(source) as db:
         await db.memory.add_memory("user:a", "k", 1, "semantic", "agent")
-    result = await copy_database(source, pg_memkit_dsn)
+    with_password = pg_memkit_dsn.replace("postgres:@", "postgres:s3cret@")  # trust auth
+    assert "s3cret" in with_password
+    result = await copy_database(source, with_password)
     assert {t.table: t.rows for t in result.tables}["audit"] == 1
+    assert "dbname=" in result.destination and "s3cret" not in result.destination
 
 
 async def test_a_table_memkit_does_not_know_is_refused(tmp_path: Path) -> None:
