@@ -257,9 +257,9 @@ class _Job:
         return result
 
     def copy(self, src: _Side, dst: _Side) -> list[_Copied]:
-        registry = [row for rows in src.select(REGISTRY, ["name", "backend", "model",
-                                                          "dimensions", "settings"], "name",
-                                               self.batch) for row in rows]
+        registry = [row for rows in src.select(REGISTRY, [*REGISTRY_COLUMNS, "backend",
+                                                          "settings"], "name", self.batch)
+                    for row in rows]
         vector_tables = [f"{row[0]}_vectors" for row in registry]
         _check_tables(src, [row[0] for row in registry])
         plan = [*BASE_TABLES, (REGISTRY, "name"), *((t, "id") for t in vector_tables),
@@ -286,18 +286,15 @@ class _Job:
         return _Copied(table, columns, order, digest.rows, digest.total)
 
     def registry(self, src: _Side, dst: _Side, rows: list[Row]) -> _Copied:
-        columns = list(REGISTRY_COLUMNS)
+        """Each vector index's registry row, on the destination's backend, and its table."""
         digest = _Digest()
-        for batch in src.select(REGISTRY, columns, "name", self.batch):
-            for name, model, dimensions, created_at in batch:
-                source_kind = next(r[1] for r in rows if r[0] == name)
-                settings = next(r[4] for r in rows if r[0] == name)
-                kind, settings = dst.vector_kind(src.dialect, source_kind, settings,
-                                                 self.vector_backend)
-                dst.add_vector_index(name, kind, model, int(dimensions), settings, created_at)
-            digest.add(batch)
-            self.advance(len(batch))
-        return _Copied(REGISTRY, columns, "name", digest.rows, digest.total)
+        for name, model, dimensions, created_at, source_kind, settings in rows:
+            kind, settings = dst.vector_kind(src.dialect, source_kind, settings,
+                                             self.vector_backend)
+            dst.add_vector_index(name, kind, model, int(dimensions), settings, created_at)
+        digest.add([row[:len(REGISTRY_COLUMNS)] for row in rows])
+        self.advance(len(rows))
+        return _Copied(REGISTRY, list(REGISTRY_COLUMNS), "name", digest.rows, digest.total)
 
     def vectors(self, src: _Side, dst: _Side, registry_row: Row) -> _Copied:
         name = registry_row[0]
