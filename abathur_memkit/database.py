@@ -294,8 +294,16 @@ class Database(AsyncOpen):
         return await self._sqlite("get_index_usage").get_index_usage()
 
     async def validate(self) -> dict[str, Any]:
-        """The seeds' checks as a JSON-serializable report: ``{"ok", "checks"}``."""
-        return await validation.run_checks(self._sqlite("validate"))
+        """The seeds' checks as a JSON-serializable report: ``{"ok", "checks"}``.
+
+        On PostgreSQL the checks are PostgreSQL's counterparts (constraints,
+        valid indexes, jsonb columns, plans, timed lookups; no PRAGMAs or WAL).
+        """
+        if isinstance(self._engine, SQLiteEngine):
+            return await validation.run_checks(self._engine)
+        from .engines.postgresql import validation as pg_validation
+
+        return await pg_validation.run_checks(self._engine)
 
     # -- maintenance ----------------------------------------------------------------
 

@@ -47,6 +47,7 @@ LAYERS: dict[str, int] = {
     "abathur_memkit.bench": 4,
     "abathur_memkit.analysis": 4,
     "abathur_memkit.cli": 4,
+    "abathur_memkit.transfer": 4,
     "pytest_abathur": 5,
 }
 NAMES = ("foundation", "engine", "service", "facade", "tool", "plugin")

@@ -21,9 +21,9 @@ from typing import Any
 
 from ..errors import InvalidInputError
 from .optional import pandas
-from .queries import DOCUMENTS_WITHOUT_CHUNKS, KINDS, Kind, group_rows
-from .sources import Source, connect_readonly
-from .storage import BTree, btree_sizes
+from .queries import DOCUMENTS_WITHOUT_CHUNKS, KINDS, Kind, group_rows, table_names
+from .sources import Source, connect_readonly, source_dialect
+from .storage import BTree, btree_sizes, relation_sizes
 
 __all__ = ["COLUMNS", "memory_growth"]
 
@@ -62,10 +62,14 @@ def memory_growth(source: Source, *, use_dbstat: bool | None = None) -> Any:
     SQLite build has it; ``False`` forces the ``length()`` measure.
     """
     pd = pandas()
+    dialect = source_dialect(source)
     with connect_readonly(source) as conn:
-        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        groups = [row for kind in _kinds(tables) for row in group_rows(conn, kind)]
-        btrees = None if use_dbstat is False else btree_sizes(conn)
+        tables = table_names(conn, dialect)
+        groups = [row for kind in _kinds(tables) for row in group_rows(conn, kind, dialect)]
+        if dialect == "postgresql":  # each relation's size stands in for dbstat's b-trees
+            btrees = None if use_dbstat is False else relation_sizes(conn)
+        else:
+            btrees = None if use_dbstat is False else btree_sizes(conn)
     if use_dbstat and btrees is None:
         raise InvalidInputError("use_dbstat=True, but this SQLite build has no dbstat table")
     df = pd.DataFrame.from_records(
@@ -90,7 +94,7 @@ def memory_growth(source: Source, *, use_dbstat: bool | None = None) -> Any:
             total = df["kind"].map(lambda k, r=role: totals.get((k, r), 0))
             df[f"{role}_bytes"] = share * total
         df["bytes"] = df["data_bytes"] + df["index_bytes"] + df["search_bytes"]
-        df["bytes_method"] = "dbstat"
+        df["bytes_method"] = "dbstat" if dialect == "sqlite" else "pg_relation_size"
     df["day"] = pd.to_datetime(df["day"], format="%Y-%m-%d", utc=True)
     for column in ("first_time", "last_time"):
         df[column] = pd.to_datetime(df[column], format="ISO8601", utc=True, errors="coerce")

@@ -16,6 +16,7 @@ from ..engines.interface import Connection
 
 __all__ = [
     "DOCUMENTS_WITHOUT_CHUNKS", "KINDS", "REPORT_COUNTS", "TABLES", "Kind", "Table", "group_rows",
+    "table_names",
 ]
 
 # -- whole tables, for the loaders -----------------------------------------------------------
@@ -63,9 +64,16 @@ TABLES: dict[str, Table] = {
 
 
 def _scope(column: str) -> str:
-    """SQL for the scope of a ``scope:id[:more]`` namespace column (NULL if none)."""
-    return (f"CASE WHEN instr({column}, ':') > 0 "
-            f"THEN substr({column}, 1, instr({column}, ':') - 1) END")
+    """SQL for the scope of a ``scope:id[:more]`` namespace column (NULL if none).
+
+    ``{find}`` is the dialect's substring search (see ``group_rows``).
+    """
+    return (f"CASE WHEN {{find}}({column}, ':') > 0 "
+            f"THEN substr({column}, 1, {{find}}({column}, ':') - 1) END")
+
+
+# SQLite's instr(text, part) is PostgreSQL's strpos(text, part).
+_FIND = {"sqlite": "instr", "postgresql": "strpos"}
 
 
 @dataclass(frozen=True)
@@ -101,18 +109,37 @@ DOCUMENTS_WITHOUT_CHUNKS = Kind("document_chunk", "document_index", "t.created_a
                                 rows="sum(coalesce(t.chunk_count, 1))")
 
 
-def _payload_sql(conn: Connection, table: str) -> str:
-    columns = [row[1] for row in conn.execute(f'PRAGMA table_info("{table}")')]
-    terms = [f'coalesce(length(CAST(t."{c}" AS BLOB)), 0)' for c in columns]
+def _payload_sql(conn: Connection, table: str, dialect: str) -> str:
+    if dialect == "postgresql":
+        # A value's bytes as stored (after compression), as length(blob) is on SQLite.
+        columns = [row[0] for row in conn.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = "
+            "current_schema() AND table_name = ? ORDER BY ordinal_position", (table,))]
+        terms = [f'coalesce(pg_column_size(t."{c}"), 0)' for c in columns]
+    else:
+        columns = [row[1] for row in conn.execute(f'PRAGMA table_info("{table}")')]
+        terms = [f'coalesce(length(CAST(t."{c}" AS BLOB)), 0)' for c in columns]
     return " + ".join(terms) or "0"
 
 
-def group_rows(conn: Connection, kind: Kind) -> list[tuple[Any, ...]]:
+def table_names(conn: Connection, dialect: str) -> set[str]:
+    """The tables of the database behind ``conn``."""
+    if dialect == "postgresql":
+        return {r[0] for r in conn.execute(
+            "SELECT table_name FROM information_schema.tables "
+            "WHERE table_schema = current_schema() AND table_type = 'BASE TABLE'")}
+    return {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+
+
+def group_rows(conn: Connection, kind: Kind, dialect: str = "sqlite") -> list[tuple[Any, ...]]:
     """(kind, day, scope, memory_type, rows, payload_bytes, first_time, last_time) per group."""
+    scope = kind.scope.format(find=_FIND[dialect])
+    # A timestamp column is text on SQLite, a timestamp on PostgreSQL: its day
+    # is the first 10 characters of its text either way.
     sql = (
-        f"SELECT substr({kind.time}, 1, 10) AS day, {kind.scope} AS scope, "
+        f"SELECT substr(CAST({kind.time} AS TEXT), 1, 10) AS day, {scope} AS scope, "
         f"{kind.memory_type} AS memory_type, {kind.rows} AS rows, "
-        f"sum({_payload_sql(conn, kind.table)}) AS payload_bytes, "
+        f"sum({_payload_sql(conn, kind.table, dialect)}) AS payload_bytes, "
         f"min({kind.time}) AS first_time, max({kind.time}) AS last_time "
         f'FROM "{kind.table}" AS t {kind.join} GROUP BY 1, 2, 3'
     )
@@ -123,6 +150,6 @@ def group_rows(conn: Connection, kind: Kind) -> list[tuple[Any, ...]]:
 
 #: ``memkit report``'s counts: memories not deleted, and sessions.
 REPORT_COUNTS = {
-    "memories": "SELECT count(*) FROM memory_entries WHERE NOT is_deleted",
+    "memories": "SELECT count(*) FROM memory_entries WHERE is_deleted = 0",
     "sessions": "SELECT count(*) FROM sessions",
 }

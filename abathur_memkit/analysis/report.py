@@ -170,12 +170,15 @@ def _count(conn: Connection, sql: str) -> str:
         return "n/a"
 
 
-def _database_numbers(database: Path, limit_gb: float) -> dict[str, str]:
+def _database_numbers(database: Path | str, limit_gb: float) -> dict[str, str]:
     from . import capacity_projection, memory_growth
 
     with connect_readonly(database) as conn:
         numbers = {name: _count(conn, sql) for name, sql in REPORT_COUNTS.items()}
-    size = sum(f.stat().st_size for f in (database, Path(f"{database}-wal")) if f.is_file())
+        if isinstance(database, str):  # a PostgreSQL DSN
+            size = int(conn.execute("SELECT pg_database_size(current_database())").fetchone()[0])
+    if isinstance(database, Path):
+        size = sum(f.stat().st_size for f in (database, Path(f"{database}-wal")) if f.is_file())
     numbers["database size"] = f"{size / 1e6:,.1f} MB"
     projection = capacity_projection(memory_growth(database), limit_gb=limit_gb)
     numbers["growth"] = f"{projection.bytes_per_day / 1e6:,.2f} MB/day" + (

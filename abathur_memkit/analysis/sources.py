@@ -1,11 +1,12 @@
-"""Where analysis reads from: database files opened read-only, and notebook inputs.
+"""Where analysis reads from: databases opened read-only, and notebook inputs.
 
-Analysis functions that read a database take a *source*: a path, or a
-file-backed :class:`~abathur_memkit.Database` (its file is opened again,
-read-only, with the same driver). Reading through a separate connection
-works the same in a script and in a Jupyter cell (whose event loop is already
-running), never blocks the Database's own connections, and in WAL mode sees
-every committed write.
+Analysis functions that read a database take a *source*: a path, a
+PostgreSQL DSN (``postgresql://…``), or a file-backed or PostgreSQL
+:class:`~abathur_memkit.Database` (its database is opened again, read-only,
+with the same driver; on PostgreSQL in one read-only snapshot). Reading
+through a separate connection works the same in a script and in a Jupyter
+cell (whose event loop is already running), never blocks the Database's own
+connections, and in WAL mode sees every committed write.
 """
 
 from __future__ import annotations
@@ -30,9 +31,10 @@ __all__ = [
     "connect_readonly",
     "find_database",
     "notebook_inputs",
+    "source_dialect",
 ]
 
-#: A database file, or a file-backed Database.
+#: A database file or PostgreSQL DSN, or a Database that is not in memory.
 Source = Union["Database", str, "os.PathLike[str]"]
 
 #: Environment variable naming the notebooks' input directory.
@@ -46,6 +48,20 @@ DATABASE_NAMES = ("agents.db", "agents.sqlite3")
 def find_database(directory: Path) -> Path | None:
     """The input directory's database file, or None."""
     return next((directory / n for n in DATABASE_NAMES if (directory / n).is_file()), None)
+
+
+def _dsn(source: Source) -> str | None:
+    """The PostgreSQL DSN ``source`` names, or None (a SQLite source)."""
+    from ..database import Database, is_dsn
+
+    if isinstance(source, Database):
+        return source.path if source.dialect == "postgresql" else None
+    return source if is_dsn(source) else None
+
+
+def source_dialect(source: Source) -> str:
+    """The SQL dialect of ``source``: "sqlite" or "postgresql"."""
+    return "sqlite" if _dsn(source) is None else "postgresql"
 
 
 def _locate(source: Source) -> tuple[Path, str | None]:
@@ -71,7 +87,16 @@ def _locate(source: Source) -> tuple[Path, str | None]:
 
 @contextmanager
 def connect_readonly(source: Source) -> Iterator[Any]:
-    """A read-only DB-API connection to ``source``'s file, closed on exit."""
+    """A read-only DB-API connection to ``source``'s database, closed on exit.
+
+    On PostgreSQL it is an ``engines.interface.Connection`` (SQLite's ``?``
+    placeholders, rows by name and position) in one read-only snapshot.
+    """
+    dsn = _dsn(source)
+    if dsn is not None:
+        with _connect_postgresql(dsn) as conn:
+            yield conn
+        return
     path, driver_name = _locate(source)
     if not path.is_file():
         raise DatabaseFileError(f"no database at {path}")
@@ -83,22 +108,48 @@ def connect_readonly(source: Source) -> Iterator[Any]:
         conn.close()
 
 
+@contextmanager
+def _connect_postgresql(dsn: str) -> Iterator[Any]:
+    import psycopg
+
+    from ..engines.postgresql.connection import PgConnection, configure, row_factory
+
+    try:
+        raw = psycopg.connect(dsn, autocommit=True, row_factory=row_factory)
+    except psycopg.Error as exc:
+        from ..transfer import describe_target
+
+        raise DatabaseFileError(f"cannot connect to {describe_target(dsn)}: {exc}") from exc
+    try:
+        configure(raw)
+        raw.execute("SET TIME ZONE 'UTC'; SET DateStyle = 'ISO, YMD'")
+        raw.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        yield PgConnection(raw)
+    finally:
+        raw.close()
+
+
 @dataclass(frozen=True)
 class NotebookInputs:
-    """What a notebook analyses: a database file and benchmark JSON files.
+    """What a notebook analyses: a database (file or DSN) and benchmark JSON files.
 
     ``database`` is None when only benchmark files were given (the
     performance notebook needs nothing else).
     """
 
     directory: Path
-    database: Path | None
+    database: Path | str | None
     benchmarks: list[Path] = field(default_factory=list)
     origin: str = "parameter"
 
     def describe(self) -> str:
         bench = f"{len(self.benchmarks)} benchmark file(s)"
-        database = self.database.name if self.database is not None else "no database"
+        if isinstance(self.database, str):
+            from ..transfer import describe_target
+
+            database = describe_target(self.database)
+        else:
+            database = self.database.name if self.database is not None else "no database"
         return f"{self.directory} ({self.origin}): {database}, {bench}"
 
 
@@ -151,14 +202,20 @@ def notebook_inputs(
 ) -> NotebookInputs:
     """Resolve what a notebook reads: its ``db`` and ``bench`` parameters.
 
-    ``db`` is a memkit database file of any name, or a directory holding
-    ``agents.db`` (or ``agents.sqlite3``) as ``memkit demo`` writes it.
+    ``db`` is a memkit database file of any name, a directory holding
+    ``agents.db`` (or ``agents.sqlite3``) as ``memkit demo`` writes it, or a
+    PostgreSQL DSN (``postgresql://…``).
     ``bench`` is a directory of benchmark JSON files (or one file); by default
     the ``bench/`` directory beside the database. With only ``bench`` given
     there is no database (``database`` is None). With neither, in order:
     ``$MEMKIT_DATA``; the output of ``memkit demo`` (``./memkit-demo`` or
     ``../memkit-demo``); else the sample shipped in ``notebooks/data/``.
     """
+    from ..database import is_dsn
+
+    if is_dsn(db):
+        benchmarks = [] if _given(bench) is None else _bench_files(Path(os.fspath(bench or "")))
+        return NotebookInputs(Path.cwd(), db, benchmarks, "db")
     db_path, bench_path = _given(db), _given(bench)
     if db_path is not None:
         return _inputs(db_path, "db", bench_path)

@@ -24,7 +24,7 @@ from ..engines.interface import Connection
 from ..errors import InvalidInputError
 from .optional import pandas
 from .queries import KINDS, Kind
-from .sources import Source, connect_readonly
+from .sources import Source, connect_readonly, source_dialect
 
 __all__ = [
     "KINDS",
@@ -33,6 +33,7 @@ __all__ = [
     "btree_sizes",
     "kind_of_table",
     "page_totals",
+    "relation_sizes",
     "storage_breakdown",
 ]
 
@@ -103,6 +104,28 @@ def btree_sizes(conn: Connection) -> list[BTree] | None:
     return result
 
 
+def relation_sizes(conn: Connection) -> list[BTree]:
+    """PostgreSQL's counterpart of ``btree_sizes``: every table and index of the schema.
+
+    A table's bytes include its TOAST and free-space map (``pg_table_size``);
+    PostgreSQL reports no payload or unused bytes per relation (both 0).
+    """
+    rows = conn.execute(
+        "SELECT c.relname, coalesce(t.relname, c.relname), c.relkind, c.relpages, "
+        "CASE WHEN c.relkind = 'i' THEN pg_relation_size(c.oid) ELSE pg_table_size(c.oid) END "
+        "FROM pg_class c LEFT JOIN pg_index i ON i.indexrelid = c.oid "
+        "LEFT JOIN pg_class t ON t.oid = i.indrelid "
+        "WHERE c.relnamespace = current_schema()::regnamespace AND c.relkind IN ('r', 'i') "
+        "AND c.relname <> 'memkit_schema' ORDER BY 1").fetchall()
+    result = []
+    for name, table, relkind, pages, size in rows:
+        btree_type = "index" if relkind == "i" else "table"
+        kind = kind_of_table(table)
+        result.append(BTree(name, table, btree_type, kind, _role(btree_type, table, kind),
+                            int(pages), int(size), 0, 0))
+    return result
+
+
 def page_totals(conn: Connection) -> dict[str, int]:
     """Page size, page count, free pages and the file bytes they add up to."""
     page_size = int(conn.execute("PRAGMA page_size").fetchone()[0])
@@ -116,13 +139,18 @@ def storage_breakdown(source: Source) -> Any:
     """Every b-tree's size as a DataFrame, biggest first, plus a row for free pages.
 
     Columns: name, table, type, kind, role, pages, bytes, payload, unused, share.
-    ``bytes`` adds up to the file's page count times its page size. Raises
+    ``bytes`` adds up to the file's page count times its page size (on
+    PostgreSQL: each table's and index's size, see ``relation_sizes``). Raises
     ``InvalidInputError`` when the SQLite build has no ``dbstat``.
     """
     pd = pandas()
     with connect_readonly(source) as conn:
-        btrees = btree_sizes(conn)
-        totals = page_totals(conn)
+        if source_dialect(source) == "postgresql":
+            btrees: list[BTree] | None = relation_sizes(conn)
+            totals = {"freelist_count": 0}
+        else:
+            btrees = btree_sizes(conn)
+            totals = page_totals(conn)
     if btrees is None:
         raise InvalidInputError(
             "this SQLite build has no dbstat table: storage_breakdown needs it "

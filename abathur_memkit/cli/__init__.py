@@ -39,7 +39,7 @@ COMMAND_MODULES = (
 # How ``memkit --help`` groups the commands; a command in no group is listed last.
 COMMAND_GROUPS = {
     "Databases": ("init", "migrate", "seed", "validate", "stats", "backup", "restore",
-                  "archive", "doctor"),
+                  "copy", "archive", "doctor"),
     "Records": ("memory", "session"),
     "Documents": ("index", "search", "watch"),
     "Workloads and reports": ("simulate", "report", "demo"),
@@ -143,6 +143,16 @@ def raise_missing(path: str) -> None:
     from ..errors import DatabaseFileError
 
     raise DatabaseFileError(f"no database at {path} (create one with: memkit init {path})")
+
+
+def refuse_dsn(path: str, command: str, instead: str) -> None:
+    """Refuse a PostgreSQL DSN given to a command that works on SQLite files only."""
+    from ..database import is_dsn
+    from ..errors import InvalidInputError
+
+    if is_dsn(path):
+        raise InvalidInputError(
+            f"memkit {command} works on SQLite files, not on a PostgreSQL database: {instead}")
 
 
 def emit(args: argparse.Namespace, data: Any, text: str) -> None:

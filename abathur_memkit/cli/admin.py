@@ -10,10 +10,19 @@ from pathlib import Path
 from typing import Any
 
 from .. import agents, audit, memory, sessions, tasks
-from ..database import Database
+from ..database import Database, is_dsn
 from ..engines.interface import Connection
 from ..errors import DatabaseFileError, MemkitError
-from . import add_json_flag, add_output_flags, emit, emit_rows, example, raise_missing
+from ..inputs import VECTOR_BACKENDS
+from . import (
+    add_json_flag,
+    add_output_flags,
+    emit,
+    emit_rows,
+    example,
+    raise_missing,
+    refuse_dsn,
+)
 
 __all__ = ["collect_stats", "open_existing", "open_or_create", "register"]
 
@@ -24,7 +33,7 @@ def register(subparsers: Any) -> None:
         description="What a database holds. --json prints everything; --nl, --csv and "
                     "--table print the rows per table.",
         **example("memkit stats agents.db", "memkit stats agents.db --table --fmt github"))
-    p.add_argument("path", metavar="DB", help="database file")
+    p.add_argument("path", metavar="DB", help="database file or postgresql:// DSN")
     add_output_flags(p)
     p.set_defaults(handler=cmd_stats)
 
@@ -45,21 +54,42 @@ def register(subparsers: Any) -> None:
     add_json_flag(p)
     p.set_defaults(handler=cmd_restore)
 
+    p = subparsers.add_parser(
+        "copy", help="copy a whole database to another engine (SQLite file <-> PostgreSQL)",
+        description="Copy every table (ids and versions kept) from SRC to DST, each a SQLite "
+                    "file or a postgresql:// DSN; every table's rows and checksum are verified, "
+                    "and nothing is left at DST if anything fails.",
+        **example("memkit copy agents.db postgresql://memkit@db.internal/agents",
+                  "memkit copy postgresql://memkit@db.internal/agents local.db --no-progress"))
+    p.add_argument("source", metavar="SRC", help="database file or PostgreSQL DSN")
+    p.add_argument("dest", metavar="DST",
+                   help="a new file, or a PostgreSQL database that holds no rows")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace DST's file, or memkit's tables in DST's database")
+    p.add_argument("--vector-backend", choices=VECTOR_BACKENDS, default=None,
+                   help="a SQLite DST's vector backend (default: the source's, else vec)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    add_output_flags(p)
+    p.set_defaults(handler=cmd_copy)
+
 
 def open_existing(path: str, *, write: bool = False) -> Database:
-    """A Database for an up-to-date memkit file that must exist.
+    """A Database for an up-to-date memkit file (or PostgreSQL database) that must exist.
 
     Nothing is created, converted or migrated: reads open it read-only, and
     another application's file is refused before anything touches it.
     """
-    if not os.path.exists(path):
+    if not is_dsn(path) and not os.path.exists(path):
         raise_missing(path)
     return Database(path, read_only=not write, migrate=False)
 
 
 def open_or_create(path: str, **options: Any) -> Database:
-    """A new database at ``path``, or the memkit database there (never migrated)."""
-    return Database(path, migrate=not os.path.exists(path), **options)
+    """A new database at ``path``, or the memkit database there (never migrated).
+
+    A PostgreSQL database gets memkit's schema if it has none yet.
+    """
+    return Database(path, migrate=is_dsn(path) or not os.path.exists(path), **options)
 
 
 # The counts by group, each read by the service that owns the table.
@@ -85,19 +115,42 @@ def _read_stats(conn: Connection) -> dict[str, Any]:
     rows = {t: int(conn.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0]) for t in tables}
     grouped = {name: count(conn) for name, count in _GROUPED.items()}
     btrees = btree_sizes(conn)
-    storage: dict[str, dict[str, int]] | None = None
-    if btrees is not None:
-        storage = {}
-        for b in btrees:
-            kinds = storage.setdefault(b.kind, {})
-            kinds[b.role] = kinds.get(b.role, 0) + b.bytes
     return {"pages": page_totals(conn), "rows": rows, "memory": memory.totals(conn), **grouped,
-            "storage_by_kind": storage,
+            "storage_by_kind": None if btrees is None else _by_kind(btrees),
             "schema_version": int(conn.execute("PRAGMA user_version").fetchone()[0])}
+
+
+def _by_kind(btrees: Any) -> dict[str, dict[str, int]]:
+    storage: dict[str, dict[str, int]] = {}
+    for b in btrees:
+        kinds = storage.setdefault(b.kind, {})
+        kinds[b.role] = kinds.get(b.role, 0) + b.bytes
+    return storage
+
+
+def _read_pg_stats(conn: Connection) -> dict[str, Any]:
+    from ..analysis.storage import relation_sizes
+    from ..engines.postgresql.schema import current_version
+
+    relations = relation_sizes(conn)
+    tables = sorted(r.table for r in relations if r.type == "table")
+    rows = {t: int(conn.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0]) for t in tables}
+    grouped = {name: count(conn) for name, count in _GROUPED.items()}
+    size = conn.execute("SELECT pg_database_size(current_database()), "
+                        "current_setting('server_version')").fetchone()
+    return {"database": {"bytes": int(size[0]), "server_version": size[1]}, "rows": rows,
+            "memory": memory.totals(conn), **grouped, "storage_by_kind": _by_kind(relations),
+            "schema_version": current_version(conn)}
 
 
 async def collect_stats(db: Database) -> dict[str, Any]:
     """What ``memkit stats --json`` prints for an open database."""
+    if db.dialect == "postgresql":
+        from ..transfer import describe_target
+
+        stats = await db.read(_read_pg_stats, snapshot=True)
+        stats["database"]["dsn"] = describe_target(db.path)
+        return stats
     stats = await db.read(_read_stats, snapshot=True)
     path = Path(db.path)
     wal = Path(f"{db.path}-wal")
@@ -106,16 +159,23 @@ async def collect_stats(db: Database) -> dict[str, Any]:
     return stats
 
 
-def _stats_text(stats: dict[str, Any]) -> str:
+def _where_text(stats: dict[str, Any]) -> list[str]:
+    """The first lines of ``memkit stats``: the file and its pages, or the database."""
+    if "database" in stats:
+        database = stats["database"]
+        return [f"{database['dsn']}: {database['bytes'] / 1e6:,.2f} MB (PostgreSQL "
+                f"{database['server_version']}), schema version {stats['schema_version']}"]
     file, pages = stats["file"], stats["pages"]
-    lines = [
+    return [
         f"{file['path']}: {file['bytes'] / 1e6:,.2f} MB (+ {file['wal_bytes'] / 1e6:,.2f} MB WAL)"
         f", schema version {stats['schema_version']}",
         f"pages: {pages['page_count']:,} of {pages['page_size']:,} bytes, "
         f"{pages['freelist_count']:,} free",
-        "",
-        "rows:",
     ]
+
+
+def _stats_text(stats: dict[str, Any]) -> str:
+    lines = [*_where_text(stats), "", "rows:"]
     lines += [f"  {name:<28} {count:>10,}" for name, count in stats["rows"].items()]
     memory = stats["memory"]
     lines += ["", f"memory: {memory['live_keys']:,} live keys in {memory['namespaces']:,} "
@@ -128,7 +188,8 @@ def _stats_text(stats: dict[str, Any]) -> str:
     if storage is None:
         lines.append("\nstorage: this SQLite build has no dbstat")
     else:
-        lines += ["", f"{'storage (dbstat)':<16} {'data MB':>9} {'index MB':>9} "
+        source = "(sizes)" if "database" in stats else "(dbstat)"
+        lines += ["", f"{'storage ' + source:<16} {'data MB':>9} {'index MB':>9} "
                       f"{'search MB':>10} {'other MB':>9}"]
         order = sorted(storage, key=lambda k: -sum(storage[k].values()))
         for kind in order:
@@ -149,6 +210,7 @@ async def cmd_stats(args: argparse.Namespace) -> int:
 
 
 async def cmd_backup(args: argparse.Namespace) -> int:
+    refuse_dsn(args.path, "backup", "use pg_dump, or memkit copy DSN FILE")
     async with open_existing(args.path) as db:
         # Database.backup lands the copy only after it passed quick_check.
         try:
@@ -167,9 +229,35 @@ async def cmd_backup(args: argparse.Namespace) -> int:
 async def cmd_restore(args: argparse.Namespace) -> int:
     from ..engines.sqlite.files import restore
 
+    refuse_dsn(args.dest, "restore", "use memkit copy BACKUP DSN")
     target = restore(args.backup, args.dest, overwrite=args.overwrite)
     report = {"backup": os.path.abspath(args.backup), "dest": str(target.resolve()),
               "bytes": target.stat().st_size, "quick_check": "ok", "ok": True}
     emit(args, report, f"{args.backup} -> {target}: {report['bytes'] / 1e6:,.2f} MB, "
                        "quick_check ok")
+    return 0
+
+
+async def cmd_copy(args: argparse.Namespace) -> int:
+    import sys
+
+    from tqdm import tqdm
+
+    from ..transfer import copy_database
+
+    with tqdm(unit="row", desc="copy", file=sys.stderr, disable=args.no_progress,
+              mininterval=0.5) as bar:
+
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        result = await copy_database(args.source, args.dest, overwrite=args.overwrite,
+                                     vector_backend=args.vector_backend, progress=progress)
+    report = result.as_dict()
+    footer = (f"{result.source} -> {result.destination}: {result.rows:,} rows in "
+              f"{result.seconds:.2f} s ({result.rows_per_second:,.0f} rows/s); every table's "
+              "rows and checksum verified")
+    emit_rows(args, report["tables"], ("table", "rows", "checksum", "verified"),
+              document=report, footer=footer)
     return 0

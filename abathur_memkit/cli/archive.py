@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..archive import archive
-from . import add_json_flag, emit, example, positive_int
+from . import add_json_flag, emit, example, positive_int, refuse_dsn
 from .admin import open_existing
 
 __all__ = ["default_archive_path", "older_than", "register"]
@@ -50,6 +50,8 @@ def register(subparsers: Any) -> None:
 
 
 async def cmd_archive(args: argparse.Namespace) -> int:
+    refuse_dsn(args.path, "archive", "it moves rows into a SQLite file attached to the "
+               "database; on PostgreSQL, partition or move old rows with SQL")
     target = args.archive or default_archive_path(args.path)
     progress = not args.no_progress and not args.json and sys.stderr.isatty()
     async with open_existing(args.path, write=True) as db:

@@ -10,32 +10,43 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-from ..database import Database
+from ..database import Database, is_dsn
 from ..engines.sqlite.driver import EXTENSIONS, load_extension, select_driver
 from ..engines.sqlite.monitoring import wal_status
-from . import add_json_flag, add_output_flags, emit, emit_rows, example, raise_missing
+from ..transfer import describe_target
+from . import (
+    add_json_flag,
+    add_output_flags,
+    emit,
+    emit_rows,
+    example,
+    raise_missing,
+    refuse_dsn,
+)
 
 __all__ = ["register"]
 
 
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser("init", help="create a database (or bring a memkit one up to date)",
-                              **example("memkit init agents.db"))
-    p.add_argument("path", metavar="DB", help="database file")
+                              **example("memkit init agents.db",
+                                        "memkit init postgresql://memkit@db.internal/agents"))
+    p.add_argument("path", metavar="DB", help="database file or postgresql:// DSN")
     p.add_argument("--seed", action="store_true", help="also add the initial memories")
     add_json_flag(p)
     p.set_defaults(handler=cmd_init)
 
     p = subparsers.add_parser("migrate", help="upgrade an older memkit or Abathur database",
                               **example("memkit migrate old.db"))
-    p.add_argument("path", metavar="DB", help="database file")
+    p.add_argument("path", metavar="DB", help="database file or postgresql:// DSN")
     add_json_flag(p)
     p.set_defaults(handler=cmd_migrate)
 
     p = subparsers.add_parser("validate", help="run the seeds' health checks (exit 1 if one fails)",
                               **example("memkit validate agents.db",
-                                        "memkit validate agents.db --csv > checks.csv"))
-    p.add_argument("path", metavar="DB", help="database file")
+                                        "memkit validate agents.db --csv > checks.csv",
+                                        "memkit validate postgresql://memkit@db.internal/agents"))
+    p.add_argument("path", metavar="DB", help="database file or postgresql:// DSN")
     add_output_flags(p)
     p.set_defaults(handler=cmd_validate)
 
@@ -48,16 +59,17 @@ def register(subparsers: Any) -> None:
 
 
 async def cmd_init(args: argparse.Namespace) -> int:
-    if os.path.exists(args.path):
+    if not is_dsn(args.path) and os.path.exists(args.path):
         # An existing file: only a memkit database (or an empty file) is taken.
         _refuse_unless(args.path, ("current", "outdated", "empty"))
     return await _migrate(args)
 
 
 async def cmd_migrate(args: argparse.Namespace) -> int:
-    if not os.path.exists(args.path):
-        raise_missing(args.path)
-    _refuse_unless(args.path, ("current", "outdated", "legacy"))
+    if not is_dsn(args.path):
+        if not os.path.exists(args.path):
+            raise_missing(args.path)
+        _refuse_unless(args.path, ("current", "outdated", "legacy"))
     return await _migrate(args)
 
 
@@ -75,7 +87,8 @@ async def _migrate(args: argparse.Namespace) -> int:
     try:
         applied = await db.initialize()
         report: dict[str, Any] = {
-            "path": db.path, "applied": applied, "schema_version": await db.schema_version(),
+            "path": describe_target(db.path), "applied": applied,
+            "schema_version": await db.schema_version(),
         }
         if getattr(args, "seed", False):  # init --seed; migrate has no such flag
             from .seed import seed_report
@@ -99,7 +112,7 @@ def _init_text(report: dict[str, Any]) -> str:
 
 
 async def cmd_validate(args: argparse.Namespace) -> int:
-    if not os.path.exists(args.path):
+    if not is_dsn(args.path) and not os.path.exists(args.path):
         raise_missing(args.path)
     async with Database(args.path, read_only=True) as db:
         report = await db.validate()
@@ -168,6 +181,8 @@ async def cmd_doctor(args: argparse.Namespace) -> int:
     lines.append(f"ollama          {'reachable' if ollama['reachable'] else 'not reachable'}"
                  f" at {ollama['host']}")
     if args.path is not None:
+        refuse_dsn(args.path, "doctor DB", "the WAL it reports on is SQLite's (memkit doctor "
+                   "without DB checks this machine; memkit validate DSN checks the database)")
         report["wal"], text = wal_report(args.path)
         lines.append(text)
     emit(args, report, "\n".join(lines))

@@ -42,7 +42,7 @@ def register(subparsers: Any) -> None:
     def command(name: str, help: str, handler: Any, *examples: str, key: bool = True,
                 rows: bool = False) -> argparse.ArgumentParser:
         p: argparse.ArgumentParser = commands.add_parser(name, help=help, **example(*examples))
-        p.add_argument("path", metavar="DB", help="database file")
+        p.add_argument("path", metavar="DB", help="database file or postgresql:// DSN")
         if key:
             p.add_argument("namespace", help="scope:id[:more], e.g. user:alice:preferences")
             p.add_argument("key")

@@ -68,7 +68,7 @@ def register(subparsers: Any) -> None:
 
 def _database(p: argparse.ArgumentParser) -> None:
     # dest "db": the handlers below read args.db, as when this was the --db option.
-    p.add_argument("db", metavar="DB", help="database file")
+    p.add_argument("db", metavar="DB", help="database file or postgresql:// DSN")
 
 
 def _common(p: argparse.ArgumentParser, *, embedder_default: str | None) -> None:
@@ -83,9 +83,9 @@ def _common(p: argparse.ArgumentParser, *, embedder_default: str | None) -> None
 
 async def _stored_index(path: str) -> tuple[str | None, str | None]:
     """(model, backend) of the database's chunk index, if there is one."""
-    from ..database import Database
+    from ..database import Database, is_dsn
 
-    if not Path(path).exists():
+    if not is_dsn(path) and not Path(path).exists():
         return None, None
     async with Database(path, read_only=True) as db:
         row = await db.fetchone(
@@ -105,16 +105,18 @@ def _spec_for(model: str) -> str:
 
 
 async def _open(args: argparse.Namespace, *, embed: bool) -> Any:
-    from ..database import Database
+    from ..database import Database, is_dsn
     from ..engines.sqlite.files import read_only_location
     from .admin import open_or_create
 
     model, backend = await _stored_index(args.db)
+    if is_dsn(args.db):
+        backend = None  # pgvector: no SQLite backend to choose
     spec = args.embedder
     if spec is None and embed and model is not None:
         spec = _spec_for(model)
     embedder, vector_backend = spec if embed else None, args.backend or backend or "vec"
-    if read_only_location(args.db):
+    if not is_dsn(args.db) and read_only_location(args.db):
         # Searching a database on a read-only mount works while its index is current.
         return Database(args.db, read_only=True, embedder=embedder,
                         vector_backend=vector_backend)

@@ -23,7 +23,7 @@ def register(subparsers: Any) -> None:
     p = commands.add_parser("list", help="sessions, newest first (a page at a time)",
                             **example("memkit session list agents.db --status active --limit 3",
                                       "memkit session list agents.db --user u002 --nl"))
-    p.add_argument("path", metavar="DB", help="database file")
+    p.add_argument("path", metavar="DB", help="database file or postgresql:// DSN")
     p.add_argument("--project")
     p.add_argument("--app")
     p.add_argument("--user")
@@ -36,7 +36,7 @@ def register(subparsers: Any) -> None:
     p = commands.add_parser("show", help="one session: status, state and its last events",
                             **example("memkit session show agents.db sess-1e7c82f9e0be --events 3",
                                       "memkit session show agents.db sess-1e7c82f9e0be --nl"))
-    p.add_argument("path", metavar="DB", help="database file")
+    p.add_argument("path", metavar="DB", help="database file or postgresql:// DSN")
     p.add_argument("session_id")
     p.add_argument("--events", type=int, default=10,
                    help="how many of the latest events to show (default 10; -1: all)")

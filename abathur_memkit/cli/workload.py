@@ -58,7 +58,8 @@ def register(subparsers: Any) -> None:
                   "memkit report swarm.sqlite --bench bench/ --output report/"))
     p.add_argument("data_dir", nargs="?", default=None,
                    help="same as --db (default: memkit-demo, when neither is given)")
-    p.add_argument("--db", help="the database file, or a directory holding agents.db")
+    p.add_argument("--db", help="the database file, a directory holding agents.db, or a "
+                                "postgresql:// DSN")
     p.add_argument("--bench", metavar="DIR",
                    help="directory of benchmark JSON (default: bench/ beside the database)")
     p.add_argument("--output",
@@ -119,8 +120,12 @@ def _report_source(args: argparse.Namespace) -> str | None:
 
 
 def _default_output(db: str | None, bench: str) -> Path:
+    from ..database import is_dsn
+
     if db is None:
         return Path(bench).parent / "report"
+    if is_dsn(db):
+        return Path("report")
     return (Path(db) if Path(db).is_dir() else Path(db).parent) / "report"
 
 

@@ -191,12 +191,13 @@ class StatementCursor:
         return self.raw.rowcount
 
     @property
-    def lastrowid(self) -> int | None:
-        return None
+    def description(self) -> Any:
+        """The columns of the last result, as DB-API describes them (``d[0]`` is the name)."""
+        return self.raw.description
 
     @property
-    def description(self) -> Any:
-        return self.raw.description
+    def lastrowid(self) -> int | None:
+        return None
 
     def fetchone(self) -> Any:
         return self.raw.fetchone()

@@ -20,6 +20,7 @@ from ...errors import SchemaError
 
 __all__ = [
     "MIGRATION_LOCK",
+    "apply_pending",
     "create_vector_table",
     "current_version",
     "drop_vector_table",
@@ -89,24 +90,34 @@ def current_version(raw: Any) -> int:
 
 def migrate(raw: Any) -> list[int]:
     """Apply the pending migrations on psycopg connection ``raw`` (autocommit); their numbers."""
-    applied: list[int] = []
     raw.execute("BEGIN READ WRITE")
     try:
-        raw.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
-        current = current_version(raw)
-        if current > schema_version():
-            raise SchemaError(
-                f"the database is at schema version {current}, newer than this memkit's "
-                f"{schema_version()}: upgrade abathur-memkit"
-            )
-        for migration in migrations():
-            if migration.version > current:
-                _apply(raw, migration)
-                applied.append(migration.version)
+        applied = apply_pending(raw)
         raw.execute("COMMIT")
     except BaseException:
         raw.execute("ROLLBACK")
         raise
+    return applied
+
+
+def apply_pending(raw: Any) -> list[int]:
+    """Apply the pending migrations inside the caller's transaction on ``raw``; their numbers.
+
+    Takes the migration lock until that transaction ends (``memkit copy`` builds
+    a whole database in one transaction: its schema too).
+    """
+    raw.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
+    current = current_version(raw)
+    if current > schema_version():
+        raise SchemaError(
+            f"the database is at schema version {current}, newer than this memkit's "
+            f"{schema_version()}: upgrade abathur-memkit"
+        )
+    applied: list[int] = []
+    for migration in migrations():
+        if migration.version > current:
+            _apply(raw, migration)
+            applied.append(migration.version)
     return applied
 
 
