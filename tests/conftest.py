@@ -17,7 +17,10 @@ pytest_plugins = ["pytester", "pg"]
 #: The test modules whose ``db`` and ``policy_db`` run on both engines: each
 #: test once on a SQLite file and once on a fresh PostgreSQL database. A test
 #: of what only SQLite has is marked ``@pytest.mark.sqlite_only("why")``.
-TWO_ENGINES: set[str] = set()
+TWO_ENGINES: set[str] = {
+    "test_documents", "test_search", "test_search_settings", "test_hostile_search",
+    "test_hostile_folders",
+}
 
 ENGINES = ("sqlite", "postgresql")
 
@@ -26,7 +29,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     module = metafunc.module.__name__.rpartition(".")[2]
     if module not in TWO_ENGINES or metafunc.definition.get_closest_marker("sqlite_only"):
         return
-    for name in ("db", "policy_db"):
+    for name in ("db", "policy_db", "db_target"):
         if name in metafunc.fixturenames:
             metafunc.parametrize(name, ENGINES, indirect=True)
 
@@ -50,6 +53,13 @@ async def policy_db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIter
     """Like ``db``, with the memory write policy switched on."""
     async with Database(_target(request, tmp_path), write_policy=True) as database:
         yield database
+
+
+@pytest.fixture
+def db_target(request: pytest.FixtureRequest, tmp_path: Path) -> str | Path:
+    """Where a test opens a Database of its own (with an embedder, say): a
+    file, or (two-engine modules) a fresh PostgreSQL database's DSN."""
+    return _target(request, tmp_path)
 
 
 @pytest.fixture

@@ -619,7 +619,8 @@ class PgVectorBackend(VectorBackend):
             return []
         rows = conn.execute(
             f"SELECT id, embedding FROM {self.store} WHERE id = ANY(?::bigint[])", (list(ids),))
-        return [(int(i), np.asarray(v, dtype=np.float32)) for i, v in rows]
+        # pgvector's loader gives ``Vector`` objects.
+        return [(int(i), np.asarray(v.to_numpy(), dtype=np.float32)) for i, v in rows]
 
     def _nearest(
         self, conn: Connection, query: Vectors, wanted: int, id_filter: IdFilter | None

@@ -485,9 +485,7 @@ class SearchService:
     async def _run_keyword(self, query: str, k: int, filters: _Filters, *,
                            raw: bool) -> list[SearchHit]:
         match = query if raw else fts_query(query)
-        if self.dialect == "postgresql":
-            match = match.replace("\x00", " ")  # PostgreSQL text cannot hold NUL
-        if not match.strip():
+        if not match:
             return []
         try:
             return await self.store.read(lambda conn: self._keyword(conn, match, k, filters))
