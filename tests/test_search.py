@@ -42,6 +42,15 @@ needs_vss = pytest.mark.skipif(
            "libgomp1 via scripts/system-deps.sh",
 )
 BACKENDS = ["vec", pytest.param("vss", marks=needs_vss)]
+#: Every backend, pgvector on a fresh PostgreSQL database.
+ALL_BACKENDS = [*BACKENDS, "pgvector"]
+
+
+def location(request: pytest.FixtureRequest, tmp_path: Path, backend: str) -> str | Path:
+    """Where a database of ``backend`` lives: a file, or a PostgreSQL DSN for pgvector."""
+    if backend == "pgvector":
+        return str(request.getfixturevalue("pg_memkit_dsn"))
+    return tmp_path / f"{backend}.db"
 
 
 @pytest.fixture
@@ -125,6 +134,8 @@ def test_fts_query_and_fusion() -> None:
 class Conn:
     """A DB-API connection with the backend kind it has loaded."""
 
+    begin = "BEGIN IMMEDIATE"
+
     def __init__(self, path: Path, kind: str) -> None:
         self.kind = kind
         self.raw = select_driver().connect(str(path))
@@ -135,15 +146,46 @@ class Conn:
         return getattr(self.raw, name)
 
 
+class PgConn:
+    """A PostgreSQL connection as the engine gives it to a service, for pgvector."""
+
+    kind = "pgvector"
+    begin = "BEGIN"
+
+    def __init__(self, dsn: str) -> None:
+        import psycopg
+        from pgvector.psycopg import register_vector
+
+        from abathur_memkit.engines.postgresql.connection import (
+            PgConnection,
+            PgCursor,
+            configure,
+            row_factory,
+        )
+
+        self.raw = psycopg.connect(dsn, autocommit=True, row_factory=row_factory,
+                                   cursor_factory=PgCursor)
+        configure(self.raw)
+        register_vector(self.raw)
+        self.conn = PgConnection(self.raw)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.conn, name)
+
+
 @pytest.fixture
-def conn(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Conn]:
-    c = Conn(tmp_path / "vectors.db", request.param)
+def conn(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Conn | PgConn]:
+    c: Conn | PgConn
+    if request.param == "pgvector":
+        c = PgConn(str(request.getfixturevalue("pg_memkit_dsn")))
+    else:
+        c = Conn(tmp_path / "vectors.db", request.param)
     yield c
     c.raw.close()
 
 
 def write(conn: Any, fn: Any) -> Any:
-    conn.execute("BEGIN IMMEDIATE")
+    conn.execute(getattr(conn, "begin", "BEGIN IMMEDIATE"))
     try:
         out = fn()
         conn.execute("COMMIT")
@@ -153,7 +195,7 @@ def write(conn: Any, fn: Any) -> Any:
     return out
 
 
-@pytest.mark.parametrize("conn", BACKENDS, indirect=True)
+@pytest.mark.parametrize("conn", ALL_BACKENDS, indirect=True)
 def test_backend_knn_recall_against_exact(conn: Any) -> None:
     data, queries = clustered(3000, 96, 20)
     backend = make_backend(conn.kind, "t", 96)
@@ -174,7 +216,7 @@ def test_backend_knn_recall_against_exact(conn: Any) -> None:
     assert np.mean(recalls) >= 0.9
 
 
-@pytest.mark.parametrize("conn", BACKENDS, indirect=True)
+@pytest.mark.parametrize("conn", ALL_BACKENDS, indirect=True)
 def test_backend_replace_delete_and_filter(conn: Any) -> None:
     rng = np.random.default_rng(3)
     data = rng.standard_normal((200, 32)).astype(np.float32)
@@ -199,7 +241,7 @@ def test_backend_replace_delete_and_filter(conn: Any) -> None:
     assert [i for i, _ in hits] == [i for i, _ in backend.exact(conn, q, 3, id_filter=only)]
 
 
-@pytest.mark.parametrize("conn", BACKENDS, indirect=True)
+@pytest.mark.parametrize("conn", ALL_BACKENDS, indirect=True)
 def test_backend_wrong_dimensions_are_clear_errors(conn: Any) -> None:
     backend = make_backend(conn.kind, "t", 16)
     write(conn, lambda: backend.create(conn))
@@ -243,7 +285,7 @@ def test_vss_shards_and_other_connections_see_deletes(tmp_path: Path) -> None:
         reader.close()
 
 
-@pytest.mark.parametrize("conn", BACKENDS, indirect=True)
+@pytest.mark.parametrize("conn", ALL_BACKENDS, indirect=True)
 def test_vectors_that_look_like_a_vss_header(conn: Any) -> None:
     # A float32 blob starting b"v\x01" is sqlite-vss's own format; sent bare it
     # was misread and shifted every later vector of its table (1 in 65,536).
@@ -291,11 +333,13 @@ async def recall_at(db: Database, root: Path, mode: str, k: int = 5) -> float:
     return float(np.mean(scores))
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", ALL_BACKENDS)
 async def test_labelled_queries_hybrid_recall(
-    corpus: Path, tmp_path: Path, minilm: MiniLMEmbedder, backend: str
+    corpus: Path, tmp_path: Path, minilm: MiniLMEmbedder, backend: str,
+    request: pytest.FixtureRequest,
 ) -> None:
-    async with Database(tmp_path / "s.db", embedder=minilm, vector_backend=backend) as db:
+    where = location(request, tmp_path, backend)
+    async with Database(where, embedder=minilm, vector_backend=backend) as db:
         summary = await db.documents.sync_directory(corpus, progress=False)
         assert summary.ok and summary.synced == 11 and summary.model == "all-MiniLM-L6-v2"
         recall = {mode: await recall_at(db, corpus, mode) for mode in
@@ -306,15 +350,17 @@ async def test_labelled_queries_hybrid_recall(
     assert recall["semantic"] >= 0.8 and recall["keyword"] >= 0.7
 
 
-async def test_search_results_carry_what_they_say(corpus: Path, tmp_path: Path,
+async def test_search_results_carry_what_they_say(corpus: Path, db_target: str | Path,
                                                   minilm: MiniLMEmbedder) -> None:
-    async with Database(tmp_path / "s.db", embedder=minilm) as db:
+    async with Database(db_target, embedder=minilm) as db:
         await db.documents.sync_directory(corpus, progress=False)
         (hit,) = await db.search.keyword("SQLITE_BUSY", 1)
         assert hit.source == "document" and hit.heading == "database is locked"
         assert hit.heading_path == "Troubleshooting > database is locked"
         assert hit.document_type == "report" and hit.title == "Troubleshooting"
-        assert hit.snippet is not None and "[SQLITE_BUSY]" in hit.snippet
+        # FTS5 marks a matched phrase as one span; ts_headline marks each word.
+        marked = {"sqlite": "[SQLITE_BUSY]", "postgresql": "[SQLITE]_[BUSY]"}[db.dialect]
+        assert hit.snippet is not None and marked in hit.snippet
         text = Path(str(hit.file_path)).read_text()
         assert text[hit.start_offset : hit.end_offset] == hit.text
         sem = await db.search.semantic("close idle conversations", 3)
@@ -355,9 +401,10 @@ def stub() -> Iterator[OllamaStub]:
         yield server
 
 
-async def test_ollama_embedder_end_to_end(corpus: Path, tmp_path: Path, stub: OllamaStub) -> None:
+async def test_ollama_embedder_end_to_end(corpus: Path, db_target: str | Path,
+                                          stub: OllamaStub) -> None:
     embedder = OllamaEmbedder(host=stub.host, batch_size=16)
-    async with Database(tmp_path / "o.db", embedder=embedder) as db:
+    async with Database(db_target, embedder=embedder) as db:
         summary = await db.documents.sync_directory(corpus, progress=False)
         assert summary.ok and summary.model == "nomic-embed-text"
         sent = [t for batch in stub.embed_batches for t in batch]
@@ -372,11 +419,11 @@ async def test_ollama_embedder_end_to_end(corpus: Path, tmp_path: Path, stub: Ol
 
 
 async def test_server_down_marks_documents_failed_and_search_says_so(
-    corpus: Path, tmp_path: Path, stub: OllamaStub
+    corpus: Path, db_target: str | Path, stub: OllamaStub
 ) -> None:
     host = stub.host
     stub.stop()
-    async with Database(tmp_path / "o.db", embedder=OllamaEmbedder(host=host)) as db:
+    async with Database(db_target, embedder=OllamaEmbedder(host=host)) as db:
         summary = await db.documents.sync_directory(corpus, progress=False)
         assert not summary.ok and len(summary.failed) == 11 and summary.synced == 0
         assert "cannot connect" in summary.failed[0][1] and host in summary.failed[0][1]
@@ -402,8 +449,8 @@ class WrongSize:
         return np.full(8, 8**-0.5, np.float32)
 
 
-async def test_wrong_dimensions_are_clear_errors(corpus: Path, tmp_path: Path) -> None:
-    async with Database(tmp_path / "w.db", embedder=WrongSize()) as db:
+async def test_wrong_dimensions_are_clear_errors(corpus: Path, db_target: str | Path) -> None:
+    async with Database(db_target, embedder=WrongSize()) as db:
         summary = await db.documents.sync_directory(corpus, progress=False)
         assert len(summary.failed) == 11
         assert "shape (" in summary.failed[0][1] and "wrong model or wrong dimensions" in \
@@ -416,9 +463,11 @@ async def test_wrong_dimensions_are_clear_errors(corpus: Path, tmp_path: Path) -
 
 
 async def test_model_change_marks_stale_and_reembed_is_one_call(
-    corpus: Path, tmp_path: Path
+    corpus: Path, db_target: str | Path, request: pytest.FixtureRequest
 ) -> None:
-    path = tmp_path / "m.db"
+    path = db_target
+    if isinstance(path, str):
+        await _skip_without_pg_memory_writes(request)
     async with Database(path, embedder="hashing") as db:
         await db.documents.sync_directory(corpus, progress=False)
         await db.memory.add_memory("user:a", "k", "a note on checkpoints", "semantic", "system")
@@ -445,11 +494,32 @@ async def test_model_change_marks_stale_and_reembed_is_one_call(
 # -- memories --------------------------------------------------------------------------
 
 
-@pytest.fixture(params=BACKENDS)
+@pytest.fixture(params=ALL_BACKENDS)
 async def mdb(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Database]:
-    async with Database(tmp_path / "mem.db", embedder="hashing",
+    if request.param == "pgvector":
+        await _skip_without_pg_memory_writes(request)
+    async with Database(location(request, tmp_path, request.param), embedder="hashing",
                         vector_backend=request.param) as database:
         yield database
+
+
+_PG_MEMORY: list[str | None] = []
+
+
+async def _skip_without_pg_memory_writes(request: pytest.FixtureRequest) -> None:
+    """Skip, saying why, while this build's memory service cannot write on PostgreSQL
+    (its port is another part of the PostgreSQL work); asked once per session."""
+    if not _PG_MEMORY:
+        from abathur_memkit import MemkitError
+
+        async with Database(str(request.getfixturevalue("pg_dsn"))) as probe:
+            try:
+                await probe.memory.add_memory("app:probe", "k", "v", "semantic", "system")
+                _PG_MEMORY.append(None)
+            except MemkitError as exc:
+                _PG_MEMORY.append(str(exc))
+    if _PG_MEMORY[0] is not None:
+        pytest.skip(f"memory writes do not run on PostgreSQL in this build: {_PG_MEMORY[0]}")
 
 
 async def keys(db: Database, query: str, mode: str = "hybrid", **kw: Any) -> list[str]:
