@@ -6,6 +6,7 @@ MiniLM model for real; recall@5 of each mode is printed (``pytest -s``).
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import shutil
@@ -572,3 +573,30 @@ async def test_all_sources_together(corpus: Path, mdb: Database) -> None:
     assert {h.source for h in hits} == {"document", "memory"}
     assert any(h.key == "backups" for h in hits) and any(h.heading == "Online backup"
                                                          for h in hits)
+
+
+async def test_memory_search_drain_waits_for_a_write_in_progress_on_its_key(
+    pg_memkit_dsn: str,
+) -> None:
+    # PostgreSQL only (SQLite has one writer). A write in progress finds its key
+    # queued already; a drain that read the version before it and emptied the
+    # queue would lose that write. Raw inserts: the triggers do the queueing.
+    import psycopg
+
+    insert = ("INSERT INTO memory_entries (namespace, key, value, memory_type, version) "
+              "VALUES ('user:a', 'k', ?, 'semantic', ?)")
+    async with Database(pg_memkit_dsn) as db:
+        await db.write(lambda conn: conn.execute(insert, ('"first plan"', 1)))
+        assert [h.version for h in await db.search.keyword("plan", source="memories")] == [1]
+        await db.write(lambda conn: conn.execute(insert, ('"second plan"', 2)))  # queued
+        with psycopg.connect(pg_memkit_dsn, autocommit=True) as writer:
+            writer.execute("BEGIN")
+            writer.execute(insert.replace("?", "%s"), ('"third plan"', 3))
+            drain = asyncio.create_task(db.search.sync_memories(embed=False))
+            while not drain.done() and not writer.execute(
+                    "SELECT count(*) FROM pg_locks WHERE NOT granted").fetchone()[0]:
+                await asyncio.sleep(0.01)
+            writer.execute("COMMIT")
+            await drain
+        hits = await db.search.keyword("plan", source="memories")
+        assert [(h.version, h.text) for h in hits] == [(3, "k: third plan")]

@@ -39,6 +39,7 @@ import json
 import math
 import re
 import time
+import weakref
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -71,6 +72,11 @@ BACKENDS = VECTOR_BACKENDS
 VEC_MAX_K = 4096
 #: pgvector's largest ``hnsw.ef_search``.
 PG_MAX_EF_SEARCH = 1000
+
+# The hnsw.ef_search each psycopg connection was left with by a search run
+# outside a transaction (a rollback cannot undo it there): a search sets it
+# only when it differs, which saves a round trip per search.
+_EF_SEARCH: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,40}$")
 
@@ -626,7 +632,11 @@ class PgVectorBackend(VectorBackend):
         self, conn: Connection, query: Vectors, wanted: int, id_filter: IdFilter | None
     ) -> list[Neighbour]:
         ef = min(PG_MAX_EF_SEARCH, max(self.ef_search, wanted))
-        conn.execute("SELECT set_config('hnsw.ef_search', ?, false)", (str(ef),))
+        session = None if conn.in_transaction else getattr(conn, "raw", None)
+        if session is None or _EF_SEARCH.get(session) != ef:
+            conn.execute("SELECT set_config('hnsw.ef_search', ?, false)", (str(ef),))
+            if session is not None:
+                _EF_SEARCH[session] = ef
         hits = [(int(i), float(s)) for i, s in conn.execute(self._knn, (query, wanted))]
         if id_filter is None:
             return hits

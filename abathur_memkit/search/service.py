@@ -112,10 +112,11 @@ class _Sql(NamedTuple):
     memory_keyword: str
     keyword_order: str
     queued_keys: str
+    lock_key: str | None  # run before reading a queued key's latest version
 
 
 SQL = {
-    "sqlite": _Sql(CHUNK_KEYWORD, MEMORY_KEYWORD, " ORDER BY rank LIMIT ?", QUEUED_KEYS),
+    "sqlite": _Sql(CHUNK_KEYWORD, MEMORY_KEYWORD, " ORDER BY rank LIMIT ?", QUEUED_KEYS, None),
     "postgresql": _Sql(
         chunk_keyword=(
             "SELECT c.id, -ts_rank(c.search, q) AS rank, "
@@ -133,6 +134,11 @@ SQL = {
         keyword_order=" ORDER BY rank, 1 LIMIT ?",
         # Concurrent searches drain different keys instead of waiting for each other.
         queued_keys=QUEUED_KEYS + " FOR UPDATE SKIP LOCKED",
+        # A write in progress on the key holds its memory_heads row (its triggers
+        # update it): wait for it, so the version read next is the one it commits.
+        # Without the wait its queue trigger finds the key queued already, and the
+        # drain would index the version before it and drop the key from the queue.
+        lock_key="SELECT 1 FROM memory_heads WHERE namespace = ? AND key = ? FOR SHARE",
     ),
 }
 
@@ -566,6 +572,8 @@ class SearchService:
     def _drain_queue(self, conn: Connection) -> int:
         keys = conn.execute(self.sql.queued_keys, (QUEUE_BATCH,)).fetchall()
         for namespace, key in keys:
+            if self.sql.lock_key is not None:
+                conn.execute(self.sql.lock_key, (namespace, key))
             latest = conn.execute(
                 "SELECT id, key, value, memory_type FROM memory_entries "
                 "WHERE namespace = ? AND key = ? AND is_deleted = 0 "
