@@ -308,6 +308,32 @@ def test_vectors_that_look_like_a_vss_header(conn: Any) -> None:
         assert exact[0][0] - 1 == int(np.argmax(data @ q))
 
 
+def test_pgvector_search_sets_its_ef_search(pg_memkit_dsn: str) -> None:
+    conn = PgConn(pg_memkit_dsn)
+    try:
+        rng = np.random.default_rng(2)
+        data = rng.standard_normal((50, 8)).astype(np.float32)
+        data /= np.linalg.norm(data, axis=1, keepdims=True)
+        backend = make_backend("pgvector", "t", 8, ef_search=40)
+        write(conn, lambda: backend.create(conn))
+        write(conn, lambda: backend.upsert(conn, list(range(1, 51)), data))
+
+        def ef_search() -> str:
+            return str(conn.execute("SHOW hnsw.ef_search").fetchone()[0])
+
+        assert backend.search(conn, data[3], 10)[0][0] == 4 and ef_search() == "40"
+        backend.search(conn, data[3], 100)  # more wanted than ef_search: raised to it
+        assert ef_search() == "100"
+        conn.execute("BEGIN")
+        backend.search(conn, data[3], 10)
+        conn.execute("ROLLBACK")  # takes the setting back with it
+        assert ef_search() == "100"
+        backend.search(conn, data[3], 10)
+        assert ef_search() == "40"
+    finally:
+        conn.raw.close()
+
+
 def test_backend_settings_are_checked() -> None:
     with pytest.raises(InvalidInputError, match="Invalid vector_backend"):
         make_backend("faiss", "t", 8)
@@ -315,6 +341,8 @@ def test_backend_settings_are_checked() -> None:
         VecBackend("bad name", 8)
     with pytest.raises(InvalidInputError, match="shards"):
         VecBackend("t", 8, shards=0)
+    with pytest.raises(InvalidInputError, match="ef_search must be an int from 1 to 1000"):
+        make_backend("pgvector", "t", 8, ef_search=0)
     assert VecBackend("t", 384).oversample > VecBackend("t", 768).oversample
 
 

@@ -53,6 +53,7 @@ class PgVectorReport:
     queries: int
     k: int
     ef_search: int
+    noise: float
     load_s: float
     build_s: float
     memkit_p50_ms: float
@@ -76,7 +77,7 @@ class PgVectorReport:
         return [
             f"pgvector KNN at {self.n:,} x {self.dims} ({self.server}), HNSW m=16 "
             f"ef_construction=64, ef_search={self.ef_search}, k={self.k}, "
-            f"{self.queries} queries",
+            f"{self.queries} queries, cluster noise {self.noise}",
             f"  load (binary COPY) {self.load_s:.1f} s, HNSW build {self.build_s:.1f} s",
             f"  {'':8} {'p50 ms':>8} {'p99 ms':>8} {'recall@' + str(self.k):>10}",
             f"  {'raw':8} {self.raw_p50_ms:8.3f} {self.raw_p99_ms:8.3f} {self.raw_recall:10.3f}",
@@ -101,24 +102,26 @@ def run_pgvector(
     rounds: int = 4,
     exact_queries: int = 5,
     seed: int = 7,
+    noise: float = 0.8,
     build: bool = True,
     progress: Callable[[str], None] | None = None,
 ) -> PgVectorReport:
     """Build the index at ``dsn`` and measure; see the module's docstring.
 
-    ``build=False`` measures the index a previous run with the same ``n``,
-    ``dims`` and ``seed`` left (its build times are then reported as 0).
+    ``noise`` spreads each cluster (see ``clustered_vectors``): more is harder
+    for HNSW. ``build=False`` measures the index a previous run with the same
+    ``n``, ``dims``, ``seed`` and ``noise`` left (its build times are then 0).
     """
     say = progress or (lambda _: None)
     say(f"generating {n:,} x {dims} clustered vectors")
-    data, qs = clustered_vectors(n, dims, queries, seed=seed)
+    data, qs = clustered_vectors(n, dims, queries, seed=seed, noise=noise)
     truth = [set((np.argsort(-(data @ q))[:k] + 1).tolist()) for q in qs]
-    return asyncio.run(_run(dsn, data, qs, truth, k, ef_search, rounds, exact_queries, build,
-                            say))
+    return asyncio.run(_run(dsn, data, qs, truth, k, ef_search, noise, rounds, exact_queries,
+                            build, say))
 
 
 async def _run(
-    dsn: str, data: Any, qs: Any, truth: list[set[int]], k: int, ef_search: int,
+    dsn: str, data: Any, qs: Any, truth: list[set[int]], k: int, ef_search: int, noise: float,
     rounds: int, exact_queries: int, build: bool, say: Callable[[str], None],
 ) -> PgVectorReport:
     import psycopg
@@ -184,7 +187,7 @@ async def _run(
                 exact_ns.append(time.perf_counter_ns() - t)
     cycle = truth * rounds
     return PgVectorReport(
-        n=int(n), dims=int(dims), queries=len(qs), k=k, ef_search=ef_search,
+        n=int(n), dims=int(dims), queries=len(qs), k=k, ef_search=ef_search, noise=noise,
         load_s=load_s, build_s=build_s,
         memkit_p50_ms=_ms(memkit_ns, 50), memkit_p99_ms=_ms(memkit_ns, 99),
         raw_p50_ms=_ms(raw_ns, 50), raw_p99_ms=_ms(raw_ns, 99),
