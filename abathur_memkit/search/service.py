@@ -364,7 +364,8 @@ class SearchService:
         raw: bool = False,
         group: Group = "chunk",
     ) -> list[SearchHit] | list[DocumentHit]:
-        """BM25 full-text search; ``raw=True`` passes FTS5 query syntax through.
+        """BM25 full-text search; ``raw=True`` passes FTS5 query syntax through
+        (on PostgreSQL: ``websearch_to_tsquery`` syntax, ranked by ``ts_rank``).
 
         By default the query's words (stopwords dropped) are OR-ed, so a
         question finds passages that use some of its words, the more the better.
