@@ -8,16 +8,19 @@ why, when the extras are missing or the server cannot start.
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import urllib.parse
 import uuid
 import warnings
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 
 @pytest.fixture(scope="session")
-def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def pg_server() -> Iterator[str]:
     """The DSN of the session's server (its ``postgres`` database)."""
     try:
         with warnings.catch_warnings():  # platformdirs warns when XDG_RUNTIME_DIR is unset
@@ -26,13 +29,19 @@ def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         import psycopg  # noqa: F401
     except ImportError as exc:
         pytest.skip(f"the PostgreSQL tests need `pip install -e .[dev]` (pgserver, psycopg): {exc}")
-    data = tmp_path_factory.mktemp("postgres") / "data"
+    # Not under pytest's temp root: every pytest session that starts (another
+    # suite, a pytester run) chmods that root to 0700, and the server, running as
+    # the user ``pgserver``, then cannot reach its lock file and shuts down.
+    home = Path(tempfile.mkdtemp(prefix="memkit-pg-"))
+    data = home / "data"
     try:
         server = pgserver.get_server(data, cleanup_mode="delete")
     except Exception as exc:
+        shutil.rmtree(home, ignore_errors=True)
         pytest.skip(f"pgserver could not start PostgreSQL in {data}: {exc}")
     yield server.get_uri()
     server.cleanup()
+    shutil.rmtree(home, ignore_errors=True)
 
 
 def _admin(server: str, sql: str) -> None:
