@@ -25,7 +25,7 @@ from .engines.sqlite.driver import Driver
 from .engines.sqlite.engine import SQLiteEngine
 from .errors import InvalidInputError, MemkitError
 from .extras import require_extra
-from .inputs import require_bool, require_vector_backend
+from .inputs import DEFAULT_VECTOR_BACKEND, require_bool, require_vector_backend
 from .memory import MemoryService
 from .metrics import LatencyRecorder, MetricsService
 from .namespaces import WritePolicy
@@ -58,7 +58,7 @@ class Database(AsyncOpen):
         readers: int = 2,
         extensions: Sequence[str] = (),
         embedder: str | Embedder | None = None,
-        vector_backend: str = "vec",
+        vector_backend: str | None = None,
         read_only: bool = False,
         migrate: bool = True,
         write_policy: bool = False,
@@ -80,7 +80,9 @@ class Database(AsyncOpen):
                 read_only=read_only, migrate=migrate, group_commit=group_commit,
                 observer=observer,
             )
-        self.vector_backend = require_vector_backend(vector_backend)
+        dialect = self._engine.dialect
+        self.vector_backend = vector_backend = require_vector_backend(
+            DEFAULT_VECTOR_BACKEND[dialect] if vector_backend is None else vector_backend, dialect)
         # Vector search needs its extension on every connection, readers included.
         sqlite = self._engine if isinstance(self._engine, SQLiteEngine) else None
         if sqlite is not None and embedder is not None and vector_backend not in sqlite.extensions:

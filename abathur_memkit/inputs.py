@@ -16,6 +16,7 @@ from .errors import InvalidInputError
 from .values import timestamp
 
 __all__ = [
+    "DEFAULT_VECTOR_BACKEND",
     "DOCUMENT_TYPES",
     "MAX_ID_LENGTH",
     "MAX_LIMIT",
@@ -169,8 +170,12 @@ def as_timestamp(value: object, field: str) -> str | None:
 
 #: Kinds of indexed document (``documents.document_type``).
 DOCUMENT_TYPES = ("design", "specification", "plan", "report")
-#: Vector backends, as ``Database(vector_backend=...)`` takes them.
-VECTOR_BACKENDS = ("vec", "vss")
+#: Vector backends, as ``Database(vector_backend=...)`` takes them: SQLite's
+#: extensions (vec, vss) and PostgreSQL's pgvector.
+VECTOR_BACKENDS = ("vec", "vss", "pgvector")
+#: The backend each engine dialect uses when none is named, and the ones it can use.
+DEFAULT_VECTOR_BACKEND = {"sqlite": "vec", "postgresql": "pgvector"}
+_DIALECT_BACKENDS = {"sqlite": ("vec", "vss"), "postgresql": ("pgvector",)}
 
 
 def require_document_type(value: object) -> str | None:
@@ -181,8 +186,14 @@ def require_document_type(value: object) -> str | None:
     return value  # type: ignore[return-value]
 
 
-def require_vector_backend(value: object) -> str:
-    """One of ``VECTOR_BACKENDS``."""
+def require_vector_backend(value: object, dialect: str | None = None) -> str:
+    """One of ``VECTOR_BACKENDS`` (given an engine ``dialect``: one that engine has)."""
     if not isinstance(value, str) or value not in VECTOR_BACKENDS:
-        raise InvalidInputError(f"Invalid vector_backend: {show(value)} (choose 'vec' or 'vss')")
+        raise InvalidInputError(
+            f"Invalid vector_backend: {show(value)} (choose 'vec', 'vss' or 'pgvector')")
+    usable = _DIALECT_BACKENDS.get(dialect or "", VECTOR_BACKENDS)
+    if value not in usable:
+        raise InvalidInputError(
+            f"Invalid vector_backend: {show(value)} is not a {dialect} backend "
+            f"(choose {' or '.join(map(repr, usable))})")
     return value

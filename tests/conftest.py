@@ -20,10 +20,15 @@ pytest_plugins = ["pytester", "pg"]
 TWO_ENGINES: set[str] = {
     "test_agents_checkpoints",
     "test_audit_metrics",
+    "test_documents",
+    "test_hostile_folders",
+    "test_hostile_search",
     "test_memory",
     "test_memory_heads",
     "test_namespace_ids",
     "test_read_back",
+    "test_search",
+    "test_search_settings",
 }
 
 ENGINES = ("sqlite", "postgresql")
@@ -34,7 +39,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if module not in TWO_ENGINES or metafunc.definition.get_closest_marker("sqlite_only"):
         return
     # One engine per test: a module's own ``db`` may be built on ``policy_db``.
-    names = [name for name in ("db", "policy_db") if name in metafunc.fixturenames]
+    names = [name for name in ("db", "policy_db", "db_target") if name in metafunc.fixturenames]
     if names:
         metafunc.parametrize(names, [(engine,) * len(names) for engine in ENGINES],
                              indirect=True, ids=ENGINES)
@@ -59,6 +64,13 @@ async def policy_db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIter
     """Like ``db``, with the memory write policy switched on."""
     async with Database(_target(request, tmp_path), write_policy=True) as database:
         yield database
+
+
+@pytest.fixture
+def db_target(request: pytest.FixtureRequest, tmp_path: Path) -> str | Path:
+    """Where a test opens a Database of its own (with an embedder, say): a
+    file, or (two-engine modules) a fresh PostgreSQL database's DSN."""
+    return _target(request, tmp_path)
 
 
 @pytest.fixture

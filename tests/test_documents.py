@@ -28,8 +28,8 @@ def corpus(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-async def hdb(tmp_path: Path) -> Any:
-    async with Database(tmp_path / "d.db", embedder="hashing") as database:
+async def hdb(db_target: str | Path) -> Any:
+    async with Database(db_target, embedder="hashing") as database:
         yield database
 
 
@@ -40,9 +40,9 @@ async def vector_count(db: Database) -> int:
 # -- the seed API ------------------------------------------------------------------------
 
 
-async def test_index_document_and_lookups(memdb: Database) -> None:
-    docs = DocumentIndexService(memdb)
-    assert memdb.documents is memdb.documents
+async def test_index_document_and_lookups(db: Database) -> None:
+    docs = DocumentIndexService(db)
+    assert db.documents is db.documents
     text = "# Plan\n\nIntro.\n\n## Phase one\n\nBuild it.\n\n## Phase two\n\nShip it.\n"
     doc_id = await docs.index_document("plans/p.md", "Plan", text, "plan", {"owner": "ops"})
     row = await docs.get_document("plans/p.md")
@@ -73,8 +73,8 @@ async def test_index_document_and_lookups(memdb: Database) -> None:
     assert await docs.delete_document("specs/s.md") and not await docs.delete_document("x")
 
 
-async def test_status_transitions_and_embedding(memdb: Database) -> None:
-    docs = memdb.documents
+async def test_status_transitions_and_embedding(db: Database) -> None:
+    docs = db.documents
     doc_id = await docs.index_document("a.md", "A", "# A\n\nalpha")
     await docs.mark_failed(doc_id, "server exploded")
     row = await docs.get_document_by_id(doc_id)
@@ -108,8 +108,9 @@ async def test_status_transitions_and_embedding(memdb: Database) -> None:
         await docs.index_document("b.md", "B", "x", metadata=[1])  # type: ignore[arg-type]
 
 
-async def test_embed_pending_and_keyword_only_index(tmp_path: Path, corpus: Path) -> None:
-    path = tmp_path / "k.db"
+async def test_embed_pending_and_keyword_only_index(db_target: str | Path,
+                                                    corpus: Path) -> None:
+    path = db_target
     async with Database(path) as db:  # no embedder: chunks and full text only
         summary = await db.documents.sync_directory(corpus)
         assert summary.model is None and summary.chunks_written == 37

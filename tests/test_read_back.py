@@ -52,7 +52,6 @@ def test_depth_ignores_brackets_inside_strings() -> None:
     assert json_depth('"x"') == 0 and json_depth('[1,[2,{"a":[]}]]') == 4
 
 
-@pytest.mark.sqlite_only("until keyword search runs on PostgreSQL (the search services' part)")
 async def test_a_value_stored_too_deep_for_json_loads_is_still_read(db: Database) -> None:
     """A row written by a process with a raised recursion limit, before depth was bounded."""
     deep = "[" * 995 + '{"leaf":"x"}' + "]" * 995

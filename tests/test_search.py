@@ -6,6 +6,7 @@ MiniLM model for real; recall@5 of each mode is printed (``pytest -s``).
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import shutil
@@ -42,6 +43,15 @@ needs_vss = pytest.mark.skipif(
            "libgomp1 via scripts/system-deps.sh",
 )
 BACKENDS = ["vec", pytest.param("vss", marks=needs_vss)]
+#: Every backend, pgvector on a fresh PostgreSQL database.
+ALL_BACKENDS = [*BACKENDS, "pgvector"]
+
+
+def location(request: pytest.FixtureRequest, tmp_path: Path, backend: str) -> str | Path:
+    """Where a database of ``backend`` lives: a file, or a PostgreSQL DSN for pgvector."""
+    if backend == "pgvector":
+        return str(request.getfixturevalue("pg_memkit_dsn"))
+    return tmp_path / f"{backend}.db"
 
 
 @pytest.fixture
@@ -125,6 +135,8 @@ def test_fts_query_and_fusion() -> None:
 class Conn:
     """A DB-API connection with the backend kind it has loaded."""
 
+    begin = "BEGIN IMMEDIATE"
+
     def __init__(self, path: Path, kind: str) -> None:
         self.kind = kind
         self.raw = select_driver().connect(str(path))
@@ -135,15 +147,46 @@ class Conn:
         return getattr(self.raw, name)
 
 
+class PgConn:
+    """A PostgreSQL connection as the engine gives it to a service, for pgvector."""
+
+    kind = "pgvector"
+    begin = "BEGIN"
+
+    def __init__(self, dsn: str) -> None:
+        import psycopg
+        from pgvector.psycopg import register_vector
+
+        from abathur_memkit.engines.postgresql.connection import (
+            PgConnection,
+            PgCursor,
+            configure,
+            row_factory,
+        )
+
+        self.raw = psycopg.connect(dsn, autocommit=True, row_factory=row_factory,
+                                   cursor_factory=PgCursor)
+        configure(self.raw)
+        register_vector(self.raw)
+        self.conn = PgConnection(self.raw)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.conn, name)
+
+
 @pytest.fixture
-def conn(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Conn]:
-    c = Conn(tmp_path / "vectors.db", request.param)
+def conn(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Conn | PgConn]:
+    c: Conn | PgConn
+    if request.param == "pgvector":
+        c = PgConn(str(request.getfixturevalue("pg_memkit_dsn")))
+    else:
+        c = Conn(tmp_path / "vectors.db", request.param)
     yield c
     c.raw.close()
 
 
 def write(conn: Any, fn: Any) -> Any:
-    conn.execute("BEGIN IMMEDIATE")
+    conn.execute(getattr(conn, "begin", "BEGIN IMMEDIATE"))
     try:
         out = fn()
         conn.execute("COMMIT")
@@ -153,7 +196,7 @@ def write(conn: Any, fn: Any) -> Any:
     return out
 
 
-@pytest.mark.parametrize("conn", BACKENDS, indirect=True)
+@pytest.mark.parametrize("conn", ALL_BACKENDS, indirect=True)
 def test_backend_knn_recall_against_exact(conn: Any) -> None:
     data, queries = clustered(3000, 96, 20)
     backend = make_backend(conn.kind, "t", 96)
@@ -174,7 +217,7 @@ def test_backend_knn_recall_against_exact(conn: Any) -> None:
     assert np.mean(recalls) >= 0.9
 
 
-@pytest.mark.parametrize("conn", BACKENDS, indirect=True)
+@pytest.mark.parametrize("conn", ALL_BACKENDS, indirect=True)
 def test_backend_replace_delete_and_filter(conn: Any) -> None:
     rng = np.random.default_rng(3)
     data = rng.standard_normal((200, 32)).astype(np.float32)
@@ -199,7 +242,7 @@ def test_backend_replace_delete_and_filter(conn: Any) -> None:
     assert [i for i, _ in hits] == [i for i, _ in backend.exact(conn, q, 3, id_filter=only)]
 
 
-@pytest.mark.parametrize("conn", BACKENDS, indirect=True)
+@pytest.mark.parametrize("conn", ALL_BACKENDS, indirect=True)
 def test_backend_wrong_dimensions_are_clear_errors(conn: Any) -> None:
     backend = make_backend(conn.kind, "t", 16)
     write(conn, lambda: backend.create(conn))
@@ -243,7 +286,7 @@ def test_vss_shards_and_other_connections_see_deletes(tmp_path: Path) -> None:
         reader.close()
 
 
-@pytest.mark.parametrize("conn", BACKENDS, indirect=True)
+@pytest.mark.parametrize("conn", ALL_BACKENDS, indirect=True)
 def test_vectors_that_look_like_a_vss_header(conn: Any) -> None:
     # A float32 blob starting b"v\x01" is sqlite-vss's own format; sent bare it
     # was misread and shifted every later vector of its table (1 in 65,536).
@@ -265,6 +308,32 @@ def test_vectors_that_look_like_a_vss_header(conn: Any) -> None:
         assert exact[0][0] - 1 == int(np.argmax(data @ q))
 
 
+def test_pgvector_search_sets_its_ef_search(pg_memkit_dsn: str) -> None:
+    conn = PgConn(pg_memkit_dsn)
+    try:
+        rng = np.random.default_rng(2)
+        data = rng.standard_normal((50, 8)).astype(np.float32)
+        data /= np.linalg.norm(data, axis=1, keepdims=True)
+        backend = make_backend("pgvector", "t", 8, ef_search=40)
+        write(conn, lambda: backend.create(conn))
+        write(conn, lambda: backend.upsert(conn, list(range(1, 51)), data))
+
+        def ef_search() -> str:
+            return str(conn.execute("SHOW hnsw.ef_search").fetchone()[0])
+
+        assert backend.search(conn, data[3], 10)[0][0] == 4 and ef_search() == "40"
+        backend.search(conn, data[3], 100)  # more wanted than ef_search: raised to it
+        assert ef_search() == "100"
+        conn.execute("BEGIN")
+        backend.search(conn, data[3], 10)
+        conn.execute("ROLLBACK")  # takes the setting back with it
+        assert ef_search() == "100"
+        backend.search(conn, data[3], 10)
+        assert ef_search() == "40"
+    finally:
+        conn.raw.close()
+
+
 def test_backend_settings_are_checked() -> None:
     with pytest.raises(InvalidInputError, match="Invalid vector_backend"):
         make_backend("faiss", "t", 8)
@@ -272,6 +341,8 @@ def test_backend_settings_are_checked() -> None:
         VecBackend("bad name", 8)
     with pytest.raises(InvalidInputError, match="shards"):
         VecBackend("t", 8, shards=0)
+    with pytest.raises(InvalidInputError, match="ef_search must be an int from 1 to 1000"):
+        make_backend("pgvector", "t", 8, ef_search=0)
     assert VecBackend("t", 384).oversample > VecBackend("t", 768).oversample
 
 
@@ -291,11 +362,13 @@ async def recall_at(db: Database, root: Path, mode: str, k: int = 5) -> float:
     return float(np.mean(scores))
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("backend", ALL_BACKENDS)
 async def test_labelled_queries_hybrid_recall(
-    corpus: Path, tmp_path: Path, minilm: MiniLMEmbedder, backend: str
+    corpus: Path, tmp_path: Path, minilm: MiniLMEmbedder, backend: str,
+    request: pytest.FixtureRequest,
 ) -> None:
-    async with Database(tmp_path / "s.db", embedder=minilm, vector_backend=backend) as db:
+    where = location(request, tmp_path, backend)
+    async with Database(where, embedder=minilm, vector_backend=backend) as db:
         summary = await db.documents.sync_directory(corpus, progress=False)
         assert summary.ok and summary.synced == 11 and summary.model == "all-MiniLM-L6-v2"
         recall = {mode: await recall_at(db, corpus, mode) for mode in
@@ -306,15 +379,17 @@ async def test_labelled_queries_hybrid_recall(
     assert recall["semantic"] >= 0.8 and recall["keyword"] >= 0.7
 
 
-async def test_search_results_carry_what_they_say(corpus: Path, tmp_path: Path,
+async def test_search_results_carry_what_they_say(corpus: Path, db_target: str | Path,
                                                   minilm: MiniLMEmbedder) -> None:
-    async with Database(tmp_path / "s.db", embedder=minilm) as db:
+    async with Database(db_target, embedder=minilm) as db:
         await db.documents.sync_directory(corpus, progress=False)
         (hit,) = await db.search.keyword("SQLITE_BUSY", 1)
         assert hit.source == "document" and hit.heading == "database is locked"
         assert hit.heading_path == "Troubleshooting > database is locked"
         assert hit.document_type == "report" and hit.title == "Troubleshooting"
-        assert hit.snippet is not None and "[SQLITE_BUSY]" in hit.snippet
+        # FTS5 marks a matched phrase as one span; ts_headline marks each word.
+        marked = {"sqlite": "[SQLITE_BUSY]", "postgresql": "[SQLITE]_[BUSY]"}[db.dialect]
+        assert hit.snippet is not None and marked in hit.snippet
         text = Path(str(hit.file_path)).read_text()
         assert text[hit.start_offset : hit.end_offset] == hit.text
         sem = await db.search.semantic("close idle conversations", 3)
@@ -355,9 +430,10 @@ def stub() -> Iterator[OllamaStub]:
         yield server
 
 
-async def test_ollama_embedder_end_to_end(corpus: Path, tmp_path: Path, stub: OllamaStub) -> None:
+async def test_ollama_embedder_end_to_end(corpus: Path, db_target: str | Path,
+                                          stub: OllamaStub) -> None:
     embedder = OllamaEmbedder(host=stub.host, batch_size=16)
-    async with Database(tmp_path / "o.db", embedder=embedder) as db:
+    async with Database(db_target, embedder=embedder) as db:
         summary = await db.documents.sync_directory(corpus, progress=False)
         assert summary.ok and summary.model == "nomic-embed-text"
         sent = [t for batch in stub.embed_batches for t in batch]
@@ -372,11 +448,11 @@ async def test_ollama_embedder_end_to_end(corpus: Path, tmp_path: Path, stub: Ol
 
 
 async def test_server_down_marks_documents_failed_and_search_says_so(
-    corpus: Path, tmp_path: Path, stub: OllamaStub
+    corpus: Path, db_target: str | Path, stub: OllamaStub
 ) -> None:
     host = stub.host
     stub.stop()
-    async with Database(tmp_path / "o.db", embedder=OllamaEmbedder(host=host)) as db:
+    async with Database(db_target, embedder=OllamaEmbedder(host=host)) as db:
         summary = await db.documents.sync_directory(corpus, progress=False)
         assert not summary.ok and len(summary.failed) == 11 and summary.synced == 0
         assert "cannot connect" in summary.failed[0][1] and host in summary.failed[0][1]
@@ -402,8 +478,8 @@ class WrongSize:
         return np.full(8, 8**-0.5, np.float32)
 
 
-async def test_wrong_dimensions_are_clear_errors(corpus: Path, tmp_path: Path) -> None:
-    async with Database(tmp_path / "w.db", embedder=WrongSize()) as db:
+async def test_wrong_dimensions_are_clear_errors(corpus: Path, db_target: str | Path) -> None:
+    async with Database(db_target, embedder=WrongSize()) as db:
         summary = await db.documents.sync_directory(corpus, progress=False)
         assert len(summary.failed) == 11
         assert "shape (" in summary.failed[0][1] and "wrong model or wrong dimensions" in \
@@ -416,9 +492,9 @@ async def test_wrong_dimensions_are_clear_errors(corpus: Path, tmp_path: Path) -
 
 
 async def test_model_change_marks_stale_and_reembed_is_one_call(
-    corpus: Path, tmp_path: Path
+    corpus: Path, db_target: str | Path
 ) -> None:
-    path = tmp_path / "m.db"
+    path = db_target
     async with Database(path, embedder="hashing") as db:
         await db.documents.sync_directory(corpus, progress=False)
         await db.memory.add_memory("user:a", "k", "a note on checkpoints", "semantic", "system")
@@ -445,9 +521,9 @@ async def test_model_change_marks_stale_and_reembed_is_one_call(
 # -- memories --------------------------------------------------------------------------
 
 
-@pytest.fixture(params=BACKENDS)
+@pytest.fixture(params=ALL_BACKENDS)
 async def mdb(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Database]:
-    async with Database(tmp_path / "mem.db", embedder="hashing",
+    async with Database(location(request, tmp_path, request.param), embedder="hashing",
                         vector_backend=request.param) as database:
         yield database
 
@@ -502,3 +578,30 @@ async def test_all_sources_together(corpus: Path, mdb: Database) -> None:
     assert {h.source for h in hits} == {"document", "memory"}
     assert any(h.key == "backups" for h in hits) and any(h.heading == "Online backup"
                                                          for h in hits)
+
+
+async def test_memory_search_drain_waits_for_a_write_in_progress_on_its_key(
+    pg_memkit_dsn: str,
+) -> None:
+    # PostgreSQL only (SQLite has one writer). A write in progress finds its key
+    # queued already; a drain that read the version before it and emptied the
+    # queue would lose that write. Raw inserts: the triggers do the queueing.
+    import psycopg
+
+    insert = ("INSERT INTO memory_entries (namespace, key, value, memory_type, version) "
+              "VALUES ('user:a', 'k', ?, 'semantic', ?)")
+    async with Database(pg_memkit_dsn) as db:
+        await db.write(lambda conn: conn.execute(insert, ('"first plan"', 1)))
+        assert [h.version for h in await db.search.keyword("plan", source="memories")] == [1]
+        await db.write(lambda conn: conn.execute(insert, ('"second plan"', 2)))  # queued
+        with psycopg.connect(pg_memkit_dsn, autocommit=True) as writer:
+            writer.execute("BEGIN")
+            writer.execute(insert.replace("?", "%s"), ('"third plan"', 3))
+            drain = asyncio.create_task(db.search.sync_memories(embed=False))
+            while not drain.done() and not writer.execute(
+                    "SELECT count(*) FROM pg_locks WHERE NOT granted").fetchone()[0]:
+                await asyncio.sleep(0.01)
+            writer.execute("COMMIT")
+            await drain
+        hits = await db.search.keyword("plan", source="memories")
+        assert [(h.version, h.text) for h in hits] == [(3, "k: third plan")]

@@ -35,21 +35,24 @@ class PlainStore:
 
 
 async def test_the_database_hands_one_settings_and_embedder_to_both_services(
-    tmp_path: Path,
+    db_target: str | Path,
 ) -> None:
-    async with Database(tmp_path / "s.db", embedder="hashing") as db:
+    async with Database(db_target, embedder="hashing") as db:
         settings = db.search_settings
         assert db.documents.settings is settings and db.search.settings is settings
         assert db.search.documents is db.documents
         assert db.embedder is settings.embedder is db.search.settings.embedder
-        assert db.has_embedder and settings.vector_backend == "vec" and settings.vectors_enabled
+        assert db.has_embedder and settings.vectors_enabled
+        assert settings.vector_backend == {"sqlite": "vec", "postgresql": "pgvector"}[db.dialect]
 
 
-async def test_services_work_on_a_plain_store_with_their_settings(tmp_path: Path) -> None:
-    async with Database(tmp_path / "p.db", embedder="hashing") as db:
+async def test_services_work_on_a_plain_store_with_their_settings(
+    db_target: str | Path,
+) -> None:
+    async with Database(db_target, embedder="hashing") as db:
         store = PlainStore(db)
         assert isinstance(store, Store) and not hasattr(store, "search_settings")
-        settings = SearchSettings("hashing", "vec", db.extensions)
+        settings = SearchSettings("hashing", db.vector_backend, db.extensions)
         docs = DocumentIndexService(store, settings)
         search = SearchService(store, settings, docs)
         await docs.index_document("a.md", "A", "# A\n\nquantum gravity waves\n")
@@ -60,9 +63,9 @@ async def test_services_work_on_a_plain_store_with_their_settings(tmp_path: Path
 
 
 async def test_reembed_goes_through_the_document_index_it_was_given(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    db_target: str | Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async with Database(tmp_path / "r.db", embedder="hashing") as db:
+    async with Database(db_target, embedder="hashing") as db:
         docs = DocumentIndexService(db, embed_group=60)
         calls: list[dict[str, Any]] = []
 

@@ -38,7 +38,7 @@ def test_search_uses_the_same_lists() -> None:
     assert BACKENDS is VECTOR_BACKENDS
 
 
-@pytest.mark.parametrize("value", ["faiss", "", "VEC", None, 3, ["vec"]])
+@pytest.mark.parametrize("value", ["faiss", "", "VEC", 3, ["vec"]])
 def test_one_check_refuses_a_bad_vector_backend(value: object) -> None:
     pytest.importorskip("numpy")
     from abathur_memkit.search import make_backend
@@ -56,3 +56,12 @@ def test_one_check_refuses_a_bad_vector_backend(value: object) -> None:
 @pytest.mark.parametrize("value", VECTOR_BACKENDS)
 def test_a_known_vector_backend_passes(value: str) -> None:
     assert require_vector_backend(value) == value
+
+
+def test_each_engine_takes_its_own_vector_backends() -> None:
+    assert Database(":memory:").vector_backend == "vec"  # None: the engine's default
+    with pytest.raises(InvalidInputError, match="'pgvector' is not a sqlite backend"):
+        Database(":memory:", vector_backend="pgvector")
+    with pytest.raises(InvalidInputError, match="'vec' is not a postgresql backend"):
+        require_vector_backend("vec", "postgresql")
+    assert require_vector_backend("pgvector", "postgresql") == "pgvector"

@@ -19,7 +19,15 @@ from typing import TYPE_CHECKING
 from ..extras import require_extra
 
 if TYPE_CHECKING:
-    from .backends import BACKENDS, IdFilter, VecBackend, VectorBackend, VssBackend, make_backend
+    from .backends import (
+        BACKENDS,
+        IdFilter,
+        PgVectorBackend,
+        VecBackend,
+        VectorBackend,
+        VssBackend,
+        make_backend,
+    )
     from .chunking import Chunk, chunk_markdown
     from .documents import DocumentIndexService
     from .fusion import reciprocal_rank_fusion
@@ -34,6 +42,7 @@ _EXPORTS = {
     "DocumentHit": "service",
     "DocumentIndexService": "documents",
     "IdFilter": "backends",
+    "PgVectorBackend": "backends",
     "SearchHit": "service",
     "SearchService": "service",
     "SearchSettings": "settings",
@@ -64,6 +73,7 @@ __all__ = [
     "DocumentHit",
     "DocumentIndexService",
     "IdFilter",
+    "PgVectorBackend",
     "SearchHit",
     "SearchService",
     "SearchSettings",

@@ -1,6 +1,7 @@
 """Vector backends: where embeddings live and how nearest neighbours are found.
 
-Two backends behind one interface, chosen by ``Database(vector_backend=...)``:
+Three backends behind one interface, chosen by ``Database(vector_backend=...)``:
+two SQLite extensions, and pgvector on PostgreSQL.
 
 ``vec`` (default) — sqlite-vec, pip only. Every float32 vector is kept in a
 plain table (``<name>_vectors``) and, 1 bit per dimension, in a ``vec0``
@@ -22,6 +23,12 @@ together and merged. Each shard is an exact (flat) index.
 Both rescore candidates from ``<name>_vectors``, so a search returns exact
 cosine similarities and only ids that are still stored.
 
+``pgvector`` — PostgreSQL (the default there). One table ``<name>_vectors``
+of ``vector(d)`` with an HNSW index (cosine, m = 16, ef_construction = 64).
+A search is one ``ORDER BY embedding <=> query LIMIT k`` at ``hnsw.ef_search``
+(the index's ``ef_search`` setting, at least the candidates wanted); pgvector
+returns the exact cosine distance of each hit, so there is nothing to rescore.
+
 Every method here runs on a connection's thread (inside ``Database.read`` /
 ``Database.write``) and takes the DB-API connection.
 """
@@ -32,6 +39,7 @@ import json
 import math
 import re
 import time
+import weakref
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -48,6 +56,8 @@ __all__ = [
     "BACKENDS",
     "IdFilter",
     "Neighbour",
+    "PgVectorBackend",
+    "SQLiteBackend",
     "VecBackend",
     "VectorBackend",
     "VssBackend",
@@ -60,6 +70,13 @@ BACKENDS = VECTOR_BACKENDS
 
 #: sqlite-vec refuses a KNN ``k`` above this.
 VEC_MAX_K = 4096
+#: pgvector's largest ``hnsw.ef_search``.
+PG_MAX_EF_SEARCH = 1000
+
+# The hnsw.ef_search each psycopg connection was left with by a search run
+# outside a transaction (a rollback cannot undo it there): a search sets it
+# only when it differs, which saves a round trip per search.
+_EF_SEARCH: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,40}$")
 
@@ -87,13 +104,25 @@ class IdFilter:
     column: str
     params: tuple[Any, ...] = ()
 
-    def keep(self, conn: Connection, ids: Sequence[int]) -> list[int]:
+    def keep(self, conn: Connection, ids: Sequence[int], dialect: str = "sqlite") -> list[int]:
         """The ids of ``ids`` that pass, in the order given."""
         if not ids:
             return []
-        sql = f"{self.select} AND {self.column} IN (SELECT value FROM json_each(?))"
-        allowed = {row[0] for row in conn.execute(sql, (*self.params, json.dumps(list(ids))))}
+        listed, param = id_list(dialect, ids)
+        sql = f"{self.select} AND {self.column} IN ({listed})"
+        allowed = {row[0] for row in conn.execute(sql, (*self.params, param))}
         return [i for i in ids if i in allowed]
+
+
+def id_list(dialect: str, ids: Sequence[int]) -> tuple[str, Any]:
+    """A subquery of the ids ``ids`` and its one parameter, for ``IN (...)``.
+
+    SQLite reads them from a JSON array (one parameter however many ids);
+    PostgreSQL from a ``bigint[]``.
+    """
+    if dialect == "postgresql":
+        return "SELECT unnest(?::bigint[])", [int(i) for i in ids]
+    return "SELECT value FROM json_each(?)", json.dumps([int(i) for i in ids])
 
 
 class VectorBackend(ABC):
@@ -127,24 +156,13 @@ class VectorBackend(ABC):
 
     # -- lifecycle -------------------------------------------------------------
 
+    @abstractmethod
     def create(self, conn: Connection) -> None:
         """Create the index's tables if missing."""
-        conn.execute(
-            f"CREATE TABLE IF NOT EXISTS {self.store} ("
-            "id INTEGER PRIMARY KEY, shard INTEGER NOT NULL, embedding BLOB NOT NULL)"
-        )
-        self._create(conn)
 
+    @abstractmethod
     def drop(self, conn: Connection) -> None:
         """Drop every table of the index."""
-        self._drop(conn)
-        conn.execute(f"DROP TABLE IF EXISTS {self.store}")
-
-    @abstractmethod
-    def _create(self, conn: Connection) -> None: ...
-
-    @abstractmethod
-    def _drop(self, conn: Connection) -> None: ...
 
     # -- writes ----------------------------------------------------------------
 
@@ -166,6 +184,93 @@ class VectorBackend(ABC):
             raise InvalidInputError(
                 f"vectors must be L2-normalised (cosine = dot product); one has norm {worst:.4g}"
             )
+        self._write(conn, ids, vectors)
+
+    @abstractmethod
+    def _write(self, conn: Connection, ids: list[int], vectors: Vectors) -> None:
+        """Store checked, unique ids and their unit vectors."""
+
+    @abstractmethod
+    def delete(self, conn: Connection, ids: Iterable[int]) -> int:
+        """Remove these ids (unknown ones are ignored); return how many were stored."""
+
+    # -- reads -----------------------------------------------------------------
+
+    @abstractmethod
+    def count(self, conn: Connection) -> int:
+        """How many vectors the index holds."""
+
+    def get(self, conn: Connection, ids: Sequence[int]) -> dict[int, Vectors]:
+        """The stored vectors of these ids (missing ids are left out)."""
+        return dict(self._load(conn, _check_ids(ids)))
+
+    @abstractmethod
+    def _load(self, conn: Connection, ids: Sequence[int]) -> list[tuple[int, Vectors]]: ...
+
+    def search(
+        self,
+        conn: Connection,
+        query: Vectors,
+        k: int,
+        *,
+        id_filter: IdFilter | None = None,
+    ) -> list[Neighbour]:
+        """The ``k`` nearest ids to ``query`` by cosine, best first (approximate).
+
+        With ``id_filter`` only ids it selects are returned; when the
+        approximate stage finds fewer than ``k`` of them, the search falls back
+        to an exact scan of the filtered ids.
+        """
+        q = self._check_query(query)
+        k = _check_k(k)
+        wanted = k if id_filter is None else k * self.filter_factor
+        hits = self._nearest(conn, q, wanted, id_filter)[:k]
+        if id_filter is not None and len(hits) < k:
+            return self.exact(conn, q, k, id_filter=id_filter)
+        return hits
+
+    @abstractmethod
+    def _nearest(
+        self, conn: Connection, query: Vectors, wanted: int, id_filter: IdFilter | None
+    ) -> list[Neighbour]:
+        """About the ``wanted`` nearest ids (only those ``id_filter`` passes), best first."""
+
+    @abstractmethod
+    def exact(
+        self, conn: Connection, query: Vectors, k: int, *, id_filter: IdFilter | None = None
+    ) -> list[Neighbour]:
+        """The true ``k`` nearest ids: a scan of every stored (or filtered) vector."""
+
+    def _check_query(self, query: Vectors) -> Vectors:
+        q = check_vectors(query, self.dimensions, what="query vector")
+        if q.ndim != 1:
+            raise InvalidInputError(f"query vector must be 1-D, got shape {q.shape}")
+        return q
+
+
+class SQLiteBackend(VectorBackend):
+    """The SQLite backends' shared part: every float vector in a plain table
+    (``<name>_vectors``, with its shard), candidates from an extension's
+    table, rescored exactly from the plain one."""
+
+    def create(self, conn: Connection) -> None:
+        conn.execute(
+            f"CREATE TABLE IF NOT EXISTS {self.store} ("
+            "id INTEGER PRIMARY KEY, shard INTEGER NOT NULL, embedding BLOB NOT NULL)"
+        )
+        self._create(conn)
+
+    def drop(self, conn: Connection) -> None:
+        self._drop(conn)
+        conn.execute(f"DROP TABLE IF EXISTS {self.store}")
+
+    @abstractmethod
+    def _create(self, conn: Connection) -> None: ...
+
+    @abstractmethod
+    def _drop(self, conn: Connection) -> None: ...
+
+    def _write(self, conn: Connection, ids: list[int], vectors: Vectors) -> None:
         existing = self._shards_of(conn, ids)
         if existing:
             self._remove(conn, existing)
@@ -178,7 +283,6 @@ class VectorBackend(ABC):
         self._insert(conn, ids, shards, vectors)
 
     def delete(self, conn: Connection, ids: Iterable[int]) -> int:
-        """Remove these ids (unknown ones are ignored); return how many were stored."""
         existing = self._shards_of(conn, _check_ids(list(ids)))
         if not existing:
             return 0
@@ -208,45 +312,17 @@ class VectorBackend(ABC):
     def _remove(self, conn: Connection, shards_by_id: dict[int, int]) -> None:
         """Remove ids from the approximate structures (the store is done by the caller)."""
 
-    # -- reads -----------------------------------------------------------------
-
-    @abstractmethod
-    def count(self, conn: Connection) -> int:
-        """How many vectors the index holds."""
-
-    def get(self, conn: Connection, ids: Sequence[int]) -> dict[int, Vectors]:
-        """The stored vectors of these ids (missing ids are left out)."""
-        return dict(self._load(conn, _check_ids(ids)))
-
-    def search(
-        self,
-        conn: Connection,
-        query: Vectors,
-        k: int,
-        *,
-        id_filter: IdFilter | None = None,
+    def _nearest(
+        self, conn: Connection, query: Vectors, wanted: int, id_filter: IdFilter | None
     ) -> list[Neighbour]:
-        """The ``k`` nearest ids to ``query`` by cosine, best first (approximate).
-
-        With ``id_filter`` only ids it selects are returned; when the
-        approximate stage finds fewer than ``k`` of them, the search falls back
-        to an exact scan of the filtered ids.
-        """
-        q = self._check_query(query)
-        k = _check_k(k)
-        wanted = k if id_filter is None else k * self.filter_factor
-        candidates = self._candidates(conn, q, wanted)
+        candidates = self._candidates(conn, query, wanted)
         if id_filter is not None:
             candidates = id_filter.keep(conn, candidates)
-        hits = self._rescore(conn, q, candidates)[:k]
-        if id_filter is not None and len(hits) < k:
-            return self.exact(conn, q, k, id_filter=id_filter)
-        return hits
+        return self._rescore(conn, query, candidates)
 
     def exact(
         self, conn: Connection, query: Vectors, k: int, *, id_filter: IdFilter | None = None
     ) -> list[Neighbour]:
-        """The true ``k`` nearest ids: a scan of every stored (or filtered) vector."""
         q = self._check_query(query)
         k = _check_k(k)
         if id_filter is None:
@@ -297,14 +373,8 @@ class VectorBackend(ABC):
         )
         return [(int(i), np.frombuffer(blob, dtype=np.float32)) for i, blob in rows]
 
-    def _check_query(self, query: Vectors) -> Vectors:
-        q = check_vectors(query, self.dimensions, what="query vector")
-        if q.ndim != 1:
-            raise InvalidInputError(f"query vector must be 1-D, got shape {q.shape}")
-        return q
 
-
-class VecBackend(VectorBackend):
+class VecBackend(SQLiteBackend):
     """sqlite-vec: sharded bit codes in ``vec0`` + exact float rescoring."""
 
     kind = "vec"
@@ -368,7 +438,7 @@ class VecBackend(VectorBackend):
         return [int(r[0]) for r in rows]
 
 
-class VssBackend(VectorBackend):
+class VssBackend(SQLiteBackend):
     """sqlite-vss: exact faiss indexes in ``vss0`` shards of bounded size.
 
     Vectors are sent in sqlite-vss's own blob format (see ``_VSS_HEADER``).
@@ -496,11 +566,103 @@ class VssBackend(VectorBackend):
         return out
 
 
+class PgVectorBackend(VectorBackend):
+    """pgvector on PostgreSQL: one ``vector(d)`` table with an HNSW (cosine) index.
+
+    ``ef_search`` is the HNSW candidate list a search keeps (``hnsw.ef_search``,
+    raised to the number of results wanted, at most ``PG_MAX_EF_SEARCH``):
+    more is slower and finds more of the true nearest.
+    """
+
+    kind = "pgvector"
+    #: ``hnsw.ef_search`` of a search (pgvector's default is 40).
+    DEFAULT_EF_SEARCH = 100
+
+    def __init__(self, name: str, dimensions: int, *, ef_search: int = DEFAULT_EF_SEARCH) -> None:
+        super().__init__(name, dimensions)
+        if isinstance(ef_search, bool) or not isinstance(ef_search, int) or \
+                not 1 <= ef_search <= PG_MAX_EF_SEARCH:
+            raise InvalidInputError(
+                f"ef_search must be an int from 1 to {PG_MAX_EF_SEARCH}, got {ef_search!r}")
+        self.ef_search = ef_search
+        self.oversample = 1
+        # The query vector is one parameter, used for the order and the score.
+        self._knn = (f"SELECT id, 1 - d FROM (SELECT id, embedding <=> ? AS d FROM {self.store} "
+                     "ORDER BY d LIMIT ?) nearest")
+
+    # The schema module is imported here: its package loads psycopg, which a
+    # SQLite-only install may lack.
+    def create(self, conn: Connection) -> None:
+        from ..engines.postgresql.schema import create_vector_table
+
+        create_vector_table(conn, self.name, self.dimensions)
+
+    def drop(self, conn: Connection) -> None:
+        from ..engines.postgresql.schema import drop_vector_table
+
+        drop_vector_table(conn, self.name)
+
+    def _write(self, conn: Connection, ids: list[int], vectors: Vectors) -> None:
+        rows = np.ascontiguousarray(vectors, dtype=np.float32)
+        conn.executemany(
+            f"INSERT INTO {self.store} (id, embedding) VALUES (?, ?) "
+            "ON CONFLICT (id) DO UPDATE SET embedding = excluded.embedding",
+            zip(ids, rows, strict=True),
+        )
+
+    def delete(self, conn: Connection, ids: Iterable[int]) -> int:
+        checked = _check_ids(list(ids))
+        if not checked:
+            return 0
+        return int(conn.execute(f"DELETE FROM {self.store} WHERE id = ANY(?::bigint[])",
+                                (checked,)).rowcount)
+
+    def count(self, conn: Connection) -> int:
+        return int(conn.execute(f"SELECT count(*) FROM {self.store}").fetchone()[0])
+
+    def _load(self, conn: Connection, ids: Sequence[int]) -> list[tuple[int, Vectors]]:
+        if not ids:
+            return []
+        rows = conn.execute(
+            f"SELECT id, embedding FROM {self.store} WHERE id = ANY(?::bigint[])", (list(ids),))
+        # pgvector's loader gives ``Vector`` objects.
+        return [(int(i), np.asarray(v.to_numpy(), dtype=np.float32)) for i, v in rows]
+
+    def _nearest(
+        self, conn: Connection, query: Vectors, wanted: int, id_filter: IdFilter | None
+    ) -> list[Neighbour]:
+        ef = min(PG_MAX_EF_SEARCH, max(self.ef_search, wanted))
+        session = None if conn.in_transaction else getattr(conn, "raw", None)
+        if session is None or _EF_SEARCH.get(session) != ef:
+            conn.execute("SELECT set_config('hnsw.ef_search', ?, false)", (str(ef),))
+            if session is not None:
+                _EF_SEARCH[session] = ef
+        hits = [(int(i), float(s)) for i, s in conn.execute(self._knn, (query, wanted))]
+        if id_filter is None:
+            return hits
+        allowed = set(id_filter.keep(conn, [i for i, _ in hits], "postgresql"))
+        return [h for h in hits if h[0] in allowed]
+
+    def exact(
+        self, conn: Connection, query: Vectors, k: int, *, id_filter: IdFilter | None = None
+    ) -> list[Neighbour]:
+        q = self._check_query(query)
+        k = _check_k(k)
+        # cosine_distance(), unlike <=>, is not served by the HNSW index: a scan.
+        where, params = "", ()
+        if id_filter is not None:
+            where, params = f" WHERE id IN ({id_filter.select})", id_filter.params
+        rows = conn.execute(
+            f"SELECT id, 1 - d FROM (SELECT id, cosine_distance(embedding, ?) AS d "
+            f"FROM {self.store}{where}) scanned ORDER BY d, id LIMIT ?", (q, *params, k))
+        return [(int(i), float(s)) for i, s in rows]
+
+
 def make_backend(kind: str, name: str, dimensions: int, **settings: Any) -> VectorBackend:
-    """The backend ``kind`` ("vec" or "vss") for index ``name``."""
-    if require_vector_backend(kind) == "vec":
-        return VecBackend(name, dimensions, **settings)
-    return VssBackend(name, dimensions, **settings)
+    """The backend ``kind`` ("vec", "vss" or "pgvector") for index ``name``."""
+    classes: dict[str, type[VectorBackend]] = {
+        "vec": VecBackend, "vss": VssBackend, "pgvector": PgVectorBackend}
+    return classes[require_vector_backend(kind)](name, dimensions, **settings)
 
 
 def backend_unavailable(kind: str) -> str | None:
@@ -509,6 +671,8 @@ def backend_unavailable(kind: str) -> str | None:
 
     if kind not in BACKENDS:
         return f"unknown vector backend {kind!r}"
+    if kind == "pgvector":
+        return "pgvector is PostgreSQL's backend: it needs a postgresql:// database"
     driver = select_driver()
     conn = driver.connect(":memory:")
     try:

@@ -1,10 +1,11 @@
-"""The markdown document index (the files are the source, SQLite the index).
+"""The markdown document index (the files are the source, the database the index).
 
 ``db.documents`` (or ``DocumentIndexService(store, settings)``) keeps one ``document_index``
 row per file and its chunks in ``document_chunks`` (full-text indexed by
-triggers). ``sync_directory`` walks a folder: unchanged files (same SHA-256)
-are skipped, changed ones re-chunked, gone ones removed from the index (never
-from disk); then the chunks without vectors are embedded in batches.
+triggers on SQLite, by a generated ``tsvector`` column on PostgreSQL).
+``sync_directory`` walks a folder: unchanged files (same SHA-256) are skipped,
+changed ones re-chunked, gone ones removed from the index (never from disk);
+then the chunks without vectors are embedded in batches.
 
 ``sync_status`` moves ``pending`` (new, not yet embedded) → ``synced``; a
 changed file or a new embedding model makes a synced document ``stale``
@@ -25,7 +26,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from fnmatch import fnmatchcase
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..extras import require_extra
 
@@ -48,9 +49,9 @@ from ..inputs import (
     require_object,
     require_text,
 )
-from ..rows import fetch_all, fetch_one, inserted_id
+from ..rows import fetch_all, fetch_one
 from ..values import timestamp, to_json
-from .backends import VectorBackend
+from .backends import VectorBackend, id_list
 from .chunking import (
     DEFAULT_MAX_TOKENS,
     DEFAULT_OVERLAP,
@@ -90,6 +91,23 @@ _COLUMNS = (
     "coalesce(metadata, '{}') AS metadata, last_synced_at, sync_status, created_at, updated_at"
 )
 _JSON = ("metadata",)
+
+PENDING_DOCUMENTS = (
+    f"SELECT {_COLUMNS} FROM document_index WHERE sync_status IN ('pending', 'stale') "
+    "ORDER BY last_synced_at LIMIT ?"
+)
+
+
+class _Sql(NamedTuple):
+    pending_documents: str
+
+
+SQL = {
+    "sqlite": _Sql(PENDING_DOCUMENTS),
+    # Never-synced documents (NULL) first, as SQLite sorts NULLs.
+    "postgresql": _Sql(PENDING_DOCUMENTS.replace("ORDER BY last_synced_at",
+                                                 "ORDER BY last_synced_at NULLS FIRST, id")),
+}
 
 
 @dataclass
@@ -198,6 +216,8 @@ class DocumentIndexService:
         self.store = store
         self.settings = settings_of(store, settings)
         self.vectors = VectorIndexes(store, self.settings)
+        self.dialect = store.dialect
+        self.sql = SQL[store.dialect]
         self.max_tokens = max_tokens
         self.overlap = overlap
         self.embed_group = require_int(embed_group, "embed_group", minimum=1)
@@ -378,8 +398,7 @@ class DocumentIndexService:
         """Documents waiting for embeddings (pending or stale), oldest sync first."""
         limit = require_limit(limit)
         return await self.store.read(lambda conn: fetch_all(
-            conn, f"SELECT {_COLUMNS} FROM document_index WHERE sync_status IN "
-            "('pending', 'stale') ORDER BY last_synced_at LIMIT ?", (limit,), _JSON))
+            conn, self.sql.pending_documents, (limit,), _JSON))
 
     async def search_by_type(self, document_type: str, limit: int = 50) -> list[dict[str, Any]]:
         """Documents of one type, newest first."""
@@ -393,10 +412,11 @@ class DocumentIndexService:
 
     async def list_all_documents(self, limit: int | None = None) -> list[dict[str, Any]]:
         """Every indexed document, by path."""
-        rows = -1 if limit is None else require_limit(limit)
-        return await self.store.read(lambda conn: fetch_all(
-            conn, f"SELECT {_COLUMNS} FROM document_index ORDER BY file_path LIMIT ?",
-            (rows,), _JSON))
+        sql = f"SELECT {_COLUMNS} FROM document_index ORDER BY file_path"
+        params: tuple[int, ...] = ()
+        if limit is not None:
+            sql, params = sql + " LIMIT ?", (require_limit(limit),)
+        return await self.store.read(lambda conn: fetch_all(conn, sql, params, _JSON))
 
     async def delete_document(self, file_path: str) -> bool:
         """Remove a document (and its chunks and vectors) from the index; the file stays."""
@@ -433,10 +453,13 @@ class DocumentIndexService:
                 "(SELECT count(*) FROM document_chunks c WHERE c.document_id = d.id "
                 " AND c.embedding_model IS NULL) "
                 f"FROM document_index d WHERE d.sync_status IN ({','.join('?' * len(statuses))}) "
-                "ORDER BY d.id LIMIT ?"
+                "ORDER BY d.id"
             )
+            params: tuple[Any, ...] = statuses
+            if limit is not None:
+                sql, params = sql + " LIMIT ?", (*statuses, limit)
             return [(int(r[0]), str(r[1]), str(r[2]), int(r[3]))
-                    for r in conn.execute(sql, (*statuses, -1 if limit is None else limit))]
+                    for r in conn.execute(sql, params)]
 
         docs = await self.store.read(todo)
         summary.documents = len(docs)
@@ -456,10 +479,11 @@ class DocumentIndexService:
         advance: Callable[[int], object],
     ) -> None:
         ids = [d[0] for d in group]
+        listed, param = id_list(self.dialect, ids)
         rows = await self.store.read(lambda conn: conn.execute(
             "SELECT id, document_id, heading_path, text FROM document_chunks "
-            "WHERE document_id IN (SELECT value FROM json_each(?)) AND embedding_model IS NULL "
-            "ORDER BY document_id, chunk_index", (json.dumps(ids),)).fetchall())
+            f"WHERE document_id IN ({listed}) AND embedding_model IS NULL "
+            "ORDER BY document_id, chunk_index", (param,)).fetchall())
         texts = [embedding_text(str(r[2]), str(r[3])) for r in rows]
         try:
             vectors = await embed_texts(embedder, texts, on_batch=advance,
@@ -478,11 +502,11 @@ class DocumentIndexService:
             backend, _ = self.vectors.prepare_index(conn, "chunks", embedder, reset=False)
             # Only documents whose content is still what was embedded.
             current = {int(r[0]): str(r[1]) for r in conn.execute(
-                "SELECT id, content_hash FROM document_index WHERE id IN "
-                "(SELECT value FROM json_each(?))", (json.dumps(ids),))}
+                f"SELECT id, content_hash FROM document_index WHERE id IN ({listed})", (param,))}
+            chunks_listed, chunks_param = id_list(self.dialect, chunk_ids)
             live = {int(r[0]) for r in conn.execute(
-                "SELECT id FROM document_chunks WHERE id IN (SELECT value FROM json_each(?))",
-                (json.dumps(chunk_ids),))}
+                f"SELECT id FROM document_chunks WHERE id IN ({chunks_listed})",
+                (chunks_param,))}
             keep = [n for n, c in enumerate(chunk_ids)
                     if c in live and current.get(doc_of[n]) == hashes[doc_of[n]]]
             if keep:
@@ -660,16 +684,17 @@ class DocumentIndexService:
             merged = _merge(row[3], metadata)
             conn.execute(
                 "UPDATE document_index SET title = ?, document_type = ?, metadata = ?, "
-                "updated_at = ? WHERE id = ? AND (title IS NOT ? OR document_type IS NOT ? "
-                "OR metadata IS NOT ?)",
+                "updated_at = ? WHERE id = ? AND (title IS DISTINCT FROM ? "
+                "OR document_type IS DISTINCT FROM ? OR metadata IS DISTINCT FROM ?)",
                 (title, document_type, merged, now, row[0], title, document_type, merged))
             return int(row[0])
         if row is None:
-            doc_id = inserted_id(conn.execute(
+            doc_id = int(conn.execute(
                 "INSERT INTO document_index (file_path, title, document_type, content_hash, "
                 "chunk_count, metadata, sync_status, created_at, updated_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?)",
-                (path, title, document_type, digest, len(chunks), metadata or "{}", now, now)))
+                "VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?) RETURNING id",
+                (path, title, document_type, digest, len(chunks), metadata or "{}", now,
+                 now)).fetchone()[0])
         else:
             doc_id = int(row[0])
             status = "pending" if row[2] == "pending" else "stale"

@@ -2,8 +2,10 @@
 
 - ``semantic``: the query's embedding against the vector index (KNN, then
   exact rescoring), with filters (document type, namespace prefix, memory type).
-- ``keyword``: SQLite FTS5 with BM25 ranking and snippets.
-- ``hybrid``: both, fused by reciprocal rank.
+- ``keyword``: SQLite FTS5 with BM25 ranking and snippets; on PostgreSQL the
+  chunks' and memories' ``tsvector`` columns (GIN), ``websearch_to_tsquery``
+  and ``ts_rank``, snippets by ``ts_headline``.
+- ``hybrid``: both, fused (see :mod:`.fusion`).
 
 Documents are searched by chunk (``document_chunks``, written by
 ``db.documents``); memories by the latest live version of each key. Triggers
@@ -22,7 +24,7 @@ import re
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Literal, overload
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, overload
 
 from ..embeddings.base import Vectors, check_vectors
 from ..engines.interface import Connection, Store
@@ -30,7 +32,7 @@ from ..errors import InvalidInputError
 from ..inputs import DOCUMENT_TYPES, require_document_type, require_int, require_text
 from ..memory import MEMORY_TYPES
 from ..namespaces import prefix_bounds
-from .backends import IdFilter, Neighbour, _check_k
+from .backends import IdFilter, Neighbour, _check_k, id_list
 from .documents import DocumentIndexService
 from .fusion import reciprocal_rank_fusion, score_fusion
 from .settings import SearchSettings, settings_of
@@ -83,13 +85,71 @@ _STOPWORD_TEXT = """
 _STOPWORDS = frozenset(_STOPWORD_TEXT.split())
 _WORD = re.compile(r"\w+", re.UNICODE)
 
+# Full-text search: each statement selects (id, rank: lower is better, snippet)
+# of the rows that match its one query parameter; filters are appended.
+CHUNK_KEYWORD = (
+    "SELECT c.id, bm25(document_chunks_fts, 1.0, 0.5) AS rank, "
+    "snippet(document_chunks_fts, 0, '[', ']', '…', 16) "
+    "FROM document_chunks_fts "
+    "JOIN document_chunks c ON c.id = document_chunks_fts.rowid "
+    "JOIN document_index d ON d.id = c.document_id "
+    "WHERE document_chunks_fts MATCH ?"
+)
+MEMORY_KEYWORD = (
+    "SELECT i.entry_id, bm25(memory_fts, 0.5, 1.0) AS rank, "
+    "snippet(memory_fts, 1, '[', ']', '…', 16) "
+    "FROM memory_fts JOIN memory_search_items i ON i.entry_id = memory_fts.rowid "
+    "WHERE memory_fts MATCH ?"
+)
+QUEUED_KEYS = "SELECT namespace, key FROM memory_search_queue LIMIT ?"
+
+# ts_headline's options for a snippet like FTS5's: matches in brackets, about 16 words.
+_HEADLINE = "'StartSel=[, StopSel=], MaxWords=16, MinWords=8, MaxFragments=1, FragmentDelimiter=…'"
+
+
+class _Sql(NamedTuple):
+    chunk_keyword: str
+    memory_keyword: str
+    keyword_order: str
+    queued_keys: str
+    lock_key: str | None  # run before reading a queued key's latest version
+
+
+SQL = {
+    "sqlite": _Sql(CHUNK_KEYWORD, MEMORY_KEYWORD, " ORDER BY rank LIMIT ?", QUEUED_KEYS, None),
+    "postgresql": _Sql(
+        chunk_keyword=(
+            "SELECT c.id, -ts_rank(c.search, q) AS rank, "
+            f"ts_headline('english', c.text, q, {_HEADLINE}) "
+            "FROM document_chunks c JOIN document_index d ON d.id = c.document_id, "
+            "websearch_to_tsquery('english', ?) q WHERE c.search @@ q"
+        ),
+        memory_keyword=(
+            "SELECT i.entry_id, -ts_rank(f.search, q) AS rank, "
+            f"ts_headline('english', f.text, q, {_HEADLINE}) "
+            "FROM memory_fts f JOIN memory_search_items i ON i.entry_id = f.rowid, "
+            "websearch_to_tsquery('english', ?) q WHERE f.search @@ q"
+        ),
+        # Ties in id order, as FTS5's rowid order; ts_headline runs on the kept rows only.
+        keyword_order=" ORDER BY rank, 1 LIMIT ?",
+        # Concurrent searches drain different keys instead of waiting for each other.
+        queued_keys=QUEUED_KEYS + " FOR UPDATE SKIP LOCKED",
+        # A write in progress on the key holds its memory_heads row (its triggers
+        # update it): wait for it, so the version read next is the one it commits.
+        # Without the wait its queue trigger finds the key queued already, and the
+        # drain would index the version before it and drop the key from the queue.
+        lock_key="SELECT 1 FROM memory_heads WHERE namespace = ? AND key = ? FOR SHARE",
+    ),
+}
+
 
 @dataclass(frozen=True)
 class SearchHit:
     """One search result.
 
     ``score`` is the cosine similarity (semantic), minus the BM25 rank value
-    (keyword, higher is better) or the fused reciprocal-rank score (hybrid).
+    (keyword on SQLite; ``ts_rank`` on PostgreSQL: higher is better either
+    way) or the fused score (hybrid).
     Documents fill ``file_path``, ``title``, ``heading`` (the nearest heading),
     ``heading_path`` and the chunk fields; memories fill ``namespace``, ``key``,
     ``memory_type``, ``memory_id`` and ``version``. ``ranks`` gives the
@@ -232,6 +292,8 @@ class SearchService:
         self.documents = (documents if documents is not None
                           else DocumentIndexService(store, self.settings))
         self.vectors = VectorIndexes(store, self.settings)
+        self.dialect = store.dialect
+        self.sql = SQL[store.dialect]
         # (model name, query) -> its embedding, least recently used first.
         self._query_vectors: OrderedDict[tuple[str, str], Vectors] = OrderedDict()
 
@@ -302,7 +364,8 @@ class SearchService:
         raw: bool = False,
         group: Group = "chunk",
     ) -> list[SearchHit] | list[DocumentHit]:
-        """BM25 full-text search; ``raw=True`` passes FTS5 query syntax through.
+        """BM25 full-text search; ``raw=True`` passes FTS5 query syntax through
+        (on PostgreSQL: ``websearch_to_tsquery`` syntax, ranked by ``ts_rank``).
 
         By default the query's words (stopwords dropped) are OR-ed, so a
         question finds passages that use some of its words, the more the better.
@@ -508,10 +571,10 @@ class SearchService:
         return {"changed": changed, "embedded": embedded}
 
     def _drain_queue(self, conn: Connection) -> int:
-        keys = conn.execute(
-            "SELECT namespace, key FROM memory_search_queue LIMIT ?", (QUEUE_BATCH,)
-        ).fetchall()
+        keys = conn.execute(self.sql.queued_keys, (QUEUE_BATCH,)).fetchall()
         for namespace, key in keys:
+            if self.sql.lock_key is not None:
+                conn.execute(self.sql.lock_key, (namespace, key))
             latest = conn.execute(
                 "SELECT id, key, value, memory_type FROM memory_entries "
                 "WHERE namespace = ? AND key = ? AND is_deleted = 0 "
@@ -565,9 +628,10 @@ class SearchService:
 
             def store(conn: Connection, ids: list[int] = ids, vectors: Vectors = vectors) -> int:
                 backend, _ = self.vectors.prepare_index(conn, "memories", embedder, reset=False)
+                listed, param = id_list(self.dialect, ids)
                 live = {r[0] for r in conn.execute(
-                    "SELECT entry_id FROM memory_search_items WHERE entry_id IN "
-                    "(SELECT value FROM json_each(?))", (json.dumps(ids),))}
+                    f"SELECT entry_id FROM memory_search_items WHERE entry_id IN ({listed})",
+                    (param,))}
                 keep = [n for n, i in enumerate(ids) if i in live]
                 if keep:
                     backend.upsert(conn, [ids[n] for n in keep], vectors[keep])
@@ -610,7 +674,7 @@ class SearchService:
                 if backend is None:
                     continue
                 found = backend.search(conn, vector, k, id_filter=id_filter(filters))
-                hits.extend(to_hits(conn, found))
+                hits.extend(to_hits(conn, found, self.dialect))
             hits.sort(key=lambda h: -h.score)
             return hits[:k]
 
@@ -623,35 +687,21 @@ class SearchService:
     def _keyword(self, conn: Connection, match: str, k: int, filters: _Filters) -> list[SearchHit]:
         hits: list[SearchHit] = []
         if filters.documents:
-            sql = (
-                "SELECT c.id, bm25(document_chunks_fts, 1.0, 0.5) AS rank, "
-                "snippet(document_chunks_fts, 0, '[', ']', '…', 16) "
-                "FROM document_chunks_fts "
-                "JOIN document_chunks c ON c.id = document_chunks_fts.rowid "
-                "JOIN document_index d ON d.id = c.document_id "
-                "WHERE document_chunks_fts MATCH ?"
-            )
+            sql = self.sql.chunk_keyword
             params: list[Any] = [match]
             if filters.document_type is not None:
                 sql += " AND d.document_type = ?"
                 params.append(filters.document_type)
-            sql += " ORDER BY rank LIMIT ?"
+            sql += self.sql.keyword_order
             params.append(k)
             hits.extend(_with_snippets(conn, conn.execute(sql, params).fetchall(),
-                                       _document_hits))
+                                       _document_hits, self.dialect))
         if filters.memories:
-            sql = (
-                "SELECT i.entry_id, bm25(memory_fts, 0.5, 1.0) AS rank, "
-                "snippet(memory_fts, 1, '[', ']', '…', 16) "
-                "FROM memory_fts JOIN memory_search_items i ON i.entry_id = memory_fts.rowid "
-                "WHERE memory_fts MATCH ?"
-            )
-            params = [match]
-            sql, params = _memory_terms(sql, params, filters)
-            sql += " ORDER BY rank LIMIT ?"
+            sql, params = _memory_terms(self.sql.memory_keyword, [match], filters)
+            sql += self.sql.keyword_order
             params.append(k)
             hits.extend(_with_snippets(conn, conn.execute(sql, params).fetchall(),
-                                       _memory_hits))
+                                       _memory_hits, self.dialect))
         hits.sort(key=lambda h: -h.score)
         return hits[:k]
 
@@ -832,28 +882,33 @@ def _memory_filter(filters: _Filters) -> IdFilter:
     return IdFilter(sql, "i.entry_id", tuple(params))
 
 
-def _rows_for(conn: Connection, sql: str, scored: Sequence[Neighbour]) -> list[tuple[Any, float]]:
+def _rows_for(
+    conn: Connection, sql: str, scored: Sequence[Neighbour], dialect: str
+) -> list[tuple[Any, float]]:
     """The row ``sql`` selects for each id of ``scored``, with its score, in that order.
 
-    ``sql`` selects the id first and takes the ids as one JSON array parameter;
-    ids without a row (gone meanwhile) are left out.
+    ``sql`` selects the id first and says ``IN ({ids})`` where the ids go (see
+    ``id_list``); ids without a row (gone meanwhile) are left out.
     """
     if not scored:
         return []
-    rows = conn.execute(sql, (json.dumps([i for i, _ in scored]),)).fetchall()
+    listed, param = id_list(dialect, [i for i, _ in scored])
+    rows = conn.execute(sql.format(ids=listed), (param,)).fetchall()
     by_id = {int(r[0]): r for r in rows}
     return [(by_id[i], score) for i, score in scored if i in by_id]
 
 
-def _document_hits(conn: Connection, scored: Sequence[Neighbour]) -> list[SearchHit]:
+def _document_hits(
+    conn: Connection, scored: Sequence[Neighbour], dialect: str
+) -> list[SearchHit]:
     hits = []
     for r, score in _rows_for(
         conn,
         "SELECT c.id, c.document_id, c.chunk_index, c.heading_path, c.start_offset, "
         "c.end_offset, c.text, d.file_path, d.title, d.document_type "
         "FROM document_chunks c JOIN document_index d ON d.id = c.document_id "
-        "WHERE c.id IN (SELECT value FROM json_each(?))",
-        scored,
+        "WHERE c.id IN ({ids})",
+        scored, dialect,
     ):
         path = str(r[3])
         hits.append(SearchHit(
@@ -866,7 +921,9 @@ def _document_hits(conn: Connection, scored: Sequence[Neighbour]) -> list[Search
     return hits
 
 
-def _memory_hits(conn: Connection, scored: Sequence[Neighbour]) -> list[SearchHit]:
+def _memory_hits(
+    conn: Connection, scored: Sequence[Neighbour], dialect: str
+) -> list[SearchHit]:
     return [
         SearchHit(
             score=score, source="memory", text=memory_text(str(r[2]), str(r[3])),
@@ -876,20 +933,20 @@ def _memory_hits(conn: Connection, scored: Sequence[Neighbour]) -> list[SearchHi
         for r, score in _rows_for(
             conn,
             "SELECT id, namespace, key, value, memory_type, version FROM memory_entries "
-            "WHERE id IN (SELECT value FROM json_each(?))",
-            scored,
+            "WHERE id IN ({ids})",
+            scored, dialect,
         )
     ]
 
 
 def _with_snippets(
     conn: Connection, rows: Sequence[Any],
-    to_hits: Callable[[Connection, Sequence[Neighbour]], list[SearchHit]],
+    to_hits: Callable[[Connection, Sequence[Neighbour], str], list[SearchHit]], dialect: str,
 ) -> list[SearchHit]:
-    """Hits for full-text rows of (id, bm25 rank, snippet): score minus the rank."""
+    """Hits for full-text rows of (id, rank, snippet): score minus the rank."""
     scored = [(int(r[0]), -float(r[1])) for r in rows]
     snippets = {int(r[0]): str(r[2]) for r in rows}
-    return [_replace(h, snippet=snippets[h.ref[1]]) for h in to_hits(conn, scored)]
+    return [_replace(h, snippet=snippets[h.ref[1]]) for h in to_hits(conn, scored, dialect)]
 
 
 def _replace(hit: SearchHit, **changes: Any) -> SearchHit:

@@ -21,7 +21,8 @@ __all__ = ["SearchSettings", "SearchStore", "settings_of"]
 
 class SearchSettings:
     """The embedder (named or given; created on first use), the vector backend
-    (``"vec"`` or ``"vss"``) and the SQLite extensions every connection loads."""
+    (``"vec"`` or ``"vss"`` on SQLite, ``"pgvector"`` on PostgreSQL) and the
+    SQLite extensions every connection loads."""
 
     def __init__(
         self,
@@ -59,8 +60,9 @@ class SearchSettings:
 
     @property
     def vectors_enabled(self) -> bool:
-        """Whether connections load the backend's extension (vector search is on)."""
-        return self.vector_backend in self.extensions
+        """Whether vector search is on: SQLite connections load the backend's
+        extension; PostgreSQL's schema always has pgvector."""
+        return self.vector_backend == "pgvector" or self.vector_backend in self.extensions
 
 
 @runtime_checkable

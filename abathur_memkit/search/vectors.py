@@ -18,8 +18,9 @@ import numpy as np
 from ..embeddings.base import Vectors, check_vectors
 from ..engines.interface import Connection, Store
 from ..errors import EmbeddingError
+from ..inputs import require_vector_backend
 from ..values import to_json
-from .backends import VectorBackend, make_backend
+from .backends import PgVectorBackend, VectorBackend, id_list, make_backend
 from .settings import SearchSettings
 
 if TYPE_CHECKING:
@@ -50,6 +51,7 @@ class VectorIndexes:
     """
 
     def __init__(self, store: Store, settings: SearchSettings) -> None:
+        require_vector_backend(settings.vector_backend, store.dialect)
         self.store = store
         self.settings = settings
 
@@ -153,7 +155,8 @@ class VectorIndexes:
         )
         if pending is None:
             return 0
-        return await self.store.write(_purge)
+        dialect = self.store.dialect
+        return await self.store.write(lambda conn: _purge(conn, dialect))
 
 
 def _registry(conn: Connection, name: str) -> dict[str, Any] | None:
@@ -190,7 +193,7 @@ async def embed_texts(
     return np.concatenate(parts).astype(np.float32, copy=False)
 
 
-def _purge(conn: Connection) -> int:
+def _purge(conn: Connection, dialect: str) -> int:
     removed = 0
     for name in INDEXES:
         ids = [r[0] for r in conn.execute(
@@ -203,10 +206,10 @@ def _purge(conn: Connection) -> int:
             removed += _backend(name, row).delete(conn, ids)
             if name == "memories":
                 # An id can come back (restore): re-embed it rather than lose it.
+                listed, param = id_list(dialect, ids)
                 conn.execute(
                     "UPDATE memory_search_items SET embedding_model = NULL, "
-                    "embedding_dimensions = NULL WHERE entry_id IN "
-                    "(SELECT value FROM json_each(?))", (json.dumps(ids),))
+                    f"embedding_dimensions = NULL WHERE entry_id IN ({listed})", (param,))
         conn.execute("DELETE FROM vector_garbage WHERE index_name = ?", (name,))
     return removed
 
@@ -221,6 +224,8 @@ def _made_by(row: dict[str, Any]) -> MadeBy:
 
 
 def _default_settings(kind: str) -> dict[str, Any]:
+    if kind == "pgvector":
+        return {"ef_search": PgVectorBackend.DEFAULT_EF_SEARCH}
     return {"shards": 8} if kind == "vec" else {"shard_size": 2048}
 
 
@@ -234,6 +239,8 @@ def _stale(name: str, row: dict[str, Any], wanted: MadeBy) -> StaleIndexError:
 
 
 def _extension_ready(conn: Connection, kind: str) -> bool:
+    if kind == "pgvector":
+        return True  # created by the PostgreSQL schema
     probe = "vec_version()" if kind == "vec" else "vss_version()"
     try:
         conn.execute(f"SELECT {probe}")

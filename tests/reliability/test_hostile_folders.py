@@ -28,8 +28,8 @@ from abathur_memkit.search.watch import watch_directory
 
 
 @pytest.fixture
-async def hdb(tmp_path: Path) -> AsyncIterator[Database]:
-    async with Database(tmp_path / "d.db", embedder="hashing") as database:
+async def hdb(db_target: str | Path) -> AsyncIterator[Database]:
+    async with Database(db_target, embedder="hashing") as database:
         yield database
 
 

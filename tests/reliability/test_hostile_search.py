@@ -94,11 +94,12 @@ def test_keyword_search_takes_any_text(indexed: Harness, query: str, raw: bool) 
     np.zeros((2, 384), np.float32),
     np.full(384, np.nan, np.float32), [0.0] * 384, None,
 ])
-async def test_semantic_search_refuses_wrong_query_vectors(tmp_path: Path, vector: Any) -> None:
+async def test_semantic_search_refuses_wrong_query_vectors(db_target: str | Path,
+                                                           vector: Any) -> None:
     from abathur_memkit import Database
 
     TRIED["bad vector"] += 1
-    async with Database(tmp_path / "s.db", embedder=LyingEmbedder(vector)) as db:
+    async with Database(db_target, embedder=LyingEmbedder(vector)) as db:
         before = await dump(db)
         with pytest.raises(MemkitError) as info:
             await db.search.semantic("anything", 3)
@@ -106,10 +107,11 @@ async def test_semantic_search_refuses_wrong_query_vectors(tmp_path: Path, vecto
         assert await dump(db) == before
 
 
-async def test_semantic_search_works_with_an_honest_embedder(tmp_path: Path) -> None:
+async def test_semantic_search_works_with_an_honest_embedder(tmp_path: Path,
+                                                             db_target: str | Path) -> None:
     from abathur_memkit import Database
 
-    async with Database(tmp_path / "s.db", embedder=HashingEmbedder()) as db:
+    async with Database(db_target, embedder=HashingEmbedder()) as db:
         await db.documents.index_document(str(tmp_path / "a.md"), "A", "# A\n\nalpha beta")
         hits = await db.search.semantic("alpha", 3, source="documents")
         assert isinstance(hits, list)
@@ -122,12 +124,12 @@ SURROGATE_QUERIES = ["\ud800", "alpha \udfff", "\udc80beta", "alpha OR \ud83d"]
 
 @pytest.mark.parametrize("query", SURROGATE_QUERIES)
 @pytest.mark.parametrize("mode", ["keyword", "raw", "semantic", "hybrid"])
-async def test_queries_with_lone_surrogates_are_refused(tmp_path: Path, query: str,
+async def test_queries_with_lone_surrogates_are_refused(db_target: str | Path, query: str,
                                                         mode: str) -> None:
     from abathur_memkit import Database
 
     TRIED["search query"] += 1
-    async with Database(tmp_path / "s.db", embedder=HashingEmbedder()) as db:
+    async with Database(db_target, embedder=HashingEmbedder()) as db:
         await db.documents.index_document("/docs/a.md", "A", "# A\n\nalpha beta")
         before = await dump(db)
         with pytest.raises(InvalidInputError, match="Invalid query: not encodable as UTF-8"):
@@ -144,11 +146,11 @@ async def test_queries_with_lone_surrogates_are_refused(tmp_path: Path, query: s
     ({"rrf_k": True}, "rrf_k"), ({"rrf_k": 2**64}, "rrf_k"),
     ({"candidates": 0}, "k"), ({"candidates": "40"}, "k"),
 ])
-async def test_hybrid_refuses_bad_numbers(tmp_path: Path, kwargs: dict[str, Any],
+async def test_hybrid_refuses_bad_numbers(db_target: str | Path, kwargs: dict[str, Any],
                                           names: str) -> None:
     from abathur_memkit import Database
 
-    async with Database(tmp_path / "s.db", embedder=HashingEmbedder()) as db:
+    async with Database(db_target, embedder=HashingEmbedder()) as db:
         await db.documents.index_document("/docs/a.md", "A", "# A\n\nalpha beta")
         with pytest.raises(InvalidInputError, match=f"Invalid {names}"):
             await db.search.hybrid("alpha", 3, **kwargs)
