@@ -80,17 +80,10 @@ class Database(AsyncOpen):
                 read_only=read_only, migrate=migrate, group_commit=group_commit,
                 observer=observer,
             )
-        dialect = self._engine.dialect
-        self.vector_backend = vector_backend = require_vector_backend(
-            DEFAULT_VECTOR_BACKEND[dialect] if vector_backend is None else vector_backend, dialect)
-        # Vector search needs its extension on every connection, readers included.
-        sqlite = self._engine if isinstance(self._engine, SQLiteEngine) else None
-        if sqlite is not None and embedder is not None and vector_backend not in sqlite.extensions:
-            sqlite.extensions = (*sqlite.extensions, vector_backend)
         #: The embedder and vector backend, handed to the search services.
-        self.search_settings = SearchSettings(embedder, vector_backend, self.extensions)
-        if embedder is not None:  # a missing extra or a typo fails here, not at first use
-            self.search_settings.embedder  # noqa: B018
+        self.search_settings = self._search_settings(embedder, vector_backend)
+        if isinstance(self._engine, SQLiteEngine):  # not open yet: loaded as connections open
+            self._engine.extensions = self.search_settings.extensions
         engine = self._engine
         self.sessions = SessionService(engine)
         self.memory = MemoryService(engine, policy=WritePolicy(enforce=self.write_policy))
@@ -102,6 +95,37 @@ class Database(AsyncOpen):
         # Built on first use: search loads numpy, which a core install lacks.
         self._documents: DocumentIndexService | None = None
         self._search: SearchService | None = None
+
+    def _search_settings(
+        self, embedder: str | Embedder | None, vector_backend: str | None
+    ) -> SearchSettings:
+        dialect = self._engine.dialect
+        backend = require_vector_backend(
+            DEFAULT_VECTOR_BACKEND[dialect] if vector_backend is None else vector_backend, dialect)
+        extensions = self.extensions
+        # Vector search needs its extension on every connection, readers included.
+        if dialect == "sqlite" and embedder is not None and backend not in extensions:
+            extensions = (*extensions, backend)
+        settings = SearchSettings(embedder, backend, extensions)
+        if embedder is not None:  # a missing extra or a typo fails here, not at first use
+            settings.embedder  # noqa: B018
+        return settings
+
+    async def use_embedder(
+        self, embedder: str | Embedder | None, *, vector_backend: str | None = None
+    ) -> None:
+        """Choose the embedder (and vector backend) of an open Database.
+
+        For a caller that learns which one to use from the database itself,
+        e.g. the model its stored index was built with (``search.stored_index``),
+        without opening it twice. The search services are built again on next use.
+        """
+        settings = self._search_settings(embedder, vector_backend)
+        if isinstance(self._engine, SQLiteEngine):
+            for name in settings.extensions:
+                await self._engine.load_extension(name)
+        self.search_settings = settings
+        self._documents = self._search = None
 
     def __repr__(self) -> str:
         return f"<Database {self._engine!r}>"
@@ -174,6 +198,11 @@ class Database(AsyncOpen):
         if not isinstance(self._engine, SQLiteEngine):
             raise MemkitError(f"{what} is a SQLite feature; {self.path} is a PostgreSQL database")
         return self._engine
+
+    @property
+    def vector_backend(self) -> str:
+        """The vector backend the search services use ("vec", "vss" or "pgvector")."""
+        return self.search_settings.vector_backend
 
     @property
     def has_embedder(self) -> bool:

@@ -130,3 +130,37 @@ def test_the_facade_builds_its_search_settings_without_numpy(tmp_path: Path) -> 
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
                          text=True, check=True, timeout=120).stdout
     assert out.split() == ["vss", "False"]
+
+
+async def test_use_embedder_chooses_the_embedder_of_an_open_database(tmp_path: Path) -> None:
+    async with Database(tmp_path / "a.db") as db:
+        assert not db.has_embedder and "vec" not in db.extensions
+        before = db.search
+        await db.use_embedder("hashing")
+        assert db.has_embedder and db.embedder.name.startswith("hashing")
+        assert db.search is not before and "vec" in db.extensions
+        await db.documents.index_document("a.md", "A", "# A\n\na note on checkpoints\n", "plan")
+        await db.documents.embed_pending(progress=False)
+        assert (await db.search.semantic("checkpoints", 1))[0].title == "A"
+
+
+def test_search_from_the_cli_opens_the_database_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from abathur_memkit.cli import main
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.md").write_text("# A\n\na note on checkpoints\n", "utf-8")
+    path = str(tmp_path / "a.db")
+    assert main(["index", path, str(docs), "--embedder", "hashing", "--no-progress"]) == 0
+    opened: list[object] = []
+    init = Database.__init__
+
+    def counting(self: Database, *args: Any, **kwargs: Any) -> None:
+        opened.append(args[0] if args else kwargs.get("path"))
+        init(self, *args, **kwargs)
+
+    monkeypatch.setattr(Database, "__init__", counting)
+    assert main(["search", path, "checkpoints", "--mode", "semantic", "--json"]) == 0
+    assert opened == [path]  # the stored index's model is read on the same Database

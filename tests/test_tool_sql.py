@@ -35,7 +35,6 @@ EXCEPTIONS = {
     # The search service's tables: they move with search/ (documents and search as one).
     "bench/ingest.py": {"document_chunks"},
     "bench/quality.py": {"document_chunks", "document_index", "chunks_vectors"},
-    "cli/search.py": {"vector_indexes"},
     # The statements a crash test kills the process inside: text to match, never run.
     "workloads/stress/crash.py": {"audit", "session_events", "memory_entries", "sessions"},
 }

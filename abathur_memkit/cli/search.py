@@ -81,18 +81,6 @@ def _common(p: argparse.ArgumentParser, *, embedder_default: str | None) -> None
                    help="vector backend (default: the index's, else vec)")
 
 
-async def _stored_index(path: str) -> tuple[str | None, str | None]:
-    """(model, backend) of the database's chunk index, if there is one."""
-    from ..database import Database, is_dsn
-
-    if not is_dsn(path) and not Path(path).exists():
-        return None, None
-    async with Database(path, read_only=True) as db:
-        row = await db.fetchone(
-            "SELECT model, backend FROM vector_indexes ORDER BY name = 'chunks' DESC LIMIT 1")
-    return (str(row["model"]), str(row["backend"])) if row else (None, None)
-
-
 def _spec_for(model: str) -> str:
     from ..embeddings import get_embedder
     from ..errors import InvalidInputError
@@ -105,22 +93,29 @@ def _spec_for(model: str) -> str:
 
 
 async def _open(args: argparse.Namespace, *, embed: bool) -> Any:
+    """The database, opened once, with the embedder and backend its stored index was built with
+    (unless ``--embedder``/``--backend`` say otherwise)."""
     from ..database import Database, is_dsn
     from ..engines.sqlite.files import read_only_location
+    from ..search.vectors import stored_index
     from .admin import open_or_create
 
-    model, backend = await _stored_index(args.db)
-    if is_dsn(args.db):
-        backend = None  # pgvector: no SQLite backend to choose
-    spec = args.embedder
-    if spec is None and embed and model is not None:
-        spec = _spec_for(model)
-    embedder, vector_backend = spec if embed else None, args.backend or backend or "vec"
     if not is_dsn(args.db) and read_only_location(args.db):
         # Searching a database on a read-only mount works while its index is current.
-        return Database(args.db, read_only=True, embedder=embedder,
-                        vector_backend=vector_backend)
-    return open_or_create(args.db, embedder=embedder, vector_backend=vector_backend)
+        db = Database(args.db, read_only=True)
+    else:
+        db = open_or_create(args.db)
+    await db.initialize()
+    try:
+        model, backend = await stored_index(db)
+        spec = args.embedder
+        if spec is None and embed and model is not None:
+            spec = _spec_for(model)
+        await db.use_embedder(spec if embed else None, vector_backend=args.backend or backend)
+    except BaseException:
+        await db.close()
+        raise
+    return db
 
 
 async def cmd_index(args: argparse.Namespace) -> int:

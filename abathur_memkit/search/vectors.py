@@ -26,7 +26,9 @@ from .settings import SearchSettings
 if TYPE_CHECKING:
     from ..embeddings import Embedder
 
-__all__ = ["EMBED_BATCH", "INDEXES", "StaleIndexError", "VectorIndexes", "embed_texts"]
+__all__ = [
+    "EMBED_BATCH", "INDEXES", "StaleIndexError", "VectorIndexes", "embed_texts", "stored_index",
+]
 
 #: The vector indexes memkit keeps: document chunks and memories.
 INDEXES = ("chunks", "memories")
@@ -157,6 +159,18 @@ class VectorIndexes:
             return 0
         dialect = self.store.dialect
         return await self.store.write(lambda conn: _purge(conn, dialect))
+
+
+async def stored_index(store: Store) -> tuple[str | None, str | None]:
+    """(model, backend) the stored chunk index (else any index) was built with, or Nones."""
+
+    def read(conn: Connection) -> tuple[str | None, str | None]:
+        row = conn.execute("SELECT model, backend FROM vector_indexes "
+                           "ORDER BY CASE WHEN name = 'chunks' THEN 0 ELSE 1 END LIMIT 1"
+                           ).fetchone()
+        return (str(row[0]), str(row[1])) if row else (None, None)
+
+    return await store.read(read)
 
 
 def _registry(conn: Connection, name: str) -> dict[str, Any] | None:

@@ -629,6 +629,14 @@ class SQLiteEngine(AsyncOpen):
         for conn in [*([self._writer] if self._writer else []), *self._readers]:
             await fn(conn)
 
+    async def load_extension(self, name: str) -> None:
+        """Load extension ``name`` on every open connection and on those opened later."""
+        if name in self.extensions:
+            return
+        self.extensions = (*self.extensions, name)
+        for conn in [*([self._writer] if self._writer else []), *self._readers]:
+            await self._call(conn, load_extension, conn._conn, name)
+
     async def set_trace_callback(self, callback: Callable[[str], object] | None) -> None:
         """Install a trace callback (called with each SQL text) on every connection."""
         self._trace = callback
