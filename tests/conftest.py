@@ -17,7 +17,10 @@ pytest_plugins = ["pytester", "pg"]
 #: The test modules whose ``db`` and ``policy_db`` run on both engines: each
 #: test once on a SQLite file and once on a fresh PostgreSQL database. A test
 #: of what only SQLite has is marked ``@pytest.mark.sqlite_only("why")``.
-TWO_ENGINES: set[str] = set()
+TWO_ENGINES: set[str] = {
+    # sessions, tasks, agents, checkpoints
+    "test_sessions", "test_tasks", "test_agents_checkpoints", "test_session_scopes",
+}
 
 ENGINES = ("sqlite", "postgresql")
 
