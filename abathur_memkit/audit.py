@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from .engines.interface import Connection, Store
 from .errors import InvalidInputError
 from .inputs import as_timestamp, optional_text, require_int, require_limit
-from .rows import Rows, fetch_all, inserted_id, time_range
+from .rows import Rows, fetch_all, time_range
 from .values import timestamp, to_json
 
 if TYPE_CHECKING:
@@ -39,7 +39,7 @@ def record(
     cursor = conn.execute(
         "INSERT INTO audit (timestamp, agent_id, task_id, action_type, action_data, result, "
         "memory_operation_type, memory_namespace, memory_entry_id) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
         (
             at or timestamp(),
             agent_id,
@@ -52,7 +52,7 @@ def record(
             memory_entry_id,
         ),
     )
-    return inserted_id(cursor)
+    return int(cursor.fetchone()[0])
 
 
 # -- queries -------------------------------------------------------------------
