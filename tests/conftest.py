@@ -20,6 +20,7 @@ pytest_plugins = ["pytester", "pg"]
 TWO_ENGINES: set[str] = {
     # sessions, tasks, agents, checkpoints
     "test_sessions", "test_tasks", "test_agents_checkpoints", "test_session_scopes",
+    "test_stress_and_crash",  # its torn-state checks (the runs have their own PostgreSQL tests)
 }
 
 ENGINES = ("sqlite", "postgresql")
