@@ -21,10 +21,12 @@ def for_update(sql: str) -> str:
     """``sql`` (a SELECT of rows to change) locking those rows until the commit.
 
     PostgreSQL's statement: another writer's ``for_update`` read of the same
-    row waits, then sees the committed change. SQLite has no row locks and
-    needs none (one writer at a time).
+    row waits, then sees the committed change. ``NO KEY UPDATE``, as the
+    UPDATE itself takes: inserts whose foreign keys point at the row (an
+    event, a child task, a checkpoint) do not wait for it. SQLite has no row
+    locks and needs none (one writer at a time).
     """
-    return f"{sql} FOR UPDATE"
+    return f"{sql} FOR NO KEY UPDATE"
 
 
 class Lifecycle:

@@ -704,7 +704,7 @@ def count_live_keys(conn: Connection) -> int:
     """Keys with at least one live version."""
     return int(conn.execute(
         "SELECT count(*) FROM (SELECT DISTINCT namespace, key FROM memory_entries "
-        "WHERE is_deleted = 0)").fetchone()[0])
+        "WHERE is_deleted = 0) AS k").fetchone()[0])
 
 
 def latest_row(conn: Connection, namespace: str, key: str) -> Any:

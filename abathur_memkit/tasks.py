@@ -127,7 +127,7 @@ _PG_READY = (
     "LEFT JOIN tasks AS dep ON dep.id = d.value COLLATE \"C\" "
     "WHERE dep.status IS DISTINCT FROM 'completed'))"
 )
-_SKIP_LOCKED = " FOR UPDATE OF t SKIP LOCKED"
+_SKIP_LOCKED = " FOR NO KEY UPDATE OF t SKIP LOCKED"
 SQL = {
     "sqlite": _Sql(NEXT_PENDING, NEXT_PENDING_FOR_TYPE, GET_STATUS, TIMED_OUT),
     "postgresql": _Sql(
@@ -240,8 +240,8 @@ class TaskService:
         Two claimers, in this process or another, never get the same task: on
         SQLite one ``BEGIN IMMEDIATE`` transaction holds the write lock from the
         pick to the update; on PostgreSQL the pick locks its row
-        (``FOR UPDATE SKIP LOCKED``: a task another claimer holds is passed
-        over). ``agent_id`` is recorded in the audit row.
+        (``FOR NO KEY UPDATE SKIP LOCKED``: a task another claimer holds is
+        passed over). ``agent_id`` is recorded in the audit row.
         """
         kind = optional_text(agent_type, "agent_type")
         agent = optional_text(agent_id, "agent_id")

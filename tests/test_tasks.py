@@ -130,6 +130,21 @@ async def test_claimers_on_two_connections(db: Database) -> None:
     assert rows == [{"n": 20}]
 
 
+async def test_claim_takes_a_task_an_insert_points_at(pg_memkit_dsn: str) -> None:
+    # PostgreSQL: an insert whose foreign key names a task (a child task, an agent,
+    # a checkpoint) holds the task's row FOR KEY SHARE until it commits; claimers
+    # do not pass over the task for that.
+    import psycopg
+
+    async with Database(pg_memkit_dsn) as db:
+        await db.tasks.submit("p", task_id="t1")
+        with psycopg.connect(pg_memkit_dsn) as other:
+            other.execute("SELECT 1 FROM tasks WHERE id = 't1' FOR KEY SHARE")
+            task = await db.tasks.claim()
+            other.rollback()
+    assert task is not None and task["id"] == "t1"
+
+
 async def test_concurrent_submits_of_one_id(db: Database) -> None:
     results = await asyncio.gather(*(db.tasks.submit("p", task_id="dup") for _ in range(6)),
                                    return_exceptions=True)
