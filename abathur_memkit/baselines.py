@@ -77,12 +77,12 @@ _M_COLUMNS = ", ".join("m." + c.strip() for c in COLUMNS.split(","))
 LEGACY_SEARCH_PREFIX = (
     f"SELECT {_M_COLUMNS} FROM memory_entries m "
     "WHERE (m.namespace = ? OR (m.namespace >= ? AND m.namespace < ?)) "
-    f"AND {_LATEST_PER_KEY} AND (? IS NULL OR m.memory_type = ?) "
+    f"AND {_LATEST_PER_KEY} AND (CAST(? AS TEXT) IS NULL OR m.memory_type = ?) "
     "ORDER BY m.updated_at DESC, m.id DESC LIMIT ?"
 )
 LEGACY_SEARCH_ALL = (
     f"SELECT {_M_COLUMNS} FROM memory_entries m "
-    f"WHERE {_LATEST_PER_KEY} AND (? IS NULL OR m.memory_type = ?) "
+    f"WHERE {_LATEST_PER_KEY} AND (CAST(? AS TEXT) IS NULL OR m.memory_type = ?) "
     "ORDER BY m.updated_at DESC, m.id DESC LIMIT ?"
 )
 LEGACY_LIST_NAMESPACES = (

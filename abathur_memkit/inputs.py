@@ -131,6 +131,8 @@ _STORED_TIME = re.compile(
     re.ASCII,
 )
 
+_EARLIEST = "0000-01-01 00:00:00"
+
 
 def as_timestamp(value: object, field: str) -> str | None:
     """A time bound in stored form; a naive ``datetime`` is taken as UTC."""
@@ -145,10 +147,17 @@ def as_timestamp(value: object, field: str) -> str | None:
             # The stored form compares as text: "T" would sort after " " and a
             # UTC suffix after the digits, so both are normalised away.
             bound = match.group(1).replace("T", " ")
-            # A bare year looks like a number, and TIMESTAMP columns have numeric
-            # affinity: SQLite would compare 2026 as an integer (below every
-            # text). As text, "2026" and "2026-01-01 00:00:00" bound alike.
-            return f"{bound}-01-01 00:00:00" if bound.isdigit() else bound
+            # A prefix is completed to a whole time, which bounds alike as text:
+            # SQLite would compare a bare year as an integer (TIMESTAMP columns
+            # have numeric affinity, so 2026 sorts below every text), and
+            # PostgreSQL reads only whole dates and times.
+            bound += _EARLIEST[len(bound):]
+            try:
+                datetime.strptime(bound[:19], "%Y-%m-%d %H:%M:%S")
+            except ValueError:
+                pass  # 2025-13, 2025-02-30: no such time
+            else:
+                return bound
     raise InvalidInputError(
         f"Invalid {field}: expected a datetime or a UTC 'YYYY-MM-DD HH:MM:SS' string "
         f"(or a prefix of one), got {show(value)}"

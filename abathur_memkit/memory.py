@@ -3,15 +3,16 @@
 Each write adds a row: versions are immutable and ascend per (namespace, key),
 also across a soft delete (a key added again must not collide with its
 version 1), so history stays intact. Reads return the latest live version.
-Every write and its audit row commit in one ``BEGIN IMMEDIATE`` transaction
-(``Database.write``).
+Every write and its audit row commit in one transaction (``Store.write``):
+on SQLite ``BEGIN IMMEDIATE`` serializes the writers; on PostgreSQL a writer
+first locks the key it writes (see ``PG_LOCK_KEY``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from . import audit
 from .engines.interface import Connection, Store
@@ -34,7 +35,6 @@ from .namespaces import (
     prefix_bounds,
     require_segment,
 )
-from .rows import inserted_id
 from .values import from_json, timestamp, timestamp_ago, to_json
 
 __all__ = ["MEMORY_TYPES", "MemoryItem", "MemoryService", "describe"]
@@ -67,6 +67,7 @@ INSERT = (
     "INSERT INTO memory_entries (namespace, key, value, memory_type, version, metadata, "
     "created_by, updated_by, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+INSERT_RETURNING = f"{INSERT} RETURNING id"
 SOFT_DELETE = (
     "UPDATE memory_entries SET is_deleted = 1, updated_at = ? "
     "WHERE namespace = ? AND key = ? AND is_deleted = 0"
@@ -144,6 +145,106 @@ AUDIT_FOR_RANGE = (
     "'create', namespace, id FROM memory_entries WHERE id BETWEEN ? AND ?"
 )
 
+# -- PostgreSQL's spelling, where SQLite's differs ----------------------------
+
+# SQLite's BEGIN IMMEDIATE serializes every writer. On PostgreSQL a writer of
+# one key first takes that key's lock (held until commit), so the newest
+# version it then reads stays the newest and versions stay gapless. A batch and
+# TTL expiry, which touch many keys, take the memory writers' lock exclusively
+# instead (every key writer holds it shared): one lock per key of a large batch
+# would fill the server's lock table.
+_PG_WRITERS = "hashtextextended('memkit memory writers', 0)"
+PG_LOCK_KEY = (
+    f"SELECT pg_advisory_xact_lock_shared({_PG_WRITERS}), "
+    "pg_advisory_xact_lock(hashtextextended(?, hashtextextended(?, 0)))"
+)
+PG_LOCK_ALL = f"SELECT pg_advisory_xact_lock({_PG_WRITERS})"
+# No INDEXED BY or "+" hints: PostgreSQL's planner picks from its statistics,
+# so one statement serves narrow and broad prefixes. A NULL parameter needs its type.
+_PG_TYPE_FILTER = "(?::text IS NULL OR h.memory_type = ?)"
+PG_SEARCH_ALL = (
+    f"SELECT {_M_COLUMNS} FROM memory_heads h JOIN memory_entries m ON m.id = h.entry_id "
+    f"WHERE {_PG_TYPE_FILTER} {_HEADS_ORDER}"
+)
+PG_SEARCH_PREFIX = (
+    f"SELECT {_M_COLUMNS} FROM memory_heads h JOIN memory_entries m ON m.id = h.entry_id "
+    f"WHERE {_IN_PREFIX} AND {_PG_TYPE_FILTER} {_HEADS_ORDER}"
+)
+PG_LIST_NAMESPACES = (
+    "SELECT coalesce(json_agg(namespace ORDER BY namespace), '[]') FROM memory_namespaces "
+    "WHERE namespace >= ? AND namespace < ?"
+)
+PG_EXISTING_KEYS = (
+    "SELECT m.namespace, m.key, max(m.version), "
+    "(SELECT x.is_deleted FROM memory_entries x WHERE x.namespace = m.namespace "
+    " AND x.key = m.key ORDER BY x.version DESC LIMIT 1) "
+    "FROM jsonb_array_elements(?::jsonb) AS j JOIN memory_entries AS m "
+    "ON m.namespace = j.value ->> 0 AND m.key = j.value ->> 1 "
+    "GROUP BY m.namespace, m.key"
+)
+# The batch and its audit rows in one statement; RETURNING gives the ids,
+# which need not be consecutive here (other sessions draw from the sequence).
+PG_INSERT_BATCH = (
+    "WITH new AS (INSERT INTO memory_entries (namespace, key, value, memory_type, version, "
+    "metadata, created_by, updated_by, created_at, updated_at) "
+    "SELECT i.namespace, i.key, i.value::jsonb, i.memory_type, i.version, i.metadata::jsonb, "
+    "?, ?, ?, ? FROM unnest(?::text[], ?::text[], ?::text[], ?::text[], ?::int[], ?::text[]) "
+    "WITH ORDINALITY AS i(namespace, key, value, memory_type, version, metadata, n) "
+    "ORDER BY i.n RETURNING id, namespace, key, version, created_by, created_at) "
+    "INSERT INTO audit (timestamp, task_id, action_type, action_data, "
+    "memory_operation_type, memory_namespace, memory_entry_id) "
+    "SELECT created_at, ?::text, 'memory_create', jsonb_build_object('by', created_by, "
+    "'key', key, 'version', version, 'batch', 1), 'create', namespace, id FROM new "
+    "RETURNING memory_entry_id"
+)
+
+
+class _Sql(NamedTuple):
+    """The statements of one engine, where the two differ."""
+
+    lock_key: str | None  # (namespace, key): before reading a key to write it
+    lock_all: str | None  # before a batch or TTL expiry
+    search_all: str
+    search_prefix_walk: str
+    search_prefix: str
+    count_prefix: str | None  # None: the planner chooses, search_prefix serves every prefix
+    unlimited: int | None  # the LIMIT parameter that means no limit
+    list_namespaces: str
+    existing_keys: str
+    insert_batch: Callable[[Connection, list[tuple[Any, ...]], str | None], list[int]]
+
+
+def _insert_batch_sqlite(
+    conn: Connection, params: list[tuple[Any, ...]], task_id: str | None
+) -> list[int]:
+    conn.executemany(INSERT, params)
+    # Under the write lock AUTOINCREMENT ids of one executemany are
+    # consecutive, so the audit rows come from the id range in one statement.
+    last = int(conn.execute("SELECT last_insert_rowid()").fetchone()[0])
+    first = last - len(params) + 1
+    conn.execute(AUDIT_FOR_RANGE, (task_id, first, last))
+    return list(range(first, last + 1))
+
+
+def _insert_batch_postgresql(
+    conn: Connection, params: list[tuple[Any, ...]], task_id: str | None
+) -> list[int]:
+    _, _, _, _, _, _, created_by, updated_by, created_at, updated_at = params[0]
+    columns = [list(column) for column in zip(*(row[:6] for row in params), strict=True)]
+    rows = conn.execute(PG_INSERT_BATCH, (created_by, updated_by, created_at, updated_at,
+                                          *columns, task_id)).fetchall()
+    # Rows went in in item order, each drawing the next id from the sequence.
+    return sorted(int(row[0]) for row in rows)
+
+
+SQL = {
+    "sqlite": _Sql(None, None, SEARCH_ALL, SEARCH_PREFIX_WALK, SEARCH_PREFIX, COUNT_PREFIX, -1,
+                   LIST_NAMESPACES, EXISTING_KEYS, _insert_batch_sqlite),
+    "postgresql": _Sql(PG_LOCK_KEY, PG_LOCK_ALL, PG_SEARCH_ALL, PG_SEARCH_PREFIX,
+                       PG_SEARCH_PREFIX, None, None, PG_LIST_NAMESPACES, PG_EXISTING_KEYS,
+                       _insert_batch_postgresql),
+}
+
 
 @dataclass(frozen=True)
 class MemoryItem:
@@ -202,6 +303,8 @@ class MemoryService:
     def __init__(self, store: Store, *, policy: WritePolicy | None = None) -> None:
         self.store = store
         self.policy = policy or WritePolicy(enforce=False)
+        #: This engine's statements, where SQLite's and PostgreSQL's differ.
+        self.sql = SQL[store.dialect]
 
     # -- reads ---------------------------------------------------------------
 
@@ -241,27 +344,31 @@ class MemoryService:
         if memory_type is not None:
             _check_memory_type(memory_type)
         limit = require_limit(limit)
+        sql = self.sql
         if bounds is None:
             return await self.store.read(
-                lambda conn: _fetch(conn, SEARCH_ALL, (memory_type, memory_type, limit)))
+                lambda conn: _fetch(conn, sql.search_all, (memory_type, memory_type, limit)))
         params = (*bounds, memory_type, memory_type, limit)
 
         def search(conn: Connection) -> list[dict[str, Any]]:
-            count = conn.execute(COUNT_PREFIX, (*bounds, WALK_FROM_HEADS)).fetchone()[0]
+            if sql.count_prefix is None:
+                return _fetch(conn, sql.search_prefix, params)
+            count = conn.execute(sql.count_prefix, (*bounds, WALK_FROM_HEADS)).fetchone()[0]
             broad = count >= WALK_FROM_HEADS
-            return _fetch(conn, SEARCH_PREFIX_WALK if broad else SEARCH_PREFIX, params)
+            return _fetch(conn, sql.search_prefix_walk if broad else sql.search_prefix, params)
 
         return await self.store.read(search)
 
     async def list_namespaces(self, prefix: str = "") -> list[str]:
         """Namespaces holding at least one live memory, sorted, optionally under a prefix."""
         bounds = prefix_bounds(prefix)
+        sql = self.sql.list_namespaces
 
         def walk(conn: Connection) -> list[str]:
             exact, low, high = bounds or ("", "", _AFTER_ALL)
             # sorted() is linear on the sorted array; it keeps the order whatever
             # order the aggregate saw its rows in.
-            names = sorted(from_json(conn.execute(LIST_NAMESPACES, (exact, high)).fetchone()[0]))
+            names = sorted(from_json(conn.execute(sql, (exact, high)).fetchone()[0]))
             # [exact, high) also holds siblings such as user:alice2 < user:alice:.
             return [n for n in names if n == exact or n >= low]
 
@@ -277,6 +384,7 @@ class MemoryService:
         dict plus its ``scope``.
         """
         require_segment(session_id, "session_id")
+        search_prefix, unlimited = self.sql.search_prefix, self.sql.unlimited
 
         def collect(conn: Connection) -> dict[str, dict[str, Any]]:
             row = conn.execute(SESSION_SCOPES, (session_id,)).fetchone()
@@ -292,7 +400,7 @@ class MemoryService:
                     continue
                 exact = f"{scope}:{owners[scope]}"
                 bounds = (exact, exact + ":", exact + ";")
-                rows = _fetch(conn, SEARCH_PREFIX, (*bounds, None, None, -1))
+                rows = _fetch(conn, search_prefix, (*bounds, None, None, unlimited))
                 for entry in reversed(rows):  # oldest first
                     entry["scope"] = scope
                     context[entry["key"]] = entry
@@ -325,6 +433,7 @@ class MemoryService:
         require_bool(elevated, "elevated")
 
         def add(conn: Connection) -> int:
+            self._lock_key(conn, namespace, key)
             self._authorize(conn, created_by, namespace, elevated)
             newest = conn.execute(GET_NEWEST, (namespace, key)).fetchone()
             if newest is not None and not newest["is_deleted"]:
@@ -371,6 +480,7 @@ class MemoryService:
         require_bool(elevated, "elevated")
 
         def update(conn: Connection) -> int:
+            self._lock_key(conn, namespace, key)
             self._authorize(conn, updated_by, namespace, elevated)
             newest = self._newest_live(conn, namespace, key)
             version = int(newest["version"]) + 1
@@ -403,6 +513,7 @@ class MemoryService:
         require_bool(elevated, "elevated")
 
         def delete(conn: Connection) -> bool:
+            self._lock_key(conn, namespace, key)
             self._authorize(conn, deleted_by, namespace, elevated)
             newest = conn.execute(GET_LATEST, (namespace, key)).fetchone()
             if newest is None:
@@ -433,6 +544,7 @@ class MemoryService:
         require_bool(elevated, "elevated")
 
         def restore(conn: Connection) -> int:
+            self._lock_key(conn, namespace, key)
             self._authorize(conn, restored_by, namespace, elevated)
             newest = conn.execute(GET_NEWEST, (namespace, key)).fetchone()
             if newest is None:
@@ -474,6 +586,7 @@ class MemoryService:
         require_bool(elevated, "elevated")
 
         def rollback(conn: Connection) -> int:
+            self._lock_key(conn, namespace, key)
             self._authorize(conn, updated_by, namespace, elevated)
             newest = self._newest_live(conn, namespace, key)
             target = conn.execute(GET_VERSION, (namespace, key, target_version)).fetchone()
@@ -525,6 +638,7 @@ class MemoryService:
         require_bool(elevated, "elevated")
 
         def publish(conn: Connection) -> int:
+            self._lock_key(conn, to_namespace, target_key)
             # A session publishes only its own drafts, and only where it may write.
             self._authorize(conn, published_by, namespace, elevated)
             self._authorize(conn, published_by, to_namespace, elevated)
@@ -592,14 +706,18 @@ class MemoryService:
         if not rows:
             return []
 
+        sql = self.sql
+
         def insert_all(conn: Connection) -> list[int]:
+            if sql.lock_all is not None:
+                conn.execute(sql.lock_all)
             for namespace in dict.fromkeys(row[0] for row in rows):
                 self._authorize(conn, created_by, namespace, elevated)
             # Keys of the batch that exist already, found in one statement
             # (json_each + index seeks in SQLite, not a query per item).
             keys = to_json([[row[0], row[1]] for row in rows], "batch keys")
             existing = {(ns, key): (version, deleted)
-                        for ns, key, version, deleted in conn.execute(EXISTING_KEYS, (keys,))}
+                        for ns, key, version, deleted in conn.execute(sql.existing_keys, (keys,))}
             params = []
             for index, (namespace, key, value, memory_type, metadata) in enumerate(rows):
                 version, deleted = existing.get((namespace, key), (0, True))
@@ -609,13 +727,7 @@ class MemoryService:
                     )
                 params.append((namespace, key, value, memory_type, version + 1, metadata,
                                created_by, created_by, now, now))
-            conn.executemany(INSERT, params)
-            # Under the write lock AUTOINCREMENT ids of one executemany are
-            # consecutive, so the audit rows come from the id range in one statement.
-            last = int(conn.execute("SELECT last_insert_rowid()").fetchone()[0])
-            first = last - len(params) + 1
-            conn.execute(AUDIT_FOR_RANGE, (task_id, first, last))
-            return list(range(first, last + 1))
+            return sql.insert_batch(conn, params, task_id)
 
         return await self.store.write(insert_all)
 
@@ -633,7 +745,11 @@ class MemoryService:
         except (OverflowError, ValueError):
             return 0  # older than any date Python can hold: nothing is that old
 
+        lock_all = self.sql.lock_all
+
         def expire(conn: Connection) -> int:
+            if lock_all is not None:
+                conn.execute(lock_all)
             expired = 0
             now = timestamp()
             for entry_id, namespace, key, version in conn.execute(EXPIRED, (cutoff,)).fetchall():
@@ -658,6 +774,10 @@ class MemoryService:
 
         self.policy.check(writer, namespace, session_user, elevated=elevated)
 
+    def _lock_key(self, conn: Connection, namespace: str, key: str) -> None:
+        if self.sql.lock_key is not None:
+            conn.execute(self.sql.lock_key, (key, namespace))
+
     @staticmethod
     def _newest_live(conn: Connection, namespace: str, key: str) -> Any:
         newest = conn.execute(GET_NEWEST, (namespace, key)).fetchone()
@@ -670,9 +790,9 @@ class MemoryService:
                 version: int, metadata: str, created_by: str | None,
                 updated_by: str | None) -> int:
         now = timestamp()
-        cursor = conn.execute(INSERT, (namespace, key, value, memory_type, version, metadata,
-                                       created_by, updated_by, now, now))
-        return inserted_id(cursor)
+        return int(conn.execute(INSERT_RETURNING, (
+            namespace, key, value, memory_type, version, metadata, created_by, updated_by,
+            now, now)).fetchone()[0])
 
 
 def _check_version(version: object) -> int:

@@ -97,7 +97,8 @@ def summary_sql(
     where, params = _where(name, since, until)
     return (
         "SELECT count(*) AS count, min(metric_value) AS min, max(metric_value) AS max, "
-        f"avg(metric_value) AS avg, total(metric_value) AS sum FROM metrics WHERE {where}",
+        f"avg(metric_value) AS avg, coalesce(sum(metric_value), 0.0) AS sum FROM metrics "
+        f"WHERE {where}",
         params,
     )
 
@@ -122,7 +123,8 @@ class MetricsService:
         labels_json = None if labels is None else to_json(require_object(labels, "labels"),
                                                            "labels")
         return await self.store.write(lambda conn: int(conn.execute(
-            INSERT, (timestamp(), metric, float(value), labels_json)).lastrowid or 0))
+            f"{INSERT} RETURNING id", (timestamp(), metric, float(value), labels_json)
+        ).fetchone()[0]))
 
     async def query(
         self,

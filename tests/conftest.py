@@ -18,9 +18,16 @@ pytest_plugins = ["pytester", "pg"]
 #: test once on a SQLite file and once on a fresh PostgreSQL database. A test
 #: of what only SQLite has is marked ``@pytest.mark.sqlite_only("why")``.
 TWO_ENGINES: set[str] = {
-    # sessions, tasks, agents, checkpoints
-    "test_sessions", "test_tasks", "test_agents_checkpoints", "test_session_scopes",
+    "test_agents_checkpoints",
+    "test_audit_metrics",
+    "test_memory",
+    "test_memory_heads",
+    "test_namespace_ids",
+    "test_read_back",
+    "test_session_scopes",
+    "test_sessions",
     "test_stress_and_crash",  # its torn-state checks (the runs have their own PostgreSQL tests)
+    "test_tasks",
 }
 
 ENGINES = ("sqlite", "postgresql")
@@ -30,9 +37,11 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     module = metafunc.module.__name__.rpartition(".")[2]
     if module not in TWO_ENGINES or metafunc.definition.get_closest_marker("sqlite_only"):
         return
-    for name in ("db", "policy_db"):
-        if name in metafunc.fixturenames:
-            metafunc.parametrize(name, ENGINES, indirect=True)
+    # One engine per test: a module's own ``db`` may be built on ``policy_db``.
+    names = [name for name in ("db", "policy_db") if name in metafunc.fixturenames]
+    if names:
+        metafunc.parametrize(names, [(engine,) * len(names) for engine in ENGINES],
+                             indirect=True, ids=ENGINES)
 
 
 def _target(request: pytest.FixtureRequest, tmp_path: Path) -> str | Path:

@@ -32,6 +32,17 @@ async def test_samples_are_buffered_and_written_on_close(tmp_path: Path) -> None
     assert all(ms >= 0 for _, ms in _latency_rows(path))
 
 
+async def test_samples_are_written_on_postgresql_too(pg_memkit_dsn: str) -> None:
+    async with Database(pg_memkit_dsn, record_metrics=True) as db:
+        await db.memory.add_memory("user:a", "k", 1, "semantic", "user:a")
+        assert await db.memory.get_memory("user:a", "k") is not None
+        assert await db.metrics.query("latency.add_memory") == []  # no write per sample
+    async with Database(pg_memkit_dsn) as db:
+        for name in ("latency.add_memory", "latency.get_memory"):
+            (sample,) = await db.metrics.query(name)
+            assert sample["metric_value"] >= 0 and sample["labels"] is None
+
+
 async def test_a_full_buffer_is_written_in_one_batch(tmp_path: Path) -> None:
     path = tmp_path / "m.db"
     async with Database(path, record_metrics=True) as db:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 from typing import Any
 
@@ -36,6 +37,17 @@ async def audit_rows(db: Database) -> list[dict[str, Any]]:
     return await db.fetchall(
         "SELECT action_type, memory_operation_type, memory_namespace, memory_entry_id, task_id "
         "FROM audit ORDER BY id")
+
+
+# A trigger that refuses every audit row.
+AUDIT_DOWN = {
+    "sqlite": "CREATE TRIGGER audit_down BEFORE INSERT ON audit "
+              "BEGIN SELECT RAISE(ABORT, 'audit is down'); END",
+    "postgresql": "CREATE FUNCTION audit_down() RETURNS trigger LANGUAGE plpgsql AS "
+                  "$$ BEGIN RAISE EXCEPTION 'audit is down'; END $$; "
+                  "CREATE TRIGGER audit_down BEFORE INSERT ON audit "
+                  "FOR EACH ROW EXECUTE FUNCTION audit_down()",
+}
 
 
 # -- versioning ---------------------------------------------------------------
@@ -145,6 +157,7 @@ async def test_search_returns_latest_live_version_per_key(db: Database) -> None:
     assert len(await mem.search_memories("user:alice", limit=1)) == 1
 
 
+@pytest.mark.sqlite_only("SQLite's EXPLAIN QUERY PLAN; PostgreSQL's plans are checked apart")
 async def test_prefix_query_plans_search_the_index(db: Database) -> None:
     bounds = ("user:a", "user:a:", "user:a;")
     plan = await db.query_plan(sql.SEARCH_PREFIX, (*bounds, None, None, 50))
@@ -371,8 +384,7 @@ async def test_audit_row_commits_with_its_write(db: Database) -> None:
     ids = [r["id"] for r in await db.fetchall("SELECT id FROM memory_entries ORDER BY id")]
     assert [r["memory_entry_id"] for r in rows] == [ids[0], ids[1], ids[1], ids[1], ids[2]]
     # If the audit row cannot be written, the memory write is rolled back with it.
-    await db.execute("CREATE TRIGGER audit_down BEFORE INSERT ON audit "
-                     "BEGIN SELECT RAISE(ABORT, 'audit is down'); END")
+    await db.execute(AUDIT_DOWN[db.dialect])
     before = await dump(db)
     with pytest.raises(MemkitError, match="audit is down"):
         await mem.update_memory(NS, "a", 3, "system")
@@ -407,3 +419,55 @@ async def test_fifty_concurrent_agents(db: Database) -> None:
     rows = await db.fetchone("SELECT count(*) AS n FROM memory_entries")
     assert rows is not None and rows["n"] == 50 * 9
     assert await db.integrity_check() == ["ok"]
+
+
+# -- many writers on PostgreSQL -------------------------------------------------------------
+
+async def test_concurrent_writers_of_one_key_get_gapless_versions(pg_memkit_dsn: str) -> None:
+    # Two Database objects (two pools, as two hosts would have) and many tasks on each.
+    async with Database(pg_memkit_dsn) as one, Database(pg_memkit_dsn) as two:
+        await one.memory.add_memory(NS, "counter", 0, "semantic", "system")
+        writers = 24
+
+        async def update(n: int) -> int:
+            return await (one if n % 2 else two).memory.update_memory(
+                NS, "counter", n, f"agent:{n}")
+
+        versions = await asyncio.gather(*(update(n) for n in range(writers)))
+        assert sorted(versions) == list(range(2, writers + 2))
+        history = await one.memory.get_memory_history(NS, "counter")
+        assert [h["version"] for h in history] == list(range(writers + 1, 0, -1))
+        rows = await two.fetchall(
+            "SELECT a.memory_entry_id, a.action_data, m.version FROM audit a "
+            "JOIN memory_entries m ON m.id = a.memory_entry_id ORDER BY a.id")
+        assert sorted(r["memory_entry_id"] for r in rows) == sorted(h["id"] for h in history)
+        assert all(json.loads(r["action_data"])["version"] == r["version"] for r in rows)
+
+
+async def test_batches_and_adds_racing_for_keys_create_each_once(pg_memkit_dsn: str) -> None:
+    async with Database(pg_memkit_dsn) as one, Database(pg_memkit_dsn) as two:
+
+        async def add(db: Database, key: str) -> list[str]:
+            await db.memory.add_memory(NS, key, key, "semantic", "system")
+            return [key]
+
+        async def batch(db: Database, part: list[str]) -> list[str]:
+            await db.memory.add_memories([MemoryItem(NS, k, k) for k in part], "system")
+            return part
+
+        everything: list[str] = []
+        for race in range(8):
+            keys = [f"r{race}k{i}" for i in range(6)]
+            everything += keys
+            calls = [batch(db, keys[i:i + 3]) for i in (0, 3) for db in (one, two)]
+            calls += [add(db, k) for k in keys for db in (one, two)]
+            results = await asyncio.gather(*calls, return_exceptions=True)
+            errors = [r for r in results if isinstance(r, BaseException)]
+            # Whoever lost a race was told the key exists, not a constraint's message.
+            assert all(isinstance(e, AlreadyExistsError) for e in errors), errors
+            created = [k for r in results if isinstance(r, list) for k in r]
+            assert sorted(created) == keys
+        rows = await one.fetchall("SELECT key, version FROM memory_entries ORDER BY key")
+        assert [(r["key"], r["version"]) for r in rows] == [(k, 1) for k in sorted(everything)]
+        audits = await one.fetchone("SELECT count(*) AS n FROM audit")
+        assert audits is not None and audits["n"] == len(everything)

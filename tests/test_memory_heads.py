@@ -67,13 +67,13 @@ async def _assert_same(db: Database) -> None:
             await legacy_list_namespaces(db, prefix), prefix
         bounds = prefix_bounds(prefix)
         if bounds is not None:  # no limit, as context_for_session asks
-            assert await _unlimited(db, memory.SEARCH_PREFIX, bounds) == \
+            assert await _unlimited(db, db.memory.sql.search_prefix, bounds) == \
                 await _unlimited(db, LEGACY_SEARCH_PREFIX, bounds), prefix
 
 
 async def _unlimited(db: Database, sql: str, bounds: tuple[str, str, str]) -> list[Any]:
     def fetch(conn: Any) -> list[Any]:
-        return _fetch(conn, sql, (*bounds, None, None, -1))
+        return _fetch(conn, sql, (*bounds, None, None, db.memory.sql.unlimited))
 
     return await db.read(fetch)
 

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..archive import ARCHIVED_TABLES
+from ..engines.interface import Connection
 from ..errors import InvalidInputError
 from ..values import from_json
 from .optional import pandas
@@ -54,7 +55,7 @@ def _spec(table: str) -> Table:
         ) from None
 
 
-def _fetch(conn: Any, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+def _fetch(conn: Connection, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
     cursor = conn.cursor()
     cursor.row_factory = None  # plain tuples, whatever the connection's row factory
     cursor.execute(sql)

@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from ..engines.interface import Connection
+
 __all__ = [
     "DOCUMENTS_WITHOUT_CHUNKS", "KINDS", "REPORT_COUNTS", "TABLES", "Kind", "Table", "group_rows",
 ]
@@ -99,13 +101,13 @@ DOCUMENTS_WITHOUT_CHUNKS = Kind("document_chunk", "document_index", "t.created_a
                                 rows="sum(coalesce(t.chunk_count, 1))")
 
 
-def _payload_sql(conn: Any, table: str) -> str:
+def _payload_sql(conn: Connection, table: str) -> str:
     columns = [row[1] for row in conn.execute(f'PRAGMA table_info("{table}")')]
     terms = [f'coalesce(length(CAST(t."{c}" AS BLOB)), 0)' for c in columns]
     return " + ".join(terms) or "0"
 
 
-def group_rows(conn: Any, kind: Kind) -> list[tuple[Any, ...]]:
+def group_rows(conn: Connection, kind: Kind) -> list[tuple[Any, ...]]:
     """(kind, day, scope, memory_type, rows, payload_bytes, first_time, last_time) per group."""
     sql = (
         f"SELECT substr({kind.time}, 1, 10) AS day, {kind.scope} AS scope, "

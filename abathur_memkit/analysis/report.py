@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from ..engines.interface import Connection
 from ..errors import InvalidInputError, MemkitError
 from .optional import require
 from .queries import REPORT_COUNTS
@@ -162,7 +163,7 @@ def _figures(nb: Any, name: str, out: Path) -> list[Path]:
     return paths
 
 
-def _count(conn: Any, sql: str) -> str:
+def _count(conn: Connection, sql: str) -> str:
     try:
         return f"{conn.execute(sql).fetchone()[0]:,}"
     except Exception:  # an older schema without the table

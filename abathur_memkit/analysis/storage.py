@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from ..engines.interface import Connection
 from ..errors import InvalidInputError
 from .optional import pandas
 from .queries import KINDS, Kind
@@ -81,7 +82,7 @@ def _role(btree_type: str, table: str, kind: str) -> str:
     return "data" if table in _DATA_TABLES else "search"
 
 
-def btree_sizes(conn: Any) -> list[BTree] | None:
+def btree_sizes(conn: Connection) -> list[BTree] | None:
     """Every b-tree of ``conn``'s main database by ``dbstat``; None without dbstat."""
     try:
         stats = conn.execute(
@@ -102,7 +103,7 @@ def btree_sizes(conn: Any) -> list[BTree] | None:
     return result
 
 
-def page_totals(conn: Any) -> dict[str, int]:
+def page_totals(conn: Connection) -> dict[str, int]:
     """Page size, page count, free pages and the file bytes they add up to."""
     page_size = int(conn.execute("PRAGMA page_size").fetchone()[0])
     pages = int(conn.execute("PRAGMA page_count").fetchone()[0])

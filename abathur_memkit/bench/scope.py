@@ -32,6 +32,7 @@ from ..baselines import (
     PLAIN_SOFT_DELETE,
 )
 from ..database import Database
+from ..engines.interface import Connection
 from ..memory import MemoryItem, _fetch
 from ..namespaces import prefix_bounds
 from ..values import timestamp
@@ -59,7 +60,7 @@ async def legacy_list_namespaces(db: Database, prefix: str = "") -> list[str]:
     """``list_namespaces`` as it was before memory_heads."""
     bounds = prefix_bounds(prefix)
 
-    def walk(conn: Any) -> list[str]:
+    def walk(conn: Connection) -> list[str]:
         start = bounds[0] if bounds else ""
         names = [r[0] for r in conn.execute(LEGACY_LIST_NAMESPACES, (start,))]
         if bounds is None:
@@ -144,7 +145,7 @@ async def _build(db: Database, sizes: ScopeSizes, rng: random.Random,
     updated = [(later, i + 1) for i in rng.sample(range(total), total // 20)]
     deleted = rng.sample(range(1, total + 1), total // 50)
 
-    def churn(conn: Any) -> None:
+    def churn(conn: Connection) -> None:
         conn.executemany(PLAIN_NEW_VERSION, updated)
         conn.executemany(PLAIN_SOFT_DELETE, [(later, i) for i in deleted])
         conn.executemany(PLAIN_RESTORE, [(timestamp(), i) for i in deleted[: len(deleted) // 4]])

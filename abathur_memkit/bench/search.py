@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from ..database import Database
+from ..engines.interface import Connection
 from ..engines.sqlite.driver import load_extension, select_driver
 from ..engines.sqlite.engine import PRAGMAS
 from ..search.backends import VecBackend, VectorBackend, VssBackend, backend_unavailable
@@ -154,7 +155,7 @@ def _time_queries(
     return samples, float(np.mean(recalls))
 
 
-def _ingest(conn: Any, backend: VectorBackend, data: np.ndarray[Any, Any],
+def _ingest(conn: Connection, backend: VectorBackend, data: np.ndarray[Any, Any],
             batch: int = 5_000) -> float:
     """Vectors/s of ``backend.upsert`` in transactions of ``batch`` (ids 1..n)."""
     conn.execute("BEGIN IMMEDIATE")

@@ -11,6 +11,7 @@ from typing import Any
 
 from .. import agents, audit, memory, sessions, tasks
 from ..database import Database
+from ..engines.interface import Connection
 from ..errors import DatabaseFileError, MemkitError
 from . import add_json_flag, add_output_flags, emit, emit_rows, example, raise_missing
 
@@ -71,7 +72,7 @@ _GROUPED: dict[str, Callable[[Any], dict[str, int]]] = {
 }
 
 
-def _read_stats(conn: Any) -> dict[str, Any]:
+def _read_stats(conn: Connection) -> dict[str, Any]:
     from ..analysis.storage import btree_sizes, page_totals
 
     entries = conn.execute(

@@ -37,6 +37,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from ..engines.interface import Connection
+from ..engines.sqlite import timeshift
 from ..errors import (
     AlreadyExistsError,
     InvalidInputError,
@@ -460,11 +462,6 @@ class _Warp:
         return timestamp(self.start + timedelta(hours=hour + within))
 
 
-def _columns(conn: Any, tables: Sequence[str]) -> list[tuple[str, str]]:
-    present = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    return [(t, c) for t in tables if t in present for c in TIMESTAMP_COLUMNS[t]]
-
-
 async def backdate(db: Database, since: str, days: float, *, end: datetime | None = None,
                    marks: Sequence[tuple[float, int]] = ()) -> tuple[int, tuple[str, str] | None]:
     """Spread every timestamp >= ``since`` over the ``days`` days before ``end`` (now).
@@ -478,28 +475,15 @@ async def backdate(db: Database, since: str, days: float, *, end: datetime | Non
         raise InvalidInputError(f"Invalid days: {days} (expected > 0)")
     end_at = (end or datetime.now(UTC)).replace(tzinfo=None, microsecond=0)
 
-    def rewrite(conn: Any) -> tuple[int, tuple[str, str] | None]:
-        columns = _columns(conn, list(TIMESTAMP_COLUMNS))
-        # Unary +: a TIMESTAMP column has NUMERIC affinity, which would turn a bound
-        # like "2026" into a number (and every text sorts after numbers).
-        bounds = [conn.execute(f'SELECT min("{c}"), max("{c}") FROM "{t}" '
-                               f'WHERE +"{c}" >= ?', (since,)).fetchone()
-                  for t, c in columns]
-        found = [(lo, hi) for lo, hi in bounds if lo is not None]
+    def rewrite(conn: Connection) -> tuple[int, tuple[str, str] | None]:
+        columns = timeshift.present_columns(conn, TIMESTAMP_COLUMNS)
+        found = timeshift.timestamp_bounds(conn, columns, since)
         if not found:
             return 0, None
         first = datetime.fromisoformat(min(lo for lo, _ in found))
         last = datetime.fromisoformat(max(hi for _, hi in found))
         warp = _Warp(first, last, end_at, days, marks)
-        conn.create_function("memkit_backdate", 1, warp, deterministic=True)
-        changed = 0
-        try:
-            for table, column in columns:
-                changed += conn.execute(
-                    f'UPDATE "{table}" SET "{column}" = memkit_backdate("{column}") '
-                    f'WHERE +"{column}" >= ?', (since,)).rowcount
-        finally:
-            conn.create_function("memkit_backdate", 1, None)
+        changed = timeshift.rewrite_timestamps(conn, columns, since, warp)
         return changed, (warp(timestamp(first)) or "", warp(timestamp(last)) or "")
 
     return await db.write(rewrite)

@@ -194,6 +194,10 @@ class StatementCursor:
     def lastrowid(self) -> int | None:
         return None
 
+    @property
+    def description(self) -> Any:
+        return self.raw.description
+
     def fetchone(self) -> Any:
         return self.raw.fetchone()
 

@@ -14,9 +14,9 @@ import sqlite3
 from dataclasses import dataclass
 from functools import cache
 from types import ModuleType
-from typing import Any
 
 from ...errors import ExtensionError, InvalidInputError
+from ..interface import Connection
 
 __all__ = ["EXTENSIONS", "Driver", "load_extension", "select_driver"]
 
@@ -75,7 +75,7 @@ def select_driver(name: str | None = None) -> Driver:
     return Driver("sqlean", sqlean, True)
 
 
-def load_extension(conn: Any, name: str) -> str:
+def load_extension(conn: Connection, name: str) -> str:
     """Load extension ``name`` ("vec" or "vss") into ``conn``; return its version.
 
     Extensions are loaded only from the installed Python packages, never from

@@ -34,7 +34,7 @@ import aiosqlite
 
 from ...errors import DatabaseFileError, InvalidInputError, MemkitError
 from ...inputs import require_int, require_text, show
-from ..interface import AsyncOpen, CallObserver, Engine
+from ..interface import AsyncOpen, CallObserver, Connection, Engine
 from . import files, schema
 from .driver import Driver, load_extension, select_driver
 
@@ -495,7 +495,7 @@ class SQLiteEngine(AsyncOpen):
             where = " on a read-only location" if files.read_only_location(self.path) else ""
             raise MemkitError(f"{self.path} is open read-only{where}: writes are not allowed")
 
-    def _in_write_txn(self, conn: Any, fn: Callable[[Any], T]) -> T:
+    def _in_write_txn(self, conn: Connection, fn: Callable[[Any], T]) -> T:
         _begin_immediate(conn, self.driver.module.OperationalError)
         try:
             result = fn(conn)
@@ -540,7 +540,7 @@ class SQLiteEngine(AsyncOpen):
             await conn.close()
 
     _get_connection = connection
-    def _in_group_txn(self, conn: Any, group: list[_QueuedWrite]) -> None:
+    def _in_group_txn(self, conn: Connection, group: list[_QueuedWrite]) -> None:
         """Run a group of writes in one transaction (on the writer's thread)."""
         # A SAVEPOINT keeps the old image of every page its write changes in a
         # sub-journal; past 64 KiB (a memory write touches ~17 pages) SQLite
@@ -556,7 +556,7 @@ class SQLiteEngine(AsyncOpen):
             if not conn.in_transaction:
                 conn.execute("PRAGMA temp_store = DEFAULT")
 
-    def _group_txn(self, conn: Any, group: list[_QueuedWrite]) -> None:
+    def _group_txn(self, conn: Connection, group: list[_QueuedWrite]) -> None:
         _begin_immediate(conn, self.driver.module.OperationalError)
         try:
             for n, entry in enumerate(group):
@@ -574,7 +574,7 @@ class SQLiteEngine(AsyncOpen):
             _rollback(conn)
             raise
 
-    def _in_savepoint(self, conn: Any, entry: _QueuedWrite) -> bool:
+    def _in_savepoint(self, conn: Connection, entry: _QueuedWrite) -> bool:
         """Run one write of a group; False when its transaction did not survive it."""
         entry.ran = True
         conn.execute("SAVEPOINT memkit_write")
@@ -614,7 +614,7 @@ class SQLiteEngine(AsyncOpen):
     async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> dict[str, Any] | None:
         _require_statement(sql, params)
 
-        def one(conn: Any) -> dict[str, Any] | None:
+        def one(conn: Connection) -> dict[str, Any] | None:
             row = conn.execute(sql, params).fetchone()
             return dict(row) if row is not None else None
 
@@ -652,7 +652,7 @@ class SQLiteEngine(AsyncOpen):
     async def pragmas(self) -> dict[str, Any]:
         """The PRAGMAs memkit sets (``PRAGMAS``) as a reader connection sees them."""
 
-        def read(conn: Any) -> dict[str, Any]:
+        def read(conn: Connection) -> dict[str, Any]:
             return {name: conn.execute(f"PRAGMA {name}").fetchone()[0] for name in PRAGMAS}
 
         return await self.read(read)
@@ -691,7 +691,7 @@ class SQLiteEngine(AsyncOpen):
         Each row of ``indexes`` is ``{name, table, unique, partial, columns}``.
         """
 
-        def read(conn: Any) -> list[dict[str, Any]]:
+        def read(conn: Connection) -> list[dict[str, Any]]:
             rows = conn.execute(
                 "SELECT m.name, m.tbl_name, l.\"unique\", l.partial FROM sqlite_master m "
                 "JOIN pragma_index_list(m.tbl_name) l ON l.name = m.name "
@@ -763,7 +763,7 @@ class SQLiteEngine(AsyncOpen):
         """
         target = self._backup_target(dest, overwrite)
 
-        def copy(conn: Any, work: Path) -> Path:
+        def copy(conn: sqlite3.Connection, work: Path) -> Path:
             made = work / "backup.db"
             dst = self.driver.connect(str(made))
             try:
@@ -828,7 +828,7 @@ def _close_unclosed() -> None:
 RELOAD_SCHEMA = "PRAGMA writable_schema = RESET"
 
 
-def plan_rows(conn: Any, sql: str, params: Any = ()) -> list[tuple[int, int, str]]:
+def plan_rows(conn: Connection, sql: str, params: Any = ()) -> list[tuple[int, int, str]]:
     """``EXPLAIN QUERY PLAN`` rows of ``sql`` on a DB-API connection, as ``(id, parent, detail)``.
 
     An EXPLAIN statement never checks the schema cookie, so a connection would
@@ -870,7 +870,7 @@ def _retry_locked(fn: Callable[[], T], operational_error: type[Exception]) -> T:
             time.sleep(random.uniform(0.001, 0.02))
 
 
-def _use_wal(conn: Any) -> str:
+def _use_wal(conn: Connection) -> str:
     """Switch to WAL unless the file is in WAL already (reading is ~4x cheaper)."""
     mode = str(conn.execute("PRAGMA journal_mode").fetchone()[0])
     if mode.lower() == "wal":
@@ -940,16 +940,16 @@ def _constraint_error(exc: Exception) -> InvalidInputError:
     return InvalidInputError(f"Rejected by a database constraint: {exc}")
 
 
-def _begin_immediate(conn: Any, operational_error: type[Exception]) -> None:
+def _begin_immediate(conn: Connection, operational_error: type[Exception]) -> None:
     _retry_locked(lambda: conn.execute("BEGIN IMMEDIATE"), operational_error)
 
 
-def _rollback(conn: Any) -> None:
+def _rollback(conn: Connection) -> None:
     if conn.in_transaction:
         conn.execute("ROLLBACK")
 
 
-def _in_read_txn(conn: Any, fn: Callable[[Any], T]) -> T:
+def _in_read_txn(conn: Connection, fn: Callable[[Any], T]) -> T:
     conn.execute("BEGIN")
     try:
         return fn(conn)

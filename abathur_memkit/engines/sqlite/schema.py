@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import SchemaError
+from ..interface import Connection
 
 __all__ = [
     "TABLES",
@@ -124,27 +125,27 @@ def statements(script: str) -> Iterator[str]:
         raise SchemaError(f"incomplete SQL statement at end of script: {buffer.strip()[:80]}")
 
 
-def _user_version(conn: Any) -> int:
+def _user_version(conn: Connection) -> int:
     return int(conn.execute("PRAGMA user_version").fetchone()[0])
 
 
-def _existing_tables(conn: Any) -> set[str]:
+def _existing_tables(conn: Connection) -> set[str]:
     rows = conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
     return {row[0] for row in rows}
 
 
-def _shape(conn: Any, table: str) -> tuple[Any, ...]:
+def _shape(conn: Connection, table: str) -> tuple[Any, ...]:
     """Columns and foreign keys: what differs between the old and new tables."""
     columns = tuple(tuple(r)[1:6] for r in conn.execute(f'PRAGMA table_info("{table}")'))
     fks = tuple(sorted(tuple(r)[2:7] for r in conn.execute(f'PRAGMA foreign_key_list("{table}")')))
     return columns, fks
 
 
-def _columns(conn: Any, table: str) -> list[str]:
+def _columns(conn: Connection, table: str) -> list[str]:
     return [tuple(r)[1] for r in conn.execute(f'PRAGMA table_info("{table}")')]
 
 
-def migrate(conn: Any, connect_memory: Any) -> list[int]:
+def migrate(conn: Connection, connect_memory: Any) -> list[int]:
     """Bring ``conn`` to the latest schema version; return the versions applied.
 
     ``connect_memory`` opens an in-memory connection of the same driver; it is
@@ -170,7 +171,7 @@ def migrate(conn: Any, connect_memory: Any) -> list[int]:
     return applied
 
 
-def _apply(conn: Any, migration: Migration, rebuilds: bool) -> bool:
+def _apply(conn: Connection, migration: Migration, rebuilds: bool) -> bool:
     """Apply one migration in one transaction; False if it was applied already."""
     conn.execute("BEGIN IMMEDIATE")
     try:
@@ -198,7 +199,7 @@ def _apply(conn: Any, migration: Migration, rebuilds: bool) -> bool:
     return True
 
 
-def _check_foreign_keys(conn: Any, what: str) -> None:
+def _check_foreign_keys(conn: Connection, what: str) -> None:
     violations = conn.execute("PRAGMA foreign_key_check").fetchall()
     if violations:
         raise SchemaError(
@@ -207,7 +208,7 @@ def _check_foreign_keys(conn: Any, what: str) -> None:
         )
 
 
-def _bad_json_row(conn: Any, exc: BaseException) -> str:
+def _bad_json_row(conn: Connection, exc: BaseException) -> str:
     """Which row broke a JSON check, for the error message ("" if none did)."""
     match = _JSON_CHECK_RE.search(str(exc))
     if match is None:
@@ -225,7 +226,7 @@ def _bad_json_row(conn: Any, exc: BaseException) -> str:
             "fix or delete that row and open the database again; nothing was changed)")
 
 
-def _upgrade_legacy(conn: Any, connect_memory: Any, legacy: set[str]) -> list[int]:
+def _upgrade_legacy(conn: Connection, connect_memory: Any, legacy: set[str]) -> list[int]:
     """Rebuild the pre-memory tables into the current definitions, rows kept.
 
     SQLite cannot add a foreign key or drop NOT NULL in place (audit.task_id),
@@ -281,7 +282,7 @@ def _upgrade_legacy(conn: Any, connect_memory: Any, legacy: set[str]) -> list[in
     return [m.version for m in migrations()]
 
 
-def _copy_rows(conn: Any, table: str, new_columns: list[str]) -> None:
+def _copy_rows(conn: Connection, table: str, new_columns: list[str]) -> None:
     """Refill ``table`` from its renamed old copy, every row and every column.
 
     Columns the new schema lacks are added to it (never dropped); NOT NULL
@@ -314,7 +315,7 @@ _MEMKIT_MARKERS = ("memory_entries", "session_events")
 _LEGACY_TASK_COLUMNS = {"prompt", "input_data", "submitted_at"}
 
 
-def classify(conn: Any) -> tuple[str, int, list[str]]:
+def classify(conn: Connection) -> tuple[str, int, list[str]]:
     """What the file behind ``conn`` is, without changing it.
 
     Returns ``(kind, user_version, tables)``; kind is ``"current"``,
