@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from abathur_memkit import Database, InvalidInputError
+from abathur_memkit.cli import main
 from abathur_memkit.workloads.stress import CrashConfig, StressConfig, run_crash, run_stress
 
 
@@ -66,3 +67,18 @@ async def test_runs_need_an_empty_database(pg_memkit_dsn: str) -> None:
         await run_stress(pg_memkit_dsn, StressConfig(agents=1, processes=0, tasks=0))
     with pytest.raises(InvalidInputError, match="holds memkit rows"):
         await run_crash(pg_memkit_dsn, CrashConfig(kills=1))
+
+
+
+@pytest.mark.parametrize("command", [
+    ["stress", "--agents", "4", "--processes", "1", "--agents-per-process", "2",
+     "--operations", "8", "--tasks", "10"],
+    ["crash", "--kills", "2"],
+], ids=["stress", "crash"])
+def test_commands_take_a_dsn(
+    pg_dsn: str, command: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A new, empty PostgreSQL database: the run migrates it.
+    assert main([*command, "--db", pg_dsn, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["ok"] and report["path"].startswith("PostgreSQLEngine(")
