@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from .engines.interface import Connection, Store
 from .errors import InvalidInputError
 from .inputs import as_timestamp, optional_text, require_int, require_limit
-from .rows import Rows, fetch_all, time_range
+from .rows import Rows, fetch_all, insert_row, time_range
 from .values import timestamp, to_json
 
 if TYPE_CHECKING:
@@ -34,12 +34,18 @@ def record(
     memory_namespace: str | None = None,
     memory_entry_id: int | None = None,
     at: str | None = None,
+    dialect: str | None = None,
 ) -> int:
-    """Insert one audit row on ``conn`` (inside a write transaction); return its id."""
-    cursor = conn.execute(
+    """Insert one audit row on ``conn`` (inside a write transaction); return its id.
+
+    ``dialect`` is the store's: the id is read as that engine reports it
+    (``None``: a way every engine supports).
+    """
+    return insert_row(
+        conn,
         "INSERT INTO audit (timestamp, agent_id, task_id, action_type, action_data, result, "
         "memory_operation_type, memory_namespace, memory_entry_id) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             at or timestamp(),
             agent_id,
@@ -51,8 +57,8 @@ def record(
             memory_namespace,
             memory_entry_id,
         ),
+        dialect,
     )
-    return int(cursor.fetchone()[0])
 
 
 # -- queries -------------------------------------------------------------------

@@ -35,6 +35,7 @@ from .namespaces import (
     prefix_bounds,
     require_segment,
 )
+from .rows import insert_row
 from .values import from_json, timestamp, timestamp_ago, to_json
 
 __all__ = ["MEMORY_TYPES", "MemoryItem", "MemoryService", "describe"]
@@ -67,7 +68,6 @@ INSERT = (
     "INSERT INTO memory_entries (namespace, key, value, memory_type, version, metadata, "
     "created_by, updated_by, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
-INSERT_RETURNING = f"{INSERT} RETURNING id"
 SOFT_DELETE = (
     "UPDATE memory_entries SET is_deleted = 1, updated_at = ? "
     "WHERE namespace = ? AND key = ? AND is_deleted = 0"
@@ -303,8 +303,9 @@ class MemoryService:
     def __init__(self, store: Store, *, policy: WritePolicy | None = None) -> None:
         self.store = store
         self.policy = policy or WritePolicy(enforce=False)
+        self.dialect = store.dialect
         #: This engine's statements, where SQLite's and PostgreSQL's differ.
-        self.sql = SQL[store.dialect]
+        self.sql = SQL[self.dialect]
 
     # -- reads ---------------------------------------------------------------
 
@@ -447,7 +448,7 @@ class MemoryService:
             audit.record(conn, "memory_create", task_id=task_id,
                          action_data={"by": created_by, "key": key, "version": version},
                          memory_operation_type="create", memory_namespace=namespace,
-                         memory_entry_id=entry_id)
+                         memory_entry_id=entry_id, dialect=self.dialect)
             return entry_id
 
         return await self.store.write(add)
@@ -491,7 +492,7 @@ class MemoryService:
             audit.record(conn, "memory_update", task_id=task_id,
                          action_data={"by": updated_by, "key": key, "version": version},
                          memory_operation_type="update", memory_namespace=namespace,
-                         memory_entry_id=entry_id)
+                         memory_entry_id=entry_id, dialect=self.dialect)
             return version
 
         return await self.store.write(update)
@@ -522,7 +523,7 @@ class MemoryService:
             audit.record(conn, "memory_delete", task_id=task_id,
                          action_data={"by": deleted_by, "key": key, "version": newest["version"]},
                          memory_operation_type="delete", memory_namespace=namespace,
-                         memory_entry_id=newest["id"])
+                         memory_entry_id=newest["id"], dialect=self.dialect)
             return True
 
         return await self.store.write(delete)
@@ -558,7 +559,7 @@ class MemoryService:
             audit.record(conn, "memory_restore", task_id=task_id,
                          action_data={"by": restored_by, "key": key, "version": newest["version"]},
                          memory_operation_type="update", memory_namespace=namespace,
-                         memory_entry_id=newest["id"])
+                         memory_entry_id=newest["id"], dialect=self.dialect)
             return int(newest["version"])
 
         return await self.store.write(restore)
@@ -602,7 +603,7 @@ class MemoryService:
                          action_data={"by": updated_by, "key": key, "version": new_version,
                                       "rolled_back_to": target_version},
                          memory_operation_type="update", memory_namespace=namespace,
-                         memory_entry_id=entry_id)
+                         memory_entry_id=entry_id, dialect=self.dialect)
             return new_version
 
         return await self.store.write(rollback)
@@ -659,7 +660,7 @@ class MemoryService:
                                       "from_version": draft["version"], "key": target_key,
                                       "version": version},
                          memory_operation_type="publish", memory_namespace=to_namespace,
-                         memory_entry_id=entry_id)
+                         memory_entry_id=entry_id, dialect=self.dialect)
             return entry_id
 
         return await self.store.write(publish)
@@ -757,7 +758,7 @@ class MemoryService:
                 audit.record(conn, "memory_expire",
                              action_data={"key": key, "version": version, "ttl_days": ttl_days},
                              memory_operation_type="delete", memory_namespace=namespace,
-                             memory_entry_id=entry_id, at=now)
+                             memory_entry_id=entry_id, at=now, dialect=self.dialect)
                 expired += 1
             return expired
 
@@ -785,14 +786,12 @@ class MemoryService:
             raise NotFoundError(f"Memory not found: {describe(namespace, key)}")
         return newest
 
-    @staticmethod
-    def _insert(conn: Connection, namespace: str, key: str, value: str, memory_type: str,
+    def _insert(self, conn: Connection, namespace: str, key: str, value: str, memory_type: str,
                 version: int, metadata: str, created_by: str | None,
                 updated_by: str | None) -> int:
         now = timestamp()
-        return int(conn.execute(INSERT_RETURNING, (
-            namespace, key, value, memory_type, version, metadata, created_by, updated_by,
-            now, now)).fetchone()[0])
+        return insert_row(conn, INSERT, (namespace, key, value, memory_type, version, metadata,
+                                         created_by, updated_by, now, now), self.dialect)
 
 
 def _check_version(version: object) -> int:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from .engines.interface import Connection, Store
 from .errors import InvalidInputError
 from .inputs import as_timestamp, require_limit, require_object, require_text
-from .rows import Row, Rows, fetch_all, fetch_one, time_range
+from .rows import Row, Rows, fetch_all, fetch_one, insert_row, time_range
 from .values import is_finite_number, timestamp, to_json
 
 if TYPE_CHECKING:
@@ -122,9 +122,8 @@ class MetricsService:
             )
         labels_json = None if labels is None else to_json(require_object(labels, "labels"),
                                                            "labels")
-        return await self.store.write(lambda conn: int(conn.execute(
-            f"{INSERT} RETURNING id", (timestamp(), metric, float(value), labels_json)
-        ).fetchone()[0]))
+        params, dialect = (timestamp(), metric, float(value), labels_json), self.store.dialect
+        return await self.store.write(lambda conn: insert_row(conn, INSERT, params, dialect))
 
     async def query(
         self,

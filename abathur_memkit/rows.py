@@ -20,6 +20,7 @@ __all__ = [
     "exists",
     "fetch_all",
     "fetch_one",
+    "insert_row",
     "inserted_id",
     "require_row",
     "time_range",
@@ -56,6 +57,17 @@ def inserted_id(cursor: Cursor) -> int:
     if cursor.lastrowid is None:  # the engine cannot tell: its SQL must RETURN the id
         raise MemkitError("the engine did not report the id of the inserted row")
     return cursor.lastrowid
+
+
+def insert_row(conn: Connection, sql: str, params: Sequence[Any], dialect: str | None) -> int:
+    """Run a one-row INSERT (written without RETURNING); return the new row's id.
+
+    SQLite reports the id as ``lastrowid``; PostgreSQL, or an engine not named
+    (``None``), returns it with ``RETURNING id``, which SQLite would run a little slower.
+    """
+    if dialect == "sqlite":
+        return inserted_id(conn.execute(sql, params))
+    return int(conn.execute(f"{sql} RETURNING id", params).fetchone()[0])
 
 
 def exists(conn: Connection, table: str, row_id: str) -> bool:

@@ -471,3 +471,29 @@ async def test_batches_and_adds_racing_for_keys_create_each_once(pg_memkit_dsn: 
         assert [(r["key"], r["version"]) for r in rows] == [(k, 1) for k in sorted(everything)]
         audits = await one.fetchone("SELECT count(*) AS n FROM audit")
         assert audits is not None and audits["n"] == len(everything)
+
+
+async def test_ttl_expiry_racing_updates_expires_whole_keys(pg_memkit_dsn: str) -> None:
+    keys = [f"e{i}" for i in range(24)]
+    async with Database(pg_memkit_dsn) as one, Database(pg_memkit_dsn) as two:
+        await one.memory.add_memories([MemoryItem(NS, k, 0, "episodic") for k in keys], "system")
+        await one.execute("UPDATE memory_entries SET updated_at = '2020-01-01 00:00:00'")
+
+        async def update(key: str) -> bool:
+            try:
+                await one.memory.update_memory(NS, key, 1, "system")
+            except NotFoundError:
+                return False  # expired first
+            return True
+
+        half = len(keys) // 2
+        results = await asyncio.gather(*(update(k) for k in keys[:half]),
+                                       two.memory.cleanup_expired_memories(30),
+                                       *(update(k) for k in keys[half:]))
+        expired, updated = results[half], results[:half] + results[half + 1:]
+        rows = await one.fetchall("SELECT key, is_deleted FROM memory_entries")
+        # Each key either expired whole (its update then found nothing) or was updated.
+        for key, was_updated in zip(keys, updated, strict=True):
+            flags = {r["is_deleted"] for r in rows if r["key"] == key}
+            assert flags == ({0} if was_updated else {1}), (key, was_updated, flags)
+        assert expired == updated.count(False)
