@@ -335,10 +335,10 @@ def _apply(
     _put_shared(conn, sql, row, app, user, now)
 
 
-def _audit(conn: Connection, action: str, session_id: str, at: str,
+def _audit(conn: Connection, dialect: str, action: str, session_id: str, at: str,
            result: str | None = None, **data: Any) -> None:
     audit.record(conn, action, action_data={"session_id": session_id, **data},
-                 result=result, at=at)
+                 result=result, at=at, dialect=dialect)
 
 
 def _writable_row(conn: Connection, session_id: str, sql: str) -> Any:
@@ -471,7 +471,7 @@ class SessionService:
         own, app_keys, user_keys = _split(json.loads(to_json(state, "initial_state")))
         own_json, meta_json = to_json(own, "initial_state"), to_json(meta, "metadata")
         owner = {"app_name": app, "user_id": user}
-        sql = self.sql
+        sql, dialect = self.sql, self.store.dialect
 
         def create(conn: Connection) -> tuple[str, dict[str, Any]]:
             # Taken under SQLite's write lock, so audit timestamps follow audit ids.
@@ -481,7 +481,8 @@ class SessionService:
             if inserted is None:
                 raise AlreadyExistsError(f"Session {sid} already exists")
             _put_shared(conn, sql, owner, app_keys, user_keys, now)
-            _audit(conn, "session_created", sid, now, "created", app_name=app, user_id=user)
+            _audit(conn, dialect, "session_created", sid, now, "created",
+                   app_name=app, user_id=user)
             shared = decode(conn.execute(GET_SCOPED, (app, app, user)).fetchone())
             return now, _merged({**shared, "state": own})
 
@@ -506,7 +507,7 @@ class SessionService:
         if state_delta is not None:
             delta = _without_temp(require_object(state_delta, "state_delta"))
             to_json(delta, "state_delta")  # fail before the transaction, naming the argument
-        sql = self.sql
+        sql, dialect = self.sql, self.store.dialect
 
         def append(conn: Connection) -> int:
             # The state is read only when it changes: its size is not the append's cost.
@@ -516,7 +517,7 @@ class SessionService:
             now = timestamp()
             conn.execute(INSERT_EVENT, (sid, seq, event_json, now))
             _apply(conn, sql, sid, row, delta or {}, now)
-            _audit(conn, "session_event_appended", sid, now, seq=seq,
+            _audit(conn, dialect, "session_event_appended", sid, now, seq=seq,
                    state_keys=sorted(delta) if delta else [])
             return seq
 
@@ -528,7 +529,7 @@ class SessionService:
         name = require_text(key, "state key")
         value_json = to_json(value, f"state value for {name!r}")
         temporary = name.startswith(TEMP_PREFIX)
-        sql = self.sql
+        sql, dialect = self.sql, self.store.dialect
 
         def put(conn: Connection) -> None:
             row = _writable_row(conn, sid, sql.get_status_state)
@@ -537,7 +538,7 @@ class SessionService:
             now = timestamp()
             # The stored form, e.g. tuples as lists.
             _apply(conn, sql, sid, row, {name: json.loads(value_json)}, now)
-            _audit(conn, "session_state_changed", sid, now, state_keys=[name])
+            _audit(conn, dialect, "session_state_changed", sid, now, state_keys=[name])
 
         await self.store.write(put)
 
@@ -545,12 +546,12 @@ class SessionService:
         """Move the session to ``status`` if the lifecycle allows it."""
         sid = require_text(session_id, "session_id")
         new = LIFECYCLE.check_state(status)
-        get_status = self.sql.get_status
+        get_status, dialect = self.sql.get_status, self.store.dialect
 
         def move(conn: Connection) -> None:
             old = LIFECYCLE.move(conn, get_status, sid, new)["status"]
             now = timestamp()
-            _audit(conn, "session_status_changed", sid, now, new, previous=old)
+            _audit(conn, dialect, "session_status_changed", sid, now, new, previous=old)
             conn.execute(SET_STATUS, (
                 new, now,
                 now if new == "terminated" else None,
