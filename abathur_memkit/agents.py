@@ -14,7 +14,7 @@ from . import audit
 from .engines.interface import Connection, Store
 from .errors import AlreadyExistsError
 from .inputs import require_object, require_text
-from .lifecycle import Lifecycle
+from .lifecycle import Lifecycle, for_update
 from .namespaces import optional_segment, require_segment
 from .rows import Row, Rows, exists, fetch_all, fetch_one, require_row
 from .values import timestamp, to_json
@@ -37,9 +37,10 @@ JSON_COLUMNS = ("resource_usage",)
 
 GET = "SELECT * FROM agents WHERE id = ?"
 GET_STATE = "SELECT state, task_id FROM agents WHERE id = ?"
+# No row back: the id exists.
 INSERT = (
     "INSERT INTO agents (id, name, specialization, task_id, state, model, spawned_at, "
-    "session_id) VALUES (?, ?, ?, ?, 'idle', ?, ?, ?)"
+    "session_id) VALUES (?, ?, ?, ?, 'idle', ?, ?, ?) ON CONFLICT (id) DO NOTHING RETURNING id"
 )
 SET_STATE = "UPDATE agents SET state = ? WHERE id = ? RETURNING *"
 TERMINATE = (
@@ -48,6 +49,8 @@ TERMINATE = (
 )
 FOR_TASK = "SELECT * FROM agents WHERE task_id = ? ORDER BY spawned_at"
 FOR_SESSION = "SELECT * FROM agents WHERE session_id = ? ORDER BY spawned_at DESC"
+# The agent a move checks, then changes: PostgreSQL locks its row until the commit.
+GET_STATE_SQL = {"sqlite": GET_STATE, "postgresql": for_update(GET_STATE)}
 
 
 class AgentService:
@@ -55,6 +58,7 @@ class AgentService:
 
     def __init__(self, store: Store) -> None:
         self.store = store
+        self.get_state = GET_STATE_SQL[store.dialect]
 
     async def get(self, agent_id: str) -> Row | None:
         aid = require_text(agent_id, "agent_id")
@@ -88,16 +92,21 @@ class AgentService:
         tid = require_text(task_id, "task_id")
         llm = require_text(model, "model")
         sid = optional_segment(session_id, "session_id")
+        dialect = self.store.dialect
 
         def insert(conn: Connection) -> None:
+            # Checked first for its message; the INSERT's ON CONFLICT catches a
+            # concurrent insert of the same id (PostgreSQL has no database write lock).
             if exists(conn, "agents", aid):
                 raise AlreadyExistsError(f"Agent {aid} already exists")
             require_row(conn, "tasks", tid, "Task")
             if sid is not None:
                 require_row(conn, "sessions", sid, "Session")
             now = timestamp()
-            conn.execute(INSERT, (aid, label, role, tid, llm, now, sid))
+            if conn.execute(INSERT, (aid, label, role, tid, llm, now, sid)).fetchone() is None:
+                raise AlreadyExistsError(f"Agent {aid} already exists")
             audit.record(conn, "agent_spawned", agent_id=aid, task_id=tid, result="idle", at=now,
+                         dialect=dialect,
                          action_data={"name": label, "specialization": role, "model": llm,
                                       "session_id": sid})
 
@@ -126,16 +135,17 @@ class AgentService:
     ) -> Row:
         """Check the move, apply ``sql`` with ``params(now, id)`` and audit it: one txn."""
         aid = require_text(agent_id, "agent_id")
+        get_state, dialect = self.get_state, self.store.dialect
 
         def move(conn: Connection) -> Row:
-            row = LIFECYCLE.move(conn, GET_STATE, aid, new)
+            row = LIFECYCLE.move(conn, get_state, aid, new)
             now = timestamp()
             agent = fetch_one(conn, sql, params(now, aid), JSON_COLUMNS)
             assert agent is not None  # this transaction has just read the row
             action = "agent_terminated" if new == "terminated" else "agent_state_changed"
             audit.record(conn, action,
                          agent_id=aid, task_id=row["task_id"], result=new, at=now,
-                         action_data={"from": row["state"], "to": new})
+                         action_data={"from": row["state"], "to": new}, dialect=dialect)
             return agent
 
         return await self.store.write(move)

@@ -1,8 +1,9 @@
 """Checked state machines for sessions, tasks and agents.
 
 Services read the current state and check the move inside their write
-transaction (``BEGIN IMMEDIATE``), so no other writer can move the row in
-between.
+transaction, so no other writer can move the row in between: on SQLite the
+transaction holds the write lock (``BEGIN IMMEDIATE``), on PostgreSQL the read
+locks the row (``for_update``).
 """
 
 from __future__ import annotations
@@ -13,7 +14,19 @@ from typing import Any
 from .engines.interface import Connection
 from .errors import InvalidInputError, InvalidTransitionError, NotFoundError
 
-__all__ = ["Lifecycle"]
+__all__ = ["Lifecycle", "for_update"]
+
+
+def for_update(sql: str) -> str:
+    """``sql`` (a SELECT of rows to change) locking those rows until the commit.
+
+    PostgreSQL's statement: another writer's ``for_update`` read of the same
+    row waits, then sees the committed change. ``NO KEY UPDATE``, as the
+    UPDATE itself takes: inserts whose foreign keys point at the row (an
+    event, a child task, a checkpoint) do not wait for it. SQLite has no row
+    locks and needs none (one writer at a time).
+    """
+    return f"{sql} FOR NO KEY UPDATE"
 
 
 class Lifecycle:

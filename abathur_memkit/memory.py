@@ -823,7 +823,7 @@ def count_live_keys(conn: Connection) -> int:
     """Keys with at least one live version."""
     return int(conn.execute(
         "SELECT count(*) FROM (SELECT DISTINCT namespace, key FROM memory_entries "
-        "WHERE is_deleted = 0)").fetchone()[0])
+        "WHERE is_deleted = 0) AS k").fetchone()[0])
 
 
 def latest_row(conn: Connection, namespace: str, key: str) -> Any:
@@ -856,12 +856,14 @@ def rows_without_one_audit_row(conn: Connection, actions: tuple[str, ...],
                                limit: int = 5) -> list[Any]:
     """Rows without exactly one audit row of ``actions`` for their version."""
     marks = ", ".join("?" for _ in actions)
+    # These reads run on both engines: ->/->> and CAST read JSON alike on each,
+    # and HAVING names no output alias (PostgreSQL cannot see them there).
     return conn.execute(
         "SELECT m.id, m.namespace, m.key, m.version, count(a.id) AS n FROM memory_entries m "
         f"LEFT JOIN audit a ON a.memory_entry_id = m.id AND a.action_type IN ({marks}) "
         "AND a.memory_namespace = m.namespace "
-        "AND json_extract(a.action_data, '$.version') = m.version "
-        "GROUP BY m.id HAVING n != 1 LIMIT ?", (*actions, limit)).fetchall()
+        "AND CAST(a.action_data ->> 'version' AS INTEGER) = m.version "
+        "GROUP BY m.id HAVING count(a.id) != 1 LIMIT ?", (*actions, limit)).fetchall()
 
 
 def audit_rows_without_memory_row(conn: Connection) -> int:
@@ -908,16 +910,17 @@ def torn_counters(conn: Connection, limit: int = 5) -> list[Any]:
     """Rows with metadata ``{"counter": true}`` whose value's ``n`` is not their version."""
     return conn.execute(
         "SELECT namespace, key, version, value FROM memory_entries "
-        "WHERE json_extract(metadata, '$.counter') = 1 "
-        "AND json_extract(value, '$.n') IS NOT version LIMIT ?", (limit,)).fetchall()
+        "WHERE metadata -> 'counter' = 'true' "
+        "AND CAST(value ->> 'n' AS INTEGER) IS DISTINCT FROM version LIMIT ?", (limit,)).fetchall()
 
 
 def partial_batches(conn: Connection, limit: int = 5) -> list[Any]:
     """Batches (metadata ``{"batch": id, "size": n}``) not stored whole."""
     return conn.execute(
-        "SELECT json_extract(metadata, '$.batch') AS b, json_extract(metadata, '$.size') AS size, "
-        "count(*) AS n FROM memory_entries WHERE json_extract(metadata, '$.batch') IS NOT NULL "
-        "AND version = 1 GROUP BY b HAVING n != size LIMIT ?", (limit,)).fetchall()
+        "SELECT metadata ->> 'batch' AS b, CAST(metadata ->> 'size' AS INTEGER) AS size, "
+        "count(*) AS n FROM memory_entries WHERE metadata ->> 'batch' IS NOT NULL "
+        "AND version = 1 GROUP BY metadata ->> 'batch', CAST(metadata ->> 'size' AS INTEGER) "
+        "HAVING count(*) != CAST(metadata ->> 'size' AS INTEGER) LIMIT ?", (limit,)).fetchall()
 
 
 def count_by_type(conn: Connection) -> dict[str, int]:

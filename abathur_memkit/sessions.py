@@ -24,7 +24,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from typing import Any
+from typing import Any, NamedTuple
 
 from . import audit
 from .engines.interface import Connection, Store
@@ -37,9 +37,9 @@ from .inputs import (
     require_text,
     show,
 )
-from .lifecycle import Lifecycle
+from .lifecycle import Lifecycle, for_update
 from .namespaces import optional_segment, require_segment
-from .rows import Row, Rows, decode, exists, fetch_one
+from .rows import Row, Rows, decode, fetch_one
 from .values import from_json, timestamp, to_json
 
 __all__ = [
@@ -104,9 +104,11 @@ GET_SCOPED = (
 )
 ALL_EVENTS = "SELECT event FROM session_events WHERE session_id = ? ORDER BY seq"
 EXISTS = "SELECT 1 FROM sessions WHERE id = ?"
+# No row back: the id exists (a concurrent create on PostgreSQL gets here).
 INSERT = (
     "INSERT INTO sessions (id, app_name, user_id, project_id, status, state, metadata, "
-    "created_at, last_update_time) VALUES (?, ?, ?, ?, 'created', ?, ?, ?, ?)"
+    "created_at, last_update_time) VALUES (?, ?, ?, ?, 'created', ?, ?, ?, ?) "
+    "ON CONFLICT (id) DO NOTHING RETURNING id"
 )
 GET_STATUS = "SELECT status, app_name, user_id FROM sessions WHERE id = ?"
 GET_STATUS_STATE = "SELECT status, state, app_name, user_id FROM sessions WHERE id = ?"
@@ -141,6 +143,36 @@ EVENTS = (
 )
 
 
+class _Sql(NamedTuple):
+    """The statements that differ between the engines."""
+
+    # The session row a write checks, then changes: on PostgreSQL locked until
+    # the commit, so appends to one session take seqs one after the other.
+    get_status: str
+    get_status_state: str
+    # Shared state: SQLite writes the object merged in Python under its write
+    # lock; PostgreSQL merges the new keys into the stored object (``||``) in
+    # the upsert itself, so concurrent sessions of one app lose no key.
+    put_app_state: str
+    put_user_state: str
+    merges_shared: bool
+
+
+SQL = {
+    "sqlite": _Sql(GET_STATUS, GET_STATUS_STATE, PUT_APP_STATE, PUT_USER_STATE, False),
+    "postgresql": _Sql(
+        for_update(GET_STATUS),
+        for_update(GET_STATUS_STATE),
+        PUT_APP_STATE.replace("= excluded.state", "= app_states.state || excluded.state"),
+        PUT_USER_STATE.replace("= excluded.state", "= user_states.state || excluded.state"),
+        True,
+    ),
+}
+#: What breaks ties between sessions of the same timestamp in a listing: SQLite's
+#: rowid is the indexes' own tie order; PostgreSQL has no rowid, the id is unique.
+TIE_BREAKER = {"sqlite": "rowid", "postgresql": "id"}
+
+
 def order_column(
     project_id: str | None, status: str | None, user_id: str | None, app_name: str | None = None
 ) -> str:
@@ -155,8 +187,9 @@ def list_query(
     user_id: str | None = None,
     *,
     limit: int = 50,
-    after: tuple[str, str, int] | None = None,
+    after: tuple[str, str, int | str] | None = None,
     app_name: str | None = None,
+    dialect: str = "sqlite",
 ) -> tuple[str, list[Any]]:
     """The SQL and parameters ``list_sessions`` runs (public so tests check plans).
 
@@ -166,10 +199,11 @@ def list_query(
     status active/paused alone ``idx_sessions_status_updated``, most
     recently updated first. An app alone scans. Created/terminated/archived alone, or no
     filter, has no index to search and scans (see the README).
-    ``after`` is a decoded cursor ``(order column, value, rowid)``; it pages
-    by key, and rowid breaks ties.
+    ``after`` is a decoded cursor ``(order column, value, tie)``; it pages
+    by key, and the ``TIE_BREAKER`` of ``dialect`` (rowid, or id) breaks ties.
     """
     order = order_column(project_id, status, user_id, app_name)
+    tie = TIE_BREAKER[dialect]
     terms: list[str] = []
     params: list[Any] = []
     if app_name is not None:
@@ -189,15 +223,15 @@ def list_query(
         terms.append("status = ?")
         params.append(status)
     if after is not None:
-        _, value, rowid = after
+        _, value, last = after
         # "<=" is the range the index seeks; the OR only sorts out ties.
-        terms.append(f"{order} <= ? AND ({order} < ? OR rowid > ?)")
-        params += [value, value, rowid]
+        terms.append(f"{order} <= ? AND ({order} < ? OR {tie} > ?)")
+        params += [value, value, last]
     where = f" WHERE {' AND '.join(terms)}" if terms else ""
-    # rowid ascending is the index's own tie order, so no sort step is added.
+    # On SQLite rowid ascending is the index's own tie order: no sort step is added.
     sql = (
-        f"SELECT rowid AS cursor_rowid, {COLUMNS} FROM sessions{where} "
-        f"ORDER BY {order} DESC, rowid LIMIT ?"
+        f"SELECT {tie} AS cursor_tie, {COLUMNS} FROM sessions{where} "
+        f"ORDER BY {order} DESC, {tie} LIMIT ?"
     )
     return sql, [*params, limit]
 
@@ -212,27 +246,30 @@ class Page(Rows):
 MAX_CURSOR_LENGTH = 4096
 
 
-def _encode_cursor(order: str, value: str, rowid: int) -> str:
-    raw = json.dumps([order, value, rowid], separators=(",", ":")).encode()
+def _encode_cursor(order: str, value: str, tie: int | str) -> str:
+    raw = json.dumps([order, value, tie], separators=(",", ":")).encode()
     return base64.urlsafe_b64encode(raw).decode("ascii")
 
 
-def _decode_cursor(cursor: object, order: str) -> tuple[str, str, int]:
+def _decode_cursor(cursor: object, order: str, dialect: str) -> tuple[str, str, int | str]:
     try:
         if not isinstance(cursor, str) or len(cursor) > MAX_CURSOR_LENGTH:
             raise TypeError("not a cursor")
-        made_for, value, rowid = json.loads(base64.urlsafe_b64decode(cursor.encode("ascii")))
-        # A forged cursor may hold anything: the value and rowid are bound as
-        # SQL parameters, so they must be what SQLite can bind.
+        made_for, value, tie = json.loads(base64.urlsafe_b64decode(cursor.encode("ascii")))
+        # A forged cursor may hold anything: the value and tie-breaker are bound
+        # as SQL parameters, so they must be what the engine can bind.
         require_text(value, "cursor value", max_length=None)
-        require_int(rowid, "cursor rowid")
+        if TIE_BREAKER[dialect] == "rowid":
+            require_int(tie, "cursor rowid")
+        else:
+            require_text(tie, "cursor id")
     except (ValueError, TypeError, UnicodeError, binascii.Error, RecursionError) as exc:
         raise InvalidInputError(
             f"Invalid cursor: {show(cursor)} (pass the next_cursor of a previous page)"
         ) from exc
     if made_for != order:
         raise InvalidInputError("Invalid cursor: it belongs to a listing with other filters")
-    return made_for, value, rowid
+    return made_for, value, tie
 
 
 def _without_temp(state: dict[str, Any]) -> dict[str, Any]:
@@ -263,24 +300,29 @@ def _merged(row: Row) -> dict[str, Any]:
 
 
 def _put_shared(
-    conn: Connection, row: Any, app: dict[str, Any], user: dict[str, Any], now: str
+    conn: Connection, sql: _Sql, row: Any, app: dict[str, Any], user: dict[str, Any], now: str
 ) -> None:
     """Apply the ``app:`` and ``user:`` keys of a write to their shared states."""
+    merges = sql.merges_shared
     if app:
-        found = conn.execute(GET_APP_STATE, (row["app_name"],)).fetchone()
-        state = {} if found is None else from_json(found[0])
+        state = {} if merges else _stored(conn, GET_APP_STATE, (row["app_name"],))
         state.update(app)
-        conn.execute(PUT_APP_STATE, (row["app_name"], to_json(state, "state"), now))
+        conn.execute(sql.put_app_state, (row["app_name"], to_json(state, "state"), now))
     if user:
-        found = conn.execute(GET_USER_STATE, (row["app_name"], row["user_id"])).fetchone()
-        state = {} if found is None else from_json(found[0])
+        owner = (row["app_name"], row["user_id"])
+        state = {} if merges else _stored(conn, GET_USER_STATE, owner)
         state.update(user)
-        conn.execute(PUT_USER_STATE,
-                     (row["app_name"], row["user_id"], to_json(state, "state"), now))
+        conn.execute(sql.put_user_state, (*owner, to_json(state, "state"), now))
+
+
+def _stored(conn: Connection, query: str, params: tuple[str, ...]) -> dict[str, Any]:
+    """A shared state as stored, ``{}`` before its first key."""
+    found = conn.execute(query, params).fetchone()
+    return {} if found is None else dict(from_json(found[0]))
 
 
 def _apply(
-    conn: Connection, session_id: str, row: Any, delta: dict[str, Any], now: str
+    conn: Connection, sql: _Sql, session_id: str, row: Any, delta: dict[str, Any], now: str
 ) -> None:
     """Route each key of ``delta`` to its scope; always touch the session."""
     own, app, user = _split(delta)
@@ -290,13 +332,13 @@ def _apply(
         conn.execute(SET_STATE, (to_json(state, "state"), now, session_id))
     else:
         conn.execute(TOUCH, (now, session_id))
-    _put_shared(conn, row, app, user, now)
+    _put_shared(conn, sql, row, app, user, now)
 
 
-def _audit(conn: Connection, action: str, session_id: str, at: str,
+def _audit(conn: Connection, dialect: str, action: str, session_id: str, at: str,
            result: str | None = None, **data: Any) -> None:
     audit.record(conn, action, action_data={"session_id": session_id, **data},
-                 result=result, at=at)
+                 result=result, at=at, dialect=dialect)
 
 
 def _writable_row(conn: Connection, session_id: str, sql: str) -> Any:
@@ -314,6 +356,7 @@ class SessionService:
 
     def __init__(self, store: Store) -> None:
         self.store = store
+        self.sql = SQL[store.dialect]
 
     # -- reads ---------------------------------------------------------------
 
@@ -381,10 +424,11 @@ class SessionService:
         app = optional_text(app_name, "app_name")
         count = require_limit(limit)
         order = order_column(project, wanted, user, app)
-        after = None if cursor is None else _decode_cursor(cursor, order)
+        dialect = self.store.dialect
+        after = None if cursor is None else _decode_cursor(cursor, order, dialect)
         # One row more than asked: whether a next page exists, without a count.
         sql, params = list_query(project, wanted, user, limit=count + 1, after=after,
-                                 app_name=app)
+                                 app_name=app, dialect=dialect)
 
         def read(conn: Connection) -> Page:
             page = Page(decode(r, ("metadata",)) for r in conn.execute(sql, params))
@@ -396,11 +440,9 @@ class SessionService:
                 row["state"] = _merged({**row, **shared[owner]})
             if len(page) > count:
                 del page[count:]
-                page.next_cursor = _encode_cursor(
-                    order, page[-1][order], page[-1]["cursor_rowid"]
-                )
+                page.next_cursor = _encode_cursor(order, page[-1][order], page[-1]["cursor_tie"])
             for row in page:
-                del row["cursor_rowid"]
+                del row["cursor_tie"]
             return page
 
         return await self.store.read(read, snapshot=True)
@@ -429,16 +471,18 @@ class SessionService:
         own, app_keys, user_keys = _split(json.loads(to_json(state, "initial_state")))
         own_json, meta_json = to_json(own, "initial_state"), to_json(meta, "metadata")
         owner = {"app_name": app, "user_id": user}
+        sql, dialect = self.sql, self.store.dialect
 
         def create(conn: Connection) -> tuple[str, dict[str, Any]]:
-            # Checked first (in the same BEGIN IMMEDIATE) for a clear message.
-            if exists(conn, "sessions", sid):
-                raise AlreadyExistsError(f"Session {sid} already exists")
-            # Taken under the write lock, so audit timestamps follow audit ids.
+            # Taken under SQLite's write lock, so audit timestamps follow audit ids.
             now = timestamp()
-            conn.execute(INSERT, (sid, app, user, project, own_json, meta_json, now, now))
-            _put_shared(conn, owner, app_keys, user_keys, now)
-            _audit(conn, "session_created", sid, now, "created", app_name=app, user_id=user)
+            inserted = conn.execute(
+                INSERT, (sid, app, user, project, own_json, meta_json, now, now)).fetchone()
+            if inserted is None:
+                raise AlreadyExistsError(f"Session {sid} already exists")
+            _put_shared(conn, sql, owner, app_keys, user_keys, now)
+            _audit(conn, dialect, "session_created", sid, now, "created",
+                   app_name=app, user_id=user)
             shared = decode(conn.execute(GET_SCOPED, (app, app, user)).fetchone())
             return now, _merged({**shared, "state": own})
 
@@ -463,16 +507,17 @@ class SessionService:
         if state_delta is not None:
             delta = _without_temp(require_object(state_delta, "state_delta"))
             to_json(delta, "state_delta")  # fail before the transaction, naming the argument
+        sql, dialect = self.sql, self.store.dialect
 
         def append(conn: Connection) -> int:
             # The state is read only when it changes: its size is not the append's cost.
-            row = _writable_row(conn, sid, GET_STATUS_STATE if delta else GET_STATUS)
+            row = _writable_row(conn, sid, sql.get_status_state if delta else sql.get_status)
             last = conn.execute(LAST_SEQ, (sid,)).fetchone()
             seq = 1 if last is None else int(last[0]) + 1
             now = timestamp()
             conn.execute(INSERT_EVENT, (sid, seq, event_json, now))
-            _apply(conn, sid, row, delta or {}, now)
-            _audit(conn, "session_event_appended", sid, now, seq=seq,
+            _apply(conn, sql, sid, row, delta or {}, now)
+            _audit(conn, dialect, "session_event_appended", sid, now, seq=seq,
                    state_keys=sorted(delta) if delta else [])
             return seq
 
@@ -484,15 +529,16 @@ class SessionService:
         name = require_text(key, "state key")
         value_json = to_json(value, f"state value for {name!r}")
         temporary = name.startswith(TEMP_PREFIX)
+        sql, dialect = self.sql, self.store.dialect
 
         def put(conn: Connection) -> None:
-            row = _writable_row(conn, sid, GET_STATUS_STATE)
+            row = _writable_row(conn, sid, sql.get_status_state)
             if temporary:
                 return
             now = timestamp()
             # The stored form, e.g. tuples as lists.
-            _apply(conn, sid, row, {name: json.loads(value_json)}, now)
-            _audit(conn, "session_state_changed", sid, now, state_keys=[name])
+            _apply(conn, sql, sid, row, {name: json.loads(value_json)}, now)
+            _audit(conn, dialect, "session_state_changed", sid, now, state_keys=[name])
 
         await self.store.write(put)
 
@@ -500,11 +546,12 @@ class SessionService:
         """Move the session to ``status`` if the lifecycle allows it."""
         sid = require_text(session_id, "session_id")
         new = LIFECYCLE.check_state(status)
+        get_status, dialect = self.sql.get_status, self.store.dialect
 
         def move(conn: Connection) -> None:
-            old = LIFECYCLE.move(conn, GET_STATUS, sid, new)["status"]
+            old = LIFECYCLE.move(conn, get_status, sid, new)["status"]
             now = timestamp()
-            _audit(conn, "session_status_changed", sid, now, new, previous=old)
+            _audit(conn, dialect, "session_status_changed", sid, now, new, previous=old)
             conn.execute(SET_STATUS, (
                 new, now,
                 now if new == "terminated" else None,
@@ -550,13 +597,14 @@ def torn_counter_sessions(conn: Connection, limit: int = 5) -> list[Any]:
     Such sessions get ``{"n": seq}`` as every event and as its state delta, so
     an event without its state change (or the reverse) shows here.
     """
+    # One statement for both engines: ->/->> and CAST read JSON alike on each.
     return conn.execute(
-        "SELECT s.id, json_extract(s.state, '$.n') AS n, "
+        "SELECT * FROM (SELECT s.id, CAST(s.state ->> 'n' AS INTEGER) AS n, "
         "(SELECT count(*) FROM session_events e WHERE e.session_id = s.id) AS events, "
         "(SELECT count(*) FROM session_events e WHERE e.session_id = s.id "
-        " AND json_extract(e.event, '$.n') IS NOT e.seq) AS mismatched "
-        "FROM sessions s WHERE json_extract(s.metadata, '$.counter') = 1 "
-        "AND (coalesce(n, 0) != events OR mismatched != 0) LIMIT ?", (limit,)).fetchall()
+        " AND CAST(e.event ->> 'n' AS INTEGER) IS DISTINCT FROM e.seq) AS mismatched "
+        "FROM sessions s WHERE s.metadata -> 'counter' = 'true') AS c "
+        "WHERE coalesce(n, 0) != events OR mismatched != 0 LIMIT ?", (limit,)).fetchall()
 
 
 def count_by_status(conn: Connection) -> dict[str, int]:

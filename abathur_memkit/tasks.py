@@ -17,7 +17,7 @@ from . import audit
 from .engines.interface import Connection, Store
 from .errors import AlreadyExistsError, InvalidInputError
 from .inputs import optional_text, require_int, require_limit, require_text
-from .lifecycle import Lifecycle
+from .lifecycle import Lifecycle, for_update
 from .namespaces import optional_segment
 from .rows import Row, Rows, exists, fetch_all, fetch_one, require_row
 from .values import timestamp, to_json
@@ -43,11 +43,13 @@ JSON_COLUMNS = ("input_data", "result_data", "dependencies")
 
 GET = "SELECT * FROM tasks WHERE id = ?"
 GET_STATUS = "SELECT status, retry_count, max_retries FROM tasks WHERE id = ?"
+# No row back: the id exists.
 INSERT = (
     "INSERT INTO tasks (id, prompt, agent_type, priority, status, input_data, max_retries, "
     "max_execution_timeout_seconds, submitted_at, last_updated_at, created_by, "
     "parent_task_id, dependencies, session_id) "
-    "VALUES (?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "VALUES (?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (id) DO NOTHING RETURNING id"
 )
 # A task is ready when each of its dependencies has completed. An unknown
 # dependency id counts as not completed (the LEFT JOIN finds no row).
@@ -107,11 +109,44 @@ TIMED_OUT = (
 )
 
 
+class _Sql(NamedTuple):
+    """The statements that differ between the engines."""
+
+    next_pending: str
+    next_pending_for_type: str
+    # The task a move checks, then changes (locked on PostgreSQL).
+    get_status: str
+    timed_out: str
+
+
+# PostgreSQL: the dependencies are jsonb; the pick locks its task and skips the
+# ones other claimers hold, so concurrent claims never wait on each other.
+_PG_READY = (
+    "(t.dependencies IS NULL OR NOT EXISTS (SELECT 1 FROM "
+    "jsonb_array_elements_text(t.dependencies) AS d(value) "
+    "LEFT JOIN tasks AS dep ON dep.id = d.value COLLATE \"C\" "
+    "WHERE dep.status IS DISTINCT FROM 'completed'))"
+)
+_SKIP_LOCKED = " FOR NO KEY UPDATE OF t SKIP LOCKED"
+SQL = {
+    "sqlite": _Sql(NEXT_PENDING, NEXT_PENDING_FOR_TYPE, GET_STATUS, TIMED_OUT),
+    "postgresql": _Sql(
+        NEXT_PENDING.replace(_READY, _PG_READY) + _SKIP_LOCKED,
+        NEXT_PENDING_FOR_TYPE.replace(_READY, _PG_READY) + _SKIP_LOCKED,
+        for_update(GET_STATUS),
+        TIMED_OUT.replace(
+            "(julianday(?) - julianday(last_updated_at)) * 86400.0",
+            "extract(epoch FROM CAST(? AS timestamp) - last_updated_at)"),
+    ),
+}
+
+
 class TaskService:
     """The task queue: ``db.tasks`` or ``TaskService(db)``."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
+        self.sql = SQL[store.dialect]
 
     # -- reads ---------------------------------------------------------------
 
@@ -133,8 +168,9 @@ class TaskService:
         """Running tasks not updated within their ``max_execution_timeout_seconds``."""
         count = require_limit(limit)
         now = timestamp()
+        sql = self.sql.timed_out
         return await self.store.read(
-            lambda conn: fetch_all(conn, TIMED_OUT, (now, now, count), JSON_COLUMNS)
+            lambda conn: fetch_all(conn, sql, (now, now, count), JSON_COLUMNS)
         )
 
     # -- writes --------------------------------------------------------------
@@ -170,8 +206,11 @@ class TaskService:
         timeout = require_int(max_execution_timeout_seconds, "max_execution_timeout_seconds",
                               minimum=1)
         author = optional_text(created_by, "created_by")
+        dialect = self.store.dialect
 
         def insert(conn: Connection) -> None:
+            # Checked first for its message; the INSERT's ON CONFLICT catches a
+            # concurrent insert of the same id (PostgreSQL has no database write lock).
             if exists(conn, "tasks", tid):
                 raise AlreadyExistsError(f"Task {tid} already exists")
             if sid is not None:
@@ -181,11 +220,14 @@ class TaskService:
             for dep in deps or ():
                 require_row(conn, "tasks", dep, "Task")
             now = timestamp()
-            conn.execute(INSERT, (
+            inserted = conn.execute(INSERT, (
                 tid, text, kind, urgency, data, retries, timeout, now, now, author, parent,
                 None if deps is None else to_json(deps, "dependencies"), sid,
-            ))
+            )).fetchone()
+            if inserted is None:
+                raise AlreadyExistsError(f"Task {tid} already exists")
             audit.record(conn, "task_submitted", task_id=tid, result="pending", at=now,
+                         dialect=dialect,
                          action_data={"agent_type": kind, "priority": urgency,
                                       "session_id": sid, "created_by": author})
 
@@ -197,23 +239,26 @@ class TaskService:
     ) -> Row | None:
         """Claim the most urgent ready pending task (now ``running``), or None.
 
-        One ``BEGIN IMMEDIATE`` transaction holds the write lock from the pick
-        to the update, so two claimers, in this process or another, never get
-        the same task. ``agent_id`` is recorded in the audit row.
+        Two claimers, in this process or another, never get the same task: on
+        SQLite one ``BEGIN IMMEDIATE`` transaction holds the write lock from the
+        pick to the update; on PostgreSQL the pick locks its row
+        (``FOR NO KEY UPDATE SKIP LOCKED``: a task another claimer holds is
+        passed over). ``agent_id`` is recorded in the audit row.
         """
         kind = optional_text(agent_type, "agent_type")
         agent = optional_text(agent_id, "agent_id")
+        sql, dialect = self.sql, self.store.dialect
 
         def take(conn: Connection) -> Row | None:
-            pick = (conn.execute(NEXT_PENDING).fetchone() if kind is None
-                    else conn.execute(NEXT_PENDING_FOR_TYPE, (kind,)).fetchone())
+            pick = (conn.execute(sql.next_pending).fetchone() if kind is None
+                    else conn.execute(sql.next_pending_for_type, (kind,)).fetchone())
             if pick is None:
                 return None
             now = timestamp()
             task = fetch_one(conn, CLAIM, (now, now, pick[0]), JSON_COLUMNS)
             if task is not None:
                 audit.record(conn, "task_claimed", task_id=task["id"], agent_id=agent,
-                             result="running", at=now)
+                             result="running", at=now, dialect=dialect)
             return task
 
         return await self.store.write(take)
@@ -245,9 +290,10 @@ class TaskService:
     async def _move(self, task_id: str, plan: Callable[[Any, str, str], _Move]) -> Row:
         """Read the task, check ``plan``'s move, apply it and audit it: one transaction."""
         tid = require_text(task_id, "task_id")
+        get_status, dialect = self.sql.get_status, self.store.dialect
 
         def move(conn: Connection) -> Row:
-            row = LIFECYCLE.current(conn, GET_STATUS, tid)
+            row = LIFECYCLE.current(conn, get_status, tid)
             now = timestamp()
             step = plan(row, now, tid)
             LIFECYCLE.check_move(tid, row["status"], step.target)
@@ -257,7 +303,7 @@ class TaskService:
             if step.error is not None:
                 data["error"] = step.error
             audit.record(conn, step.action, task_id=tid, result=step.target,
-                         action_data=data, at=now)
+                         action_data=data, at=now, dialect=dialect)
             return task
 
         return await self.store.write(move)
@@ -305,17 +351,18 @@ def count_tasks(conn: Connection, *, claimed_only: bool = False) -> int:
 
 def tasks_disagreeing_with_claim_audit(conn: Connection, limit: int = 5) -> list[Any]:
     """Never-retried tasks whose status disagrees with their claim and completion audit rows."""
+    # The counts are named in a derived table: PostgreSQL's WHERE cannot see aliases.
     return conn.execute(
-        "SELECT t.id, t.status, "
+        "SELECT * FROM (SELECT t.id, t.status, "
         "(SELECT count(*) FROM audit a WHERE a.task_id = t.id "
         " AND a.action_type = 'task_claimed') AS claimed, "
         "(SELECT count(*) FROM audit a WHERE a.task_id = t.id "
         " AND a.action_type = 'task_completed') AS completed "
-        "FROM tasks t WHERE t.retry_count = 0 AND NOT ("
-        " (t.status = 'pending' AND claimed = 0 AND completed = 0) OR"
-        " (t.status = 'running' AND claimed = 1 AND completed = 0) OR"
-        " (t.status = 'completed' AND claimed = 1 AND completed = 1) OR"
-        " t.status IN ('failed', 'cancelled')) LIMIT ?", (limit,)).fetchall()
+        "FROM tasks t WHERE t.retry_count = 0) AS c WHERE NOT ("
+        " (status = 'pending' AND claimed = 0 AND completed = 0) OR"
+        " (status = 'running' AND claimed = 1 AND completed = 0) OR"
+        " (status = 'completed' AND claimed = 1 AND completed = 1) OR"
+        " status IN ('failed', 'cancelled')) LIMIT ?", (limit,)).fetchall()
 
 
 def count_by_status(conn: Connection) -> dict[str, int]:

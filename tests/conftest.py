@@ -29,6 +29,10 @@ TWO_ENGINES: set[str] = {
     "test_read_back",
     "test_search",
     "test_search_settings",
+    "test_session_scopes",
+    "test_sessions",
+    "test_stress_and_crash",
+    "test_tasks",
 }
 
 ENGINES = ("sqlite", "postgresql")

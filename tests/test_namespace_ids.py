@@ -67,7 +67,6 @@ async def test_ids_with_odd_characters_are_still_segments() -> None:
         assert require_segment(text, "session_id") == text
 
 
-@pytest.mark.sqlite_only("until list_sessions runs on PostgreSQL (the sessions service's part)")
 async def test_rows_written_before_the_rule_are_still_read(db: Database) -> None:
     """Existing databases may hold ids with ':' — reads work; their trees are not theirs."""
     await db.execute("INSERT INTO sessions (id, app_name, user_id, status, created_at, "

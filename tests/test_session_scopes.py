@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import sqlite3
 from pathlib import Path
 
@@ -32,9 +34,10 @@ async def test_user_keys_are_shared_by_the_sessions_of_one_app_and_user(db: Data
     assert a1 is not None and a1["state"] == {"n": 1, "turn": 2, "user:lang": "fr"}
     # Stored once, for (app, alice); not in either session's own row.
     rows = await db.fetchall("SELECT app_name, user_id, state FROM user_states")
-    assert rows == [{"app_name": "app", "user_id": "alice", "state": '{"user:lang":"fr"}'}]
+    assert [(r["app_name"], r["user_id"], json.loads(r["state"])) for r in rows] == [
+        ("app", "alice", {"user:lang": "fr"})]
     own = await db.fetchall("SELECT state FROM sessions WHERE id IN ('a1', 'a2') ORDER BY id")
-    assert [r["state"] for r in own] == ['{"n":1,"turn":2}', "{}"]
+    assert [json.loads(r["state"]) for r in own] == [{"n": 1, "turn": 2}, {}]
 
 
 async def test_app_keys_are_shared_by_every_session_of_the_app(db: Database) -> None:
@@ -79,8 +82,26 @@ async def test_list_sessions_by_app_and_user(db: Database) -> None:
     ids = [s["id"] for s in await db.sessions.list_sessions(app_name="app", user_id="alice")]
     assert ids == ["a2", "a1"]
     assert [s["id"] for s in await db.sessions.list_sessions(app_name="app")] == ["b1", "a2", "a1"]
+
+
+@pytest.mark.sqlite_only("plan pins read SQLite's EXPLAIN QUERY PLAN")
+async def test_list_sessions_by_app_and_user_plan(db: Database) -> None:
     query, params = sql.list_query(user_id="alice", app_name="app", limit=10)
     await assert_searches(db, query, params, "sessions", "idx_sessions_user_created")
+
+
+async def test_concurrent_writers_of_shared_keys_lose_none(db: Database) -> None:
+    # Sessions of one app and user write their own app: and user: keys at once:
+    # every key is kept (on PostgreSQL the upsert merges, no read-modify-write race).
+    for i in range(12):
+        await db.sessions.create_session(f"c{i}", "app", "alice")
+    await asyncio.gather(*(
+        db.sessions.append_event(f"c{i}", {"i": i}, {f"app:k{i}": i, f"user:k{i}": i})
+        for i in range(12)))
+    state = await db.sessions.get_session("c0")
+    assert state is not None
+    assert state["state"] == {**{f"app:k{i}": i for i in range(12)},
+                              **{f"user:k{i}": i for i in range(12)}}
 
 
 # -- audit rows ---------------------------------------------------------------------------

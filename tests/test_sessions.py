@@ -155,14 +155,46 @@ async def test_concurrent_appends_get_distinct_consecutive_seqs(s1: SessionServi
     assert [e["n"] for e in got["events"]] == [n_by_seq[seq] for seq in sorted(n_by_seq)]
 
 
+BOOM_TRIGGER = {
+    "sqlite": "CREATE TRIGGER boom BEFORE UPDATE OF state ON sessions "
+              "WHEN json_extract(NEW.state, '$.boom') IS NOT NULL "
+              "BEGIN SELECT RAISE(ABORT, 'boom'); END",
+    "postgresql": "CREATE FUNCTION boom() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                  "RAISE check_violation USING MESSAGE = 'boom'; END $$; "
+                  "CREATE TRIGGER boom BEFORE UPDATE OF state ON sessions FOR EACH ROW "
+                  "WHEN (NEW.state -> 'boom' IS NOT NULL) EXECUTE FUNCTION boom()",
+}
+
+
+async def test_appends_from_two_databases_get_gapless_seqs(
+    db: Database, s1: SessionService
+) -> None:
+    # Two Database objects (two pools or writer connections) append to one
+    # session at once, each event with its state change.
+    async with Database(db.path) as other:
+        appends = [svc.append_event("s1", {"n": i}, {f"k{i}": i})
+                   for i, svc in enumerate((s1, other.sessions) * 20)]
+        seqs = await asyncio.gather(*appends)
+    assert sorted(seqs) == list(range(1, 41))
+    got = await s1.get_session("s1")
+    assert got is not None
+    assert sorted(e["n"] for e in got["events"]) == list(range(40))
+    assert got["state"] == {f"k{i}": i for i in range(40)}
+
+
+async def test_concurrent_creates_of_one_id(db: Database) -> None:
+    results = await asyncio.gather(*(db.sessions.create_session("dup", "app", f"u{i}")
+                                      for i in range(6)), return_exceptions=True)
+    errors = [r for r in results if isinstance(r, BaseException)]
+    assert len(errors) == 5 and all(type(e) is AlreadyExistsError for e in errors), errors
+    assert all(str(e) == "Session dup already exists" for e in errors)
+
+
 async def test_event_and_state_delta_commit_together(db: Database, s1: SessionService) -> None:
     assert await s1.append_event("s1", {"n": 1}, state_delta={"turn": 1, "temp:x": 1}) == 1
     assert await s1.get_state("s1", "turn") == 1
     # Make the state update fail inside the transaction: the event must not stay.
-    await db.execute(
-        "CREATE TRIGGER boom BEFORE UPDATE OF state ON sessions "
-        "WHEN json_extract(NEW.state, '$.boom') IS NOT NULL "
-        "BEGIN SELECT RAISE(ABORT, 'boom'); END")
+    await db.execute(BOOM_TRIGGER[db.dialect])
     before = await dump(db)
     with pytest.raises(InvalidInputError, match="boom"):
         await s1.append_event("s1", {"n": 2}, state_delta={"boom": True})
@@ -188,8 +220,11 @@ async def test_bad_events_change_nothing(
 
 
 async def test_event_table_rejects_invalid_json(db: Database, s1: SessionService) -> None:
-    # The seeds' "rejects invalid JSON" check, on the events' new home.
-    with pytest.raises(InvalidInputError, match="CHECK constraint failed"):
+    # The seeds' "rejects invalid JSON" check, on the events' new home (a jsonb column
+    # on PostgreSQL).
+    message = {"sqlite": "CHECK constraint failed",
+               "postgresql": "invalid input syntax for type json"}
+    with pytest.raises(InvalidInputError, match=message[db.dialect]):
         await db.execute("INSERT INTO session_events (session_id, seq, event) "
                          "VALUES ('s1', 1, '{not json')")
 
@@ -407,6 +442,7 @@ LISTINGS = [
 ]
 
 
+@pytest.mark.sqlite_only("plan pins read SQLite's EXPLAIN QUERY PLAN and its index names")
 @pytest.mark.parametrize("after", [None, ("order", "2025-01-01", 7)], ids=["first", "cursor"])
 @pytest.mark.parametrize(("filters", "index"), LISTINGS, ids=[str(f) for f, _ in LISTINGS])
 async def test_list_plans(
@@ -419,6 +455,7 @@ async def test_list_plans(
         assert (await details(db, query, params))[0] == "SCAN sessions"
 
 
+@pytest.mark.sqlite_only("plan pins read SQLite's EXPLAIN QUERY PLAN and its index names")
 @pytest.mark.parametrize(("query", "params", "index"), [
     (sql.GET_SESSION, ("s1",), "idx_sessions_pk"),
     (sql.ALL_EVENTS, ("s1",), "sqlite_autoindex_session_events_1"),
@@ -432,6 +469,7 @@ async def test_point_query_plans(
     await assert_searches(db, query, params, "sessions", index)
 
 
+@pytest.mark.sqlite_only("reads SQLite's statement trace (set_trace_callback)")
 async def test_get_session_reads_row_and_events_in_one_snapshot(
     db: Database, s1: SessionService
 ) -> None:
@@ -451,8 +489,11 @@ async def test_get_session_reads_row_and_events_in_one_snapshot(
 # -- seed defect 1: events are rows, appends are O(1) --------------------------------------
 
 async def test_no_events_column(db: Database) -> None:
-    columns = [r["name"] for r in await db.fetchall("PRAGMA table_info(sessions)")]
-    assert "events" not in columns
+    query = ("PRAGMA table_info(sessions)" if db.dialect == "sqlite" else
+             "SELECT column_name AS name FROM information_schema.columns "
+             "WHERE table_schema = current_schema() AND table_name = 'sessions'")
+    columns = [r["name"] for r in await db.fetchall(query)]
+    assert "state" in columns and "events" not in columns
 
 
 async def _row_bytes(db: Database, session_id: str) -> int:
@@ -469,6 +510,7 @@ async def _wal_bytes_of_one_append(db: Database, n: int) -> int:
     return wal.stat().st_size
 
 
+@pytest.mark.sqlite_only("measures what one append adds to SQLite's WAL file")
 async def test_append_cost_does_not_grow_with_history(db: Database, s1: SessionService) -> None:
     page_size = (await db.fetchone("PRAGMA page_size") or {})["page_size"]
     for n in range(10):

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import multiprocessing
 import re
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,6 +22,7 @@ from abathur_memkit import (
 )
 from abathur_memkit import tasks as sql
 from abathur_memkit.tasks import TaskService
+from abathur_memkit.values import timestamp_ago
 
 
 async def audit_of(db: Database, task_id: str) -> list[tuple[str, str | None]]:
@@ -64,7 +65,7 @@ async def test_submit_everything(db: Database) -> None:
     assert (task["session_id"], task["created_by"], task["agent_type"]) == (
         "s1", "agent:a1", "coder")
     audit = await db.fetchone("SELECT action_data FROM audit WHERE task_id = 't1'")
-    assert audit is not None and '"session_id":"s1"' in audit["action_data"]
+    assert audit is not None and json.loads(audit["action_data"])["session_id"] == "s1"
 
 
 # -- claim --------------------------------------------------------------------------
@@ -114,16 +115,42 @@ async def test_twenty_concurrent_claimers_ten_tasks(db: Database) -> None:
     assert rows == [{"n": 10}]
 
 
-async def test_claimers_on_two_connections(tmp_path: Path) -> None:
-    # Two Database objects (two writer connections) on one file: BEGIN IMMEDIATE
-    # makes the pick-and-update atomic between them too.
-    path = tmp_path / "q.db"
-    async with Database(path) as one, Database(path) as two:
+async def test_claimers_on_two_connections(db: Database) -> None:
+    # Two Database objects (two writer connections, or two pools) on one database:
+    # BEGIN IMMEDIATE (SQLite) or FOR UPDATE SKIP LOCKED (PostgreSQL) makes the
+    # pick-and-update atomic between them too.
+    async with Database(db.path) as two:
         for i in range(20):
-            await one.tasks.submit(f"task {i}", task_id=f"t{i}")
-        results = await asyncio.gather(*(db.tasks.claim() for db in (one, two) * 15))
+            await db.tasks.submit(f"task {i}", task_id=f"t{i}")
+        results = await asyncio.gather(*(d.tasks.claim() for d in (db, two) * 15))
     claimed = [r["id"] for r in results if r is not None]
     assert sorted(claimed) == sorted(f"t{i}" for i in range(20))
+    assert results.count(None) == 10
+    rows = await db.fetchall("SELECT count(*) AS n FROM audit WHERE action_type = 'task_claimed'")
+    assert rows == [{"n": 20}]
+
+
+async def test_claim_takes_a_task_an_insert_points_at(pg_memkit_dsn: str) -> None:
+    # PostgreSQL: an insert whose foreign key names a task (a child task, an agent,
+    # a checkpoint) holds the task's row FOR KEY SHARE until it commits; claimers
+    # do not pass over the task for that.
+    import psycopg
+
+    async with Database(pg_memkit_dsn) as db:
+        await db.tasks.submit("p", task_id="t1")
+        with psycopg.connect(pg_memkit_dsn) as other:
+            other.execute("SELECT 1 FROM tasks WHERE id = 't1' FOR KEY SHARE")
+            task = await db.tasks.claim()
+            other.rollback()
+    assert task is not None and task["id"] == "t1"
+
+
+async def test_concurrent_submits_of_one_id(db: Database) -> None:
+    results = await asyncio.gather(*(db.tasks.submit("p", task_id="dup") for _ in range(6)),
+                                   return_exceptions=True)
+    errors = [r for r in results if isinstance(r, BaseException)]
+    assert len(errors) == 5 and all(type(e) is AlreadyExistsError for e in errors), errors
+    assert all(str(e) == "Task dup already exists" for e in errors)
 
 
 def _claim_in_process(path: str, start: Any, out: Any) -> None:
@@ -141,11 +168,10 @@ def _claim_in_process(path: str, start: Any, out: Any) -> None:
     out.put(asyncio.run(work()))
 
 
-async def test_claims_across_processes(tmp_path: Path) -> None:
-    path = tmp_path / "q.db"
-    async with Database(path) as db:
-        for i in range(30):
-            await db.tasks.submit(f"task {i}", task_id=f"t{i:02}", priority=i % 4)
+async def test_claims_across_processes(db: Database) -> None:
+    path = db.path
+    for i in range(30):
+        await db.tasks.submit(f"task {i}", task_id=f"t{i:02}", priority=i % 4)
     ctx = multiprocessing.get_context("spawn")
     start, out = ctx.Barrier(3), ctx.Queue()
     workers = [ctx.Process(target=_claim_in_process, args=(str(path), start, out))
@@ -158,13 +184,12 @@ async def test_claims_across_processes(tmp_path: Path) -> None:
         assert w.exitcode == 0
     every = [tid for mine in claimed for tid in mine]
     assert sorted(every) == [f"t{i:02}" for i in range(30)]  # each exactly once
-    async with Database(path) as db:
-        rows = await db.fetchall(
-            "SELECT task_id, count(*) AS n FROM audit WHERE action_type = 'task_claimed' "
-            "GROUP BY task_id")
-        assert len(rows) == 30 and {r["n"] for r in rows} == {1}
-        assert await db.tasks.list(status="completed", limit=100) != []
-        assert await db.tasks.list(status="pending") == []
+    rows = await db.fetchall(
+        "SELECT task_id, count(*) AS n FROM audit WHERE action_type = 'task_claimed' "
+        "GROUP BY task_id")
+    assert len(rows) == 30 and {r["n"] for r in rows} == {1}
+    assert await db.tasks.list(status="completed", limit=100) != []
+    assert await db.tasks.list(status="pending") == []
 
 
 # -- complete / fail / cancel ---------------------------------------------------------
@@ -338,6 +363,7 @@ async def test_list(db: Database) -> None:
 
 
 async def test_timed_out(db: Database) -> None:
+    hour_ago = timestamp_ago(hours=1)
     await db.tasks.submit("slow", task_id="slow", max_execution_timeout_seconds=60, priority=9)
     await db.tasks.submit("patient", task_id="patient", max_execution_timeout_seconds=86400)
     await db.tasks.submit("waiting", task_id="waiting", max_execution_timeout_seconds=1)
@@ -345,10 +371,9 @@ async def test_timed_out(db: Database) -> None:
     await db.tasks.claim()
     assert await db.tasks.timed_out() == []
     # Both running tasks were last updated an hour ago.
-    await db.execute("UPDATE tasks SET last_updated_at = datetime('now', '-1 hour') "
-                     "WHERE status = 'running'")
-    await db.execute("UPDATE tasks SET last_updated_at = datetime('now', '-1 hour') "
-                     "WHERE id = 'waiting'")
+    await db.execute("UPDATE tasks SET last_updated_at = ? WHERE status = 'running'",
+                     (hour_ago,))
+    await db.execute("UPDATE tasks SET last_updated_at = ? WHERE id = 'waiting'", (hour_ago,))
     assert [t["id"] for t in await db.tasks.timed_out()] == ["slow"]
 
 
@@ -367,12 +392,14 @@ PLANS = [
 ]
 
 
+@pytest.mark.sqlite_only("plan pins read SQLite's EXPLAIN QUERY PLAN and its index names")
 @pytest.mark.parametrize(("query", "params", "index"), [p[1:] for p in PLANS],
                          ids=[p[0] for p in PLANS])
 async def test_plans(db: Database, query: str, params: tuple[Any, ...], index: str) -> None:
     await assert_searches(db, query, params, "tasks", index)
 
 
+@pytest.mark.sqlite_only("plan pins read SQLite's EXPLAIN QUERY PLAN and its index names")
 async def test_list_all_walks_the_submitted_index(db: Database) -> None:
     # No filter: the index in order, stopping after LIMIT rows (no sort, no table scan).
     assert await details(db, sql.LIST_ALL, (10,)) == [

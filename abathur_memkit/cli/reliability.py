@@ -13,6 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from ..database import is_dsn
 from ..errors import InvalidInputError
 from . import add_json_flag, emit, example, positive_int
 
@@ -34,7 +35,7 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "stress", help="many agents and processes on one file, then check nothing was lost",
         **example("memkit stress --agents 50 --processes 4 --operations 40"))
-    _add_db(p, "database file to stress")
+    _add_db(p, "database file to stress, or an empty PostgreSQL database's DSN")
     _add_stress_options(p)
     p.add_argument("--operations", type=positive_int, default=40,
                    help="operations per agent in this process (default 40)")
@@ -45,7 +46,7 @@ def register(subparsers: Any) -> None:
 
     p = subparsers.add_parser("soak", help="the stress workload for a number of minutes",
                               **example("memkit soak --minutes 60 --db soak.db"))
-    _add_db(p, "database file to soak")
+    _add_db(p, "database file to soak, or an empty PostgreSQL database's DSN")
     _add_stress_options(p)
     p.add_argument("--minutes", type=float, default=10.0, help="how long (default 10)")
     p.set_defaults(handler=cmd_soak)
@@ -53,7 +54,7 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "crash", help="SIGKILL writer processes mid-transaction; check the file after each kill",
         **example("memkit crash --kills 200 --workers 2"))
-    _add_db(p, "database file to crash-test")
+    _add_db(p, "database file to crash-test, or an empty PostgreSQL database's DSN")
     p.add_argument("--kills", type=positive_int, default=200,
                    help="processes to kill (default 200)")
     p.add_argument("--workers", type=positive_int, default=2,
@@ -99,9 +100,11 @@ def _say(message: str) -> None:
     print(f"... {message}", file=sys.stderr, flush=True)
 
 
-def _db_path(args: argparse.Namespace, tmp: str, name: str) -> Path:
+def _db_path(args: argparse.Namespace, tmp: str, name: str, *, dsn: bool = False) -> Path | str:
     if args.db is None:
         return Path(tmp) / name
+    if dsn and is_dsn(args.db):  # checked empty once open
+        return str(args.db)
     path = Path(args.db)
     if path.exists() and path.stat().st_size > 0:
         raise InvalidInputError(f"{path} exists; these runs need a new database file")
@@ -124,7 +127,7 @@ async def _stress(args: argparse.Namespace, seconds: float | None) -> int:
         seconds=seconds, tasks=args.tasks, backups=args.backups, seed=args.seed,
     )
     with tempfile.TemporaryDirectory(prefix="memkit-stress-") as tmp:
-        report = await run_stress(_db_path(args, tmp, "stress.db"), config, progress=_say,
+        report = await run_stress(_db_path(args, tmp, "stress.db", dsn=True), config, progress=_say,
                                   backup_dir=tmp)
     lines = [
         f"{report['operations']:,} operations by {report['agents']} agents in "
@@ -156,7 +159,7 @@ async def cmd_crash(args: argparse.Namespace) -> int:
 
     config = CrashConfig(kills=args.kills, workers=args.workers, seed=args.seed)
     with tempfile.TemporaryDirectory(prefix="memkit-crash-") as tmp:
-        report = await run_crash(_db_path(args, tmp, "crash.db"), config, progress=_say)
+        report = await run_crash(_db_path(args, tmp, "crash.db", dsn=True), config, progress=_say)
     committed = report["committed"] or {}
     lines = [
         f"{report['kills']} processes killed ({report['kills_inside_transaction']} by a SIGKILL "

@@ -139,11 +139,6 @@ def test_query_guard_skips_on_postgresql_saying_why(suite: pytest.Pytester, pg_s
     result.stdout.fnmatch_lines(["*memkit_query_guard reads SQLite's trace*"])
 
 
-@pytest.mark.xfail(
-    reason="seeding writes through the memory and sessions services, which other branches "
-    "of this round port to PostgreSQL",
-    strict=False,
-)
 def test_seeded_db_on_postgresql(suite: pytest.Pytester, pg_server: str) -> None:
     suite.makepyfile(
         """

@@ -154,7 +154,8 @@ async def workload(db: Database) -> Database:
     ("DELETE FROM audit WHERE action_type = 'task_claimed'", "task_claims_audited_once"),
     ("UPDATE tasks SET status = 'pending' WHERE id = 't1'", "task_claims_audited_once"),
     ("INSERT INTO audit (timestamp, action_type, memory_operation_type) "
-     "VALUES ('t', 'memory_update', 'update')", "memory_audit_rows_point_at_rows"),
+     "VALUES ('2000-01-01 00:00:00', 'memory_update', 'update')",
+     "memory_audit_rows_point_at_rows"),
 ])
 async def test_structural_checks_flag_torn_states(workload: Database, sql: str,
                                                   flagged: str) -> None:

@@ -90,8 +90,9 @@ def _deleted_flags_match_audit(conn: Connection) -> Check:
     """Replay the memory audit trail and compare every row's ``is_deleted``.
 
     A row is live when created; a delete marks every live row of its key
-    deleted; a restore marks every row of the key live again. Audit ids follow
-    commit order (they are assigned under the write lock), so the replay is exact.
+    deleted; a restore marks every row of the key live again. A key's audit ids
+    follow its commit order (they are assigned under the write lock, or on
+    PostgreSQL under the key's lock), so the replay is exact.
     Keys never deleted must be all live (one query); only the others are replayed.
     """
     untouched_deleted = memory.deleted_rows_never_flipped(conn)
@@ -122,7 +123,16 @@ def _deleted_flags_match_audit(conn: Connection) -> Check:
 
 
 async def database_checks(db: Database, *, quick: bool = False) -> list[Check]:
-    """``integrity_check`` (or ``quick_check``), the foreign-key check and the invariants."""
+    """``integrity_check`` (or ``quick_check``), the foreign-key check and the invariants.
+
+    On PostgreSQL, ``integrity_check`` is the engine's (tables, indexes and
+    constraints valid); the server enforces every foreign key, so there is no
+    foreign-key check to run, and no quick variant.
+    """
+    if db.dialect != "sqlite":
+        integrity = await db.integrity_check()
+        checks = [check("integrity_check", integrity == ["ok"], "; ".join(integrity[:3]))]
+        return checks + await db.read(structural_checks, snapshot=True)
     if quick:
         rows = await db.fetchall("PRAGMA quick_check")
         integrity = [str(next(iter(r.values()))) for r in rows]

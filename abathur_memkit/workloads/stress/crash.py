@@ -4,7 +4,10 @@
 crash-worker``) at random moments, many of them inside a write transaction
 (the worker kills itself at a chosen statement), and after every kill opens
 the database and runs ``integrity_check``, the foreign-key check and the
-invariants (``checks.database_checks``).
+invariants (``checks.database_checks``). The database is a new file or an
+empty PostgreSQL database (a DSN); there a worker's self-kill watches the
+statements its services send through a wrapping store (PostgreSQL has no
+trace callback), and the server rolls back the dead client's transaction.
 """
 
 from __future__ import annotations
@@ -20,16 +23,21 @@ import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ... import audit, memory, sessions, tasks
 from ...database import Database
-from ...engines.interface import Connection
-from ...memory import MemoryItem
+from ...engines.interface import Connection, Cursor, Store
+from ...memory import MemoryItem, MemoryService
+from ...sessions import SessionService
+from ...tasks import TaskService
 from .checks import database_checks
-from .runner import Progress, new_file, orphaned
+from .runner import Progress, new_database, orphaned, require_empty, where
+
+T = TypeVar("T")
 
 __all__ = ["KILL_TARGETS", "CrashConfig", "run_crash"]
 
@@ -51,17 +59,19 @@ class CrashConfig:
     seed: int = 0
 
 
-def _crash_worker_command(path: Path, index: int, kill_at: int, target: str,
+def _crash_worker_command(path: Path | str, index: int, kill_at: int, target: str,
                           seed: int) -> list[str]:
     return [sys.executable, "-m", "abathur_memkit.workloads.stress", "crash-worker", str(path),
             "--index", str(index), "--kill-at", str(kill_at), "--kill-before", target,
             "--seed", str(seed), "--parent", str(os.getpid())]
 
 
-async def _crash_prepare(path: Path) -> None:
+async def _crash_prepare(path: Path | str) -> str:
     async with Database(path) as db:
+        await require_empty(db)
         if await db.memory.get_memory("project:crash", "shared") is None:
             await db.memory.add_memory("project:crash", "shared", {"v": 0}, "semantic", "system")
+        return where(db, path)
 
 
 async def run_crash(
@@ -73,9 +83,9 @@ async def run_crash(
     """Kill worker processes mid-write ``config.kills`` times, checking after each kill."""
     config = config or CrashConfig()
     say = progress or (lambda _m: None)
-    db_path = new_file(path)
+    db_path = new_database(path)
     rng = random.Random(config.seed)
-    await _crash_prepare(db_path)
+    shown = await _crash_prepare(db_path)
     started = time.perf_counter()
     live: dict[int, subprocess.Popen[str]] = {}
     kill_points: Counter[str] = Counter()
@@ -152,7 +162,7 @@ async def run_crash(
     in_txn = sum(n for point, n in kill_points.items() if "inside a transaction" in point)
     return {
         "ok": not failures and all(c["passed"] for c in final),
-        "path": str(db_path),
+        "path": shown,
         "kills": kills,
         "kills_inside_transaction": in_txn,
         "kill_points": dict(kill_points.most_common()),
@@ -185,20 +195,72 @@ class _KillInsideTransaction:
         self.local = threading.local()
 
     def __call__(self, sql: str) -> None:
+        """SQLite's trace callback: every statement, transactions' included."""
         text = " ".join(sql.split()).upper()
         if text.startswith("BEGIN IMMEDIATE"):
             self.local.in_txn = True
             return
         if not getattr(self.local, "in_txn", False):
             return
-        if text.startswith(self.target):
+        self.statement(sql)
+        if text.startswith(("COMMIT", "ROLLBACK")):
+            self.local.in_txn = False
+
+    def statement(self, sql: str) -> None:
+        """A statement about to run inside a write transaction."""
+        if " ".join(sql.split()).upper().startswith(self.target):
             self.seen += 1
             if self.seen >= self.at:
                 words = " ".join(sql.split()[:3]).split("(")[0]
                 os.write(1, f"killed-in-txn {words}\n".encode())
                 os.kill(os.getpid(), signal.SIGKILL)
-        if text.startswith(("COMMIT", "ROLLBACK")):
-            self.local.in_txn = False
+
+
+class _TracedConnection:
+    """A write's connection whose statements the killer sees before they run."""
+
+    def __init__(self, conn: Connection, killer: _KillInsideTransaction) -> None:
+        self.conn = conn
+        self.killer = killer
+
+    def execute(self, sql: str, *parameters: Any) -> Cursor:
+        self.killer.statement(sql)
+        return self.conn.execute(sql, *parameters)
+
+    def executemany(self, sql: str, parameters: Any, /) -> Cursor:
+        self.killer.statement(sql)
+        return self.conn.executemany(sql, parameters)
+
+    def cursor(self) -> Cursor:
+        return self.conn.cursor()
+
+    @property
+    def in_transaction(self) -> bool:
+        return self.conn.in_transaction
+
+
+class _KillingStore:
+    """The database as a ``Store`` whose writes pass their statements, and the
+    COMMIT about to end them, to the killer (for engines without a trace callback)."""
+
+    def __init__(self, db: Database, killer: _KillInsideTransaction) -> None:
+        self.db = db
+        self.killer = killer
+
+    @property
+    def dialect(self) -> str:
+        return self.db.dialect
+
+    async def read(self, fn: Callable[[Connection], T], *, snapshot: bool = False) -> T:
+        return await self.db.read(fn, snapshot=snapshot)
+
+    async def write(self, fn: Callable[[Connection], T]) -> T:
+        def traced(conn: Connection) -> T:
+            result = fn(_TracedConnection(conn, self.killer))
+            self.killer.statement("COMMIT")
+            return result
+
+        return await self.db.write(traced)
 
 
 async def crash_worker(args: argparse.Namespace) -> None:
@@ -208,14 +270,19 @@ async def crash_worker(args: argparse.Namespace) -> None:
     draft_ns = f"session:{session}"
     by = f"agent:crash{w}"
     async with Database(args.path) as db:
-        mem = db.memory
-        if await db.sessions.get_session(session) is None:
-            await db.sessions.create_session(session, "crash", f"crash{w}",
-                                             metadata={"counter": True})
+        store: Store = db
+        if args.kill_at:
+            killer = _KillInsideTransaction(args.kill_at, args.kill_before)
+            if db.dialect == "sqlite":
+                await db.set_trace_callback(killer)
+            else:
+                store = _KillingStore(db, killer)
+        mem, sessions_, tasks_ = MemoryService(store), SessionService(store), TaskService(store)
+        if await sessions_.get_session(session) is None:
+            await sessions_.create_session(session, "crash", f"crash{w}",
+                                           metadata={"counter": True})
         if await mem.get_memory(draft_ns, "draft") is None:
             await mem.add_memory(draft_ns, "draft", {"w": w}, "episodic", by)
-        if args.kill_at:
-            await db.set_trace_callback(_KillInsideTransaction(args.kill_at, args.kill_before))
         print("ready", flush=True)
         while not orphaned(args.parent):
             op = rng.choices(
@@ -229,9 +296,9 @@ async def crash_worker(args: argparse.Namespace) -> None:
                 else:
                     await mem.update_memory(ns, "counter", {"n": current["version"] + 1}, by)
             elif op == "event":
-                state = await db.sessions.get_state(session, "n", 0)
-                await db.sessions.append_event(session, {"n": state + 1},
-                                               state_delta={"n": state + 1})
+                state = await sessions_.get_state(session, "n", 0)
+                await sessions_.append_event(session, {"n": state + 1},
+                                             state_delta={"n": state + 1})
             elif op == "batch":
                 batch, size = uuid.uuid4().hex, rng.randint(2, 8)
                 await mem.add_memories(
@@ -247,15 +314,15 @@ async def crash_worker(args: argparse.Namespace) -> None:
             elif op == "publish":
                 await mem.publish_memory(draft_ns, "draft", ns, by, to_key="published")
             elif op == "claim":
-                task = await db.tasks.claim(agent_id=f"crash{w}")
+                task = await tasks_.claim(agent_id=f"crash{w}")
                 if task is None:
                     for _ in range(5):
-                        await db.tasks.submit("crash task", created_by=by)
+                        await tasks_.submit("crash task", created_by=by)
                 else:
-                    await db.tasks.complete(task["id"], {"w": w})
+                    await tasks_.complete(task["id"], {"w": w})
             elif op == "shared":
                 await mem.update_memory("project:crash", "shared", {"w": w}, by)
-            else:
+            elif db.dialect == "sqlite":
                 await db.checkpoint("PASSIVE")
             await asyncio.sleep(0.001)  # many kills matter here, not a huge file
 

@@ -3,7 +3,9 @@
 ``run_stress`` prepares a new database, starts worker processes (each runs
 ``python -m abathur_memkit.workloads.stress worker``) and agents in this
 process, takes online backups while they run, then verifies the database and
-every backup (``checks``).
+every backup (``checks``). The database is a new file, or an empty PostgreSQL
+database named by its DSN (``postgresql://...``; no backups there: PostgreSQL's
+are the server's job).
 """
 
 from __future__ import annotations
@@ -24,7 +26,9 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from ...database import Database
+from ... import audit, memory, sessions, tasks
+from ...database import Database, is_dsn
+from ...engines.interface import Connection
 from ...errors import InvalidInputError
 from .checks import check, verify_backup, verify_stress
 from .workload import StressConfig, prepare, run_agents
@@ -40,12 +44,34 @@ def new_file(path: str | os.PathLike[str]) -> Path:
         raise InvalidInputError(f"{target} exists; stress and crash runs need a new database file")
     return target
 
+
+def new_database(path: str | os.PathLike[str]) -> Path | str:
+    """A new file (``new_file``), or a DSN, checked empty by ``require_empty`` once open."""
+    return path if is_dsn(path) else new_file(path)
+
+
+def _rows(conn: Connection) -> int:
+    return (memory.count_rows(conn) + sessions.count_sessions(conn) + tasks.count_tasks(conn)
+            + audit.count_rows(conn))
+
+
+async def require_empty(db: Database) -> None:
+    """Refuse a PostgreSQL database that holds memkit rows (a file is new already)."""
+    if db.dialect != "sqlite" and await db.read(_rows) > 0:
+        raise InvalidInputError(
+            f"{db.engine!r} holds memkit rows; stress and crash runs need an empty database")
+
+
+def where(db: Database, target: Path | str) -> str:
+    """The file, or the PostgreSQL database without its password, for reports."""
+    return str(target) if isinstance(target, Path) else repr(db.engine)
+
 def orphaned(parent: int) -> bool:
     """Whether the runner that started this worker is gone (never loop on without it)."""
     return parent > 0 and os.getppid() != parent
 
 
-def _worker_command(path: Path, index: int, config: StressConfig, go: Path,
+def _worker_command(path: Path | str, index: int, config: StressConfig, go: Path,
                     out: Path, deadline: float | None) -> list[str]:
     command = [sys.executable, "-m", "abathur_memkit.workloads.stress", "worker", str(path),
                "--index", str(index), "--agents", str(config.agents_per_process),
@@ -68,19 +94,22 @@ async def run_stress(
     """Run the stress (or, with ``config.seconds``, soak) workload; return the report.
 
     The report holds ``ok``, the ``checks`` (each ``{name, passed, detail}``),
-    operation counts and timings. ``path`` must be a new file (the checks
-    compare the whole database with what the agents wrote). Backups go to
-    ``backup_dir`` (default: a temporary directory, removed afterwards).
+    operation counts and timings. ``path`` must be a new file or an empty
+    PostgreSQL database's DSN (the checks compare the whole database with what
+    the agents wrote). Backups (SQLite only) go to ``backup_dir`` (default: a
+    temporary directory, removed afterwards).
     """
     config = config or StressConfig()
     say = progress or (lambda _m: None)
-    db_path = new_file(path)
+    db_path = new_database(path)
     work = Path(tempfile.mkdtemp(prefix="memkit-stress-"))
     backups_at = Path(os.fspath(backup_dir)) if backup_dir is not None else work
     started = time.perf_counter()
     try:
         async with Database(db_path) as db:
+            await require_empty(db)
             await prepare(db, config)
+            shown = where(db, db_path)
         go = work / "go"
         deadline_wall = None if config.seconds is None else time.time() + config.seconds + 1.0
         outputs = [work / f"worker{i}.json" for i in range(config.processes)]
@@ -139,7 +168,7 @@ async def run_stress(
         overlap = min(w[1] for w in windows.values()) - max(w[0] for w in windows.values())
         report = {
             "ok": all(c["passed"] for c in checks),
-            "path": str(db_path),
+            "path": shown,
             "config": asdict(config),
             "agents": len(results),
             "operations": operations,
@@ -161,9 +190,11 @@ async def run_stress(
 
 async def _take_backups(db: Database, agents: asyncio.Future[Any], config: StressConfig,
                         directory: Path, say: Progress) -> list[Path]:
-    """Online backups at random moments while the agents run."""
+    """Online backups (of a SQLite file) at random moments while the agents run."""
     rng = random.Random(config.seed)
     copies: list[Path] = []
+    if db.dialect != "sqlite":
+        return copies
     for i in range(config.backups):
         # Early in a bounded run (it may be short); spread out over a soak.
         pause = (rng.uniform(0.02, 0.3) if config.seconds is None
