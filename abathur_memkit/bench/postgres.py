@@ -35,14 +35,14 @@ import uuid
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from ..errors import InvalidInputError, MemkitError, MissingExtraError
 from ..extras import missing_modules
 from . import Report, Result, target_lines
-from .peers import _adk_event, _event, _langgraph_puts, _memory, _rounds
+from .peers import PeerSizes, _adk_event, _event, _langgraph_puts, _memory, _rounds
 from .writers import _load
 
 __all__ = ["PG_PEERS_EXTRA", "KnnBench", "PostgresResult", "PostgresSizes", "knn_bench",
@@ -80,13 +80,9 @@ Op = Callable[[], Awaitable[Any]]
 
 
 @dataclass(frozen=True)
-class PostgresSizes:
-    memories: int = 2_000
-    users: int = 20
-    sessions: int = 50
-    events_per_session: int = 20
-    rounds: int = 500
-    warmup: int = 50
+class PostgresSizes(PeerSizes):
+    """The peers' workload, plus the concurrent writers and the commit baselines."""
+
     writes: int = 2_000  # per system in each concurrent-writers run
     writers: int = 8
     commits: int = 300  # one-row commits in each baseline
@@ -98,8 +94,9 @@ class PostgresSizes:
 
     @classmethod
     def quick(cls) -> PostgresSizes:
-        return cls(memories=100, users=5, sessions=5, events_per_session=5, rounds=20,
-                   warmup=3, writes=80, commits=20)
+        peers = PeerSizes.quick()
+        return cls(**{f.name: getattr(peers, f.name) for f in fields(PeerSizes)},
+                   writes=80, commits=20)
 
 
 @dataclass
