@@ -117,7 +117,7 @@ class Database(AsyncOpen):
         """Choose the embedder (and vector backend) of an open Database.
 
         For a caller that learns which one to use from the database itself,
-        e.g. the model its stored index was built with (``search.stored_index``),
+        e.g. the model its stored index was built with (``search.vectors.stored_index``),
         without opening it twice. The search services are built again on next use.
         """
         settings = self._search_settings(embedder, vector_backend)
