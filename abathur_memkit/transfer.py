@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .database import is_dsn
 from .engines.sqlite import files
 from .engines.sqlite import schema as sqlite_schema
 from .engines.sqlite.driver import Driver, load_extension, select_driver
@@ -158,7 +159,7 @@ async def copy_database(
         from .inputs import require_vector_backend
 
         vector_backend = require_vector_backend(vector_backend)
-        if _is_dsn(dst):
+        if is_dsn(dst):
             raise InvalidInputError("vector_backend picks a SQLite destination's backend; "
                                     "PostgreSQL keeps vectors in pgvector")
     if _same_database(src, dst):
@@ -175,7 +176,7 @@ async def copy_database(
 
 def describe_target(target: str) -> str:
     """``target`` for messages: a path, or a DSN without its password."""
-    if not _is_dsn(target):
+    if not is_dsn(target):
         return target
     from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
@@ -185,21 +186,15 @@ def describe_target(target: str) -> str:
 
 
 def _same_database(src: str, dst: str) -> bool:
-    if _is_dsn(src) and _is_dsn(dst):
+    if is_dsn(src) and is_dsn(dst):
         from psycopg.conninfo import conninfo_to_dict
 
         where = ("host", "port", "dbname")
         a, b = conninfo_to_dict(src), conninfo_to_dict(dst)
         return all(str(a.get(k, "")) == str(b.get(k, "")) for k in where)
-    if _is_dsn(src) or _is_dsn(dst):
+    if is_dsn(src) or is_dsn(dst):
         return False
     return Path(dst).exists() and Path(src).exists() and os.path.samefile(src, dst)
-
-
-def _is_dsn(target: str) -> bool:
-    from .database import is_dsn
-
-    return is_dsn(target)
 
 
 def _endpoint(value: object, what: str) -> str:
@@ -209,7 +204,7 @@ def _endpoint(value: object, what: str) -> str:
     text = os.fspath(value)
     if not text or "\x00" in text:
         raise InvalidInputError(f"Invalid {what}: {show(text)}")
-    if _is_dsn(text):
+    if is_dsn(text):
         from .extras import require_extra
 
         require_extra("postgres", "Copying to or from PostgreSQL")
@@ -246,7 +241,7 @@ class _Job:
         started = time.perf_counter()
         result = CopyResult(describe_target(self.source), describe_target(self.destination))
         with _open_source(self.source) as src:
-            if _is_dsn(self.destination):
+            if is_dsn(self.destination):
                 copied = _into_postgresql(self.destination, self.overwrite,
                                           lambda dst: self.copy(src, dst))
             else:
@@ -636,7 +631,7 @@ class _PostgreSQL(_Side):
 @contextlib.contextmanager
 def _open_source(source: str) -> Iterator[_Side]:
     """The source in one read snapshot, closed on exit."""
-    if _is_dsn(source):
+    if is_dsn(source):
         raw = _pg_connect(source)
         try:
             raw.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
