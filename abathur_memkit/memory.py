@@ -821,9 +821,7 @@ def count_rows(conn: Connection) -> int:
 
 def count_live_keys(conn: Connection) -> int:
     """Keys with at least one live version."""
-    return int(conn.execute(
-        "SELECT count(*) FROM (SELECT DISTINCT namespace, key FROM memory_entries "
-        "WHERE is_deleted = 0) AS k").fetchone()[0])
+    return int(conn.execute(_TOTALS["live_keys"]).fetchone()[0])
 
 
 def latest_row(conn: Connection, namespace: str, key: str) -> Any:
@@ -930,10 +928,11 @@ def count_by_type(conn: Connection) -> dict[str, int]:
 
 
 _TOTALS = {
+    # Subqueries named: PostgreSQL before 16 requires it.
     "live_keys": "SELECT count(*) FROM (SELECT DISTINCT namespace, key FROM memory_entries "
-                 "WHERE is_deleted = 0)",
+                 "WHERE is_deleted = 0) AS k",
     "namespaces": "SELECT count(*) FROM (SELECT DISTINCT namespace FROM memory_entries "
-                  "WHERE is_deleted = 0)",
+                  "WHERE is_deleted = 0) AS n",
     "deleted_rows": "SELECT count(*) FROM memory_entries WHERE is_deleted = 1",
     "max_version": "SELECT coalesce(max(version), 0) FROM memory_entries",
 }

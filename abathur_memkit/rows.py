@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from typing import Any
 
-from .engines.interface import Connection, Cursor
+from .engines.interface import Connection
 from .errors import MemkitError, NotFoundError
 from .values import from_json
 
@@ -21,7 +21,6 @@ __all__ = [
     "fetch_all",
     "fetch_one",
     "insert_row",
-    "inserted_id",
     "require_row",
     "time_range",
 ]
@@ -52,13 +51,6 @@ def fetch_all(
     return [decode(row, json_columns) for row in conn.execute(sql, params)]
 
 
-def inserted_id(cursor: Cursor) -> int:
-    """The id of the row an INSERT on ``cursor`` just added."""
-    if cursor.lastrowid is None:  # the engine cannot tell: its SQL must RETURN the id
-        raise MemkitError("the engine did not report the id of the inserted row")
-    return cursor.lastrowid
-
-
 def insert_row(conn: Connection, sql: str, params: Sequence[Any], dialect: str | None) -> int:
     """Run a one-row INSERT (written without RETURNING); return the new row's id.
 
@@ -66,7 +58,10 @@ def insert_row(conn: Connection, sql: str, params: Sequence[Any], dialect: str |
     (``None``), returns it with ``RETURNING id``, which SQLite would run a little slower.
     """
     if dialect == "sqlite":
-        return inserted_id(conn.execute(sql, params))
+        row_id = conn.execute(sql, params).lastrowid
+        if row_id is None:  # never for a one-row INSERT on SQLite
+            raise MemkitError("SQLite did not report the id of the inserted row")
+        return row_id
     return int(conn.execute(f"{sql} RETURNING id", params).fetchone()[0])
 
 
