@@ -92,7 +92,6 @@ class AgentService:
         tid = require_text(task_id, "task_id")
         llm = require_text(model, "model")
         sid = optional_segment(session_id, "session_id")
-        dialect = self.store.dialect
 
         def insert(conn: Connection) -> None:
             # Checked first for its message; the INSERT's ON CONFLICT catches a
@@ -106,7 +105,6 @@ class AgentService:
             if conn.execute(INSERT, (aid, label, role, tid, llm, now, sid)).fetchone() is None:
                 raise AlreadyExistsError(f"Agent {aid} already exists")
             audit.record(conn, "agent_spawned", agent_id=aid, task_id=tid, result="idle", at=now,
-                         dialect=dialect,
                          action_data={"name": label, "specialization": role, "model": llm,
                                       "session_id": sid})
 
@@ -135,7 +133,7 @@ class AgentService:
     ) -> Row:
         """Check the move, apply ``sql`` with ``params(now, id)`` and audit it: one txn."""
         aid = require_text(agent_id, "agent_id")
-        get_state, dialect = self.get_state, self.store.dialect
+        get_state = self.get_state
 
         def move(conn: Connection) -> Row:
             row = LIFECYCLE.move(conn, get_state, aid, new)
@@ -145,7 +143,7 @@ class AgentService:
             action = "agent_terminated" if new == "terminated" else "agent_state_changed"
             audit.record(conn, action,
                          agent_id=aid, task_id=row["task_id"], result=new, at=now,
-                         action_data={"from": row["state"], "to": new}, dialect=dialect)
+                         action_data={"from": row["state"], "to": new})
             return agent
 
         return await self.store.write(move)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from .engines.interface import Connection, Store
 from .errors import InvalidInputError
 from .inputs import as_timestamp, optional_text, require_int, require_limit
-from .rows import Rows, fetch_all, insert_row, time_range
+from .rows import Rows, fetch_all, time_range
 from .values import timestamp, to_json
 
 if TYPE_CHECKING:
@@ -34,15 +34,13 @@ def record(
     memory_namespace: str | None = None,
     memory_entry_id: int | None = None,
     at: str | None = None,
-    dialect: str | None = None,
-) -> int:
-    """Insert one audit row on ``conn`` (inside a write transaction); return its id.
+) -> None:
+    """Insert one audit row on ``conn`` (inside a write transaction).
 
-    ``dialect`` is the store's: the id is read as that engine reports it
-    (``None``: a way every engine supports).
+    Nothing is read back: on PostgreSQL the row then goes with the write's next
+    round trip (its pipeline) instead of costing one of its own.
     """
-    return insert_row(
-        conn,
+    conn.execute(
         "INSERT INTO audit (timestamp, agent_id, task_id, action_type, action_data, result, "
         "memory_operation_type, memory_namespace, memory_entry_id) "
         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -57,7 +55,6 @@ def record(
             memory_namespace,
             memory_entry_id,
         ),
-        dialect,
     )
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from . import audit
-from .engines.interface import Connection, Store
+from .engines.interface import Connection, Statements, Store
 from .errors import AlreadyExistsError, InvalidInputError, NotFoundError
 from .inputs import (
     clip,
@@ -321,17 +321,16 @@ class MemoryService:
         else:
             sql, params = GET_VERSION, (namespace, key, _check_version(version))
 
-        def get(conn: Connection) -> dict[str, Any] | None:
-            rows = _fetch(conn, sql, params)
-            return rows[0] if rows else None
-
-        return await self.store.read(get)
+        (found,) = await self.store.read(Statements("get_memory", (sql, params)))
+        return _decode(found.rows[0]) if found.rows else None
 
     async def get_memory_history(self, namespace: str, key: str) -> list[dict[str, Any]]:
         """Every version of a key, newest first, deleted ones included."""
         parse_namespace(namespace)
         check_key(key)
-        return await self.store.read(lambda conn: _fetch(conn, HISTORY, (namespace, key)))
+        (found,) = await self.store.read(
+            Statements("get_memory_history", (HISTORY, (namespace, key))))
+        return [_decode(row) for row in found.rows]
 
     async def search_memories(
         self, namespace_prefix: str, memory_type: str | None = None, limit: int = 50
@@ -448,7 +447,7 @@ class MemoryService:
             audit.record(conn, "memory_create", task_id=task_id,
                          action_data={"by": created_by, "key": key, "version": version},
                          memory_operation_type="create", memory_namespace=namespace,
-                         memory_entry_id=entry_id, dialect=self.dialect)
+                         memory_entry_id=entry_id)
             return entry_id
 
         return await self.store.write(add)
@@ -492,7 +491,7 @@ class MemoryService:
             audit.record(conn, "memory_update", task_id=task_id,
                          action_data={"by": updated_by, "key": key, "version": version},
                          memory_operation_type="update", memory_namespace=namespace,
-                         memory_entry_id=entry_id, dialect=self.dialect)
+                         memory_entry_id=entry_id)
             return version
 
         return await self.store.write(update)
@@ -523,7 +522,7 @@ class MemoryService:
             audit.record(conn, "memory_delete", task_id=task_id,
                          action_data={"by": deleted_by, "key": key, "version": newest["version"]},
                          memory_operation_type="delete", memory_namespace=namespace,
-                         memory_entry_id=newest["id"], dialect=self.dialect)
+                         memory_entry_id=newest["id"])
             return True
 
         return await self.store.write(delete)
@@ -559,7 +558,7 @@ class MemoryService:
             audit.record(conn, "memory_restore", task_id=task_id,
                          action_data={"by": restored_by, "key": key, "version": newest["version"]},
                          memory_operation_type="update", memory_namespace=namespace,
-                         memory_entry_id=newest["id"], dialect=self.dialect)
+                         memory_entry_id=newest["id"])
             return int(newest["version"])
 
         return await self.store.write(restore)
@@ -603,7 +602,7 @@ class MemoryService:
                          action_data={"by": updated_by, "key": key, "version": new_version,
                                       "rolled_back_to": target_version},
                          memory_operation_type="update", memory_namespace=namespace,
-                         memory_entry_id=entry_id, dialect=self.dialect)
+                         memory_entry_id=entry_id)
             return new_version
 
         return await self.store.write(rollback)
@@ -660,7 +659,7 @@ class MemoryService:
                                       "from_version": draft["version"], "key": target_key,
                                       "version": version},
                          memory_operation_type="publish", memory_namespace=to_namespace,
-                         memory_entry_id=entry_id, dialect=self.dialect)
+                         memory_entry_id=entry_id)
             return entry_id
 
         return await self.store.write(publish)
@@ -758,7 +757,7 @@ class MemoryService:
                 audit.record(conn, "memory_expire",
                              action_data={"key": key, "version": version, "ttl_days": ttl_days},
                              memory_operation_type="delete", memory_namespace=namespace,
-                             memory_entry_id=entry_id, at=now, dialect=self.dialect)
+                             memory_entry_id=entry_id, at=now)
                 expired += 1
             return expired
 

@@ -27,7 +27,7 @@ import json
 from typing import Any, NamedTuple
 
 from . import audit
-from .engines.interface import Connection, Store
+from .engines.interface import Connection, Statements, Store
 from .errors import AlreadyExistsError, InvalidInputError
 from .inputs import (
     optional_text,
@@ -39,7 +39,7 @@ from .inputs import (
 )
 from .lifecycle import Lifecycle, for_update
 from .namespaces import optional_segment, require_segment
-from .rows import Row, Rows, decode, fetch_one
+from .rows import Row, Rows, decode
 from .values import from_json, timestamp, to_json
 
 __all__ = [
@@ -335,10 +335,10 @@ def _apply(
     _put_shared(conn, sql, row, app, user, now)
 
 
-def _audit(conn: Connection, dialect: str, action: str, session_id: str, at: str,
+def _audit(conn: Connection, action: str, session_id: str, at: str,
            result: str | None = None, **data: Any) -> None:
     audit.record(conn, action, action_data={"session_id": session_id, **data},
-                 result=result, at=at, dialect=dialect)
+                 result=result, at=at)
 
 
 def _writable_row(conn: Connection, session_id: str, sql: str) -> Any:
@@ -364,17 +364,18 @@ class SessionService:
         """The session with its events (in order) and state, or None."""
         sid = require_text(session_id, "session_id")
 
-        def read(conn: Connection) -> Row | None:
-            session = fetch_one(conn, GET_SESSION, (sid,), ("metadata",))
-            if session is not None:
-                session["state"] = _merged(session)
-                events = conn.execute(ALL_EVENTS, (sid,)).fetchall()
-                # Each event is valid JSON (CHECK json_valid): one parse of the
-                # joined array is ~4x faster than one per event.
-                session["events"] = from_json(f"[{','.join(row[0] for row in events)}]")
-            return session
-
-        return await self.store.read(read, snapshot=True)
+        found, events = await self.store.read(
+            Statements("get_session", (GET_SESSION, (sid,)), (ALL_EVENTS, (sid,))),
+            snapshot=True)
+        if not found.rows:
+            return None
+        session = dict(zip(found.columns, found.rows[0], strict=True))
+        session["metadata"] = from_json(session["metadata"])
+        session["state"] = _merged(session)
+        # Each event is valid JSON (CHECK json_valid): one parse of the joined
+        # array is ~4x faster than one per event.
+        session["events"] = from_json(f"[{','.join(row[0] for row in events.rows)}]")
+        return session
 
     async def get_events(
         self, session_id: str, *, after_seq: int = 0, limit: int = 1000
@@ -471,7 +472,7 @@ class SessionService:
         own, app_keys, user_keys = _split(json.loads(to_json(state, "initial_state")))
         own_json, meta_json = to_json(own, "initial_state"), to_json(meta, "metadata")
         owner = {"app_name": app, "user_id": user}
-        sql, dialect = self.sql, self.store.dialect
+        sql = self.sql
 
         def create(conn: Connection) -> tuple[str, dict[str, Any]]:
             # Taken under SQLite's write lock, so audit timestamps follow audit ids.
@@ -481,7 +482,7 @@ class SessionService:
             if inserted is None:
                 raise AlreadyExistsError(f"Session {sid} already exists")
             _put_shared(conn, sql, owner, app_keys, user_keys, now)
-            _audit(conn, dialect, "session_created", sid, now, "created",
+            _audit(conn, "session_created", sid, now, "created",
                    app_name=app, user_id=user)
             shared = decode(conn.execute(GET_SCOPED, (app, app, user)).fetchone())
             return now, _merged({**shared, "state": own})
@@ -507,7 +508,7 @@ class SessionService:
         if state_delta is not None:
             delta = _without_temp(require_object(state_delta, "state_delta"))
             to_json(delta, "state_delta")  # fail before the transaction, naming the argument
-        sql, dialect = self.sql, self.store.dialect
+        sql = self.sql
 
         def append(conn: Connection) -> int:
             # The state is read only when it changes: its size is not the append's cost.
@@ -517,7 +518,7 @@ class SessionService:
             now = timestamp()
             conn.execute(INSERT_EVENT, (sid, seq, event_json, now))
             _apply(conn, sql, sid, row, delta or {}, now)
-            _audit(conn, dialect, "session_event_appended", sid, now, seq=seq,
+            _audit(conn, "session_event_appended", sid, now, seq=seq,
                    state_keys=sorted(delta) if delta else [])
             return seq
 
@@ -529,7 +530,7 @@ class SessionService:
         name = require_text(key, "state key")
         value_json = to_json(value, f"state value for {name!r}")
         temporary = name.startswith(TEMP_PREFIX)
-        sql, dialect = self.sql, self.store.dialect
+        sql = self.sql
 
         def put(conn: Connection) -> None:
             row = _writable_row(conn, sid, sql.get_status_state)
@@ -538,7 +539,7 @@ class SessionService:
             now = timestamp()
             # The stored form, e.g. tuples as lists.
             _apply(conn, sql, sid, row, {name: json.loads(value_json)}, now)
-            _audit(conn, dialect, "session_state_changed", sid, now, state_keys=[name])
+            _audit(conn, "session_state_changed", sid, now, state_keys=[name])
 
         await self.store.write(put)
 
@@ -546,12 +547,12 @@ class SessionService:
         """Move the session to ``status`` if the lifecycle allows it."""
         sid = require_text(session_id, "session_id")
         new = LIFECYCLE.check_state(status)
-        get_status, dialect = self.sql.get_status, self.store.dialect
+        get_status = self.sql.get_status
 
         def move(conn: Connection) -> None:
             old = LIFECYCLE.move(conn, get_status, sid, new)["status"]
             now = timestamp()
-            _audit(conn, dialect, "session_status_changed", sid, now, new, previous=old)
+            _audit(conn, "session_status_changed", sid, now, new, previous=old)
             conn.execute(SET_STATUS, (
                 new, now,
                 now if new == "terminated" else None,

@@ -206,7 +206,6 @@ class TaskService:
         timeout = require_int(max_execution_timeout_seconds, "max_execution_timeout_seconds",
                               minimum=1)
         author = optional_text(created_by, "created_by")
-        dialect = self.store.dialect
 
         def insert(conn: Connection) -> None:
             # Checked first for its message; the INSERT's ON CONFLICT catches a
@@ -227,7 +226,6 @@ class TaskService:
             if inserted is None:
                 raise AlreadyExistsError(f"Task {tid} already exists")
             audit.record(conn, "task_submitted", task_id=tid, result="pending", at=now,
-                         dialect=dialect,
                          action_data={"agent_type": kind, "priority": urgency,
                                       "session_id": sid, "created_by": author})
 
@@ -247,7 +245,7 @@ class TaskService:
         """
         kind = optional_text(agent_type, "agent_type")
         agent = optional_text(agent_id, "agent_id")
-        sql, dialect = self.sql, self.store.dialect
+        sql = self.sql
 
         def take(conn: Connection) -> Row | None:
             pick = (conn.execute(sql.next_pending).fetchone() if kind is None
@@ -258,7 +256,7 @@ class TaskService:
             task = fetch_one(conn, CLAIM, (now, now, pick[0]), JSON_COLUMNS)
             if task is not None:
                 audit.record(conn, "task_claimed", task_id=task["id"], agent_id=agent,
-                             result="running", at=now, dialect=dialect)
+                             result="running", at=now)
             return task
 
         return await self.store.write(take)
@@ -290,7 +288,7 @@ class TaskService:
     async def _move(self, task_id: str, plan: Callable[[Any, str, str], _Move]) -> Row:
         """Read the task, check ``plan``'s move, apply it and audit it: one transaction."""
         tid = require_text(task_id, "task_id")
-        get_status, dialect = self.sql.get_status, self.store.dialect
+        get_status = self.sql.get_status
 
         def move(conn: Connection) -> Row:
             row = LIFECYCLE.current(conn, get_status, tid)
@@ -303,7 +301,7 @@ class TaskService:
             if step.error is not None:
                 data["error"] = step.error
             audit.record(conn, step.action, task_id=tid, result=step.target,
-                         action_data=data, at=now, dialect=dialect)
+                         action_data=data, at=now)
             return task
 
         return await self.store.write(move)

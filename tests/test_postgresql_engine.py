@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from abathur_memkit.engines.interface import Connection, Engine, Store
+from abathur_memkit.engines.interface import Connection, Engine, Fetched, Statements, Store
 from abathur_memkit.errors import InvalidInputError, MemkitError, SchemaError
 
 psycopg = pytest.importorskip("psycopg", reason="the PostgreSQL tests need the postgres extra")
@@ -184,11 +184,53 @@ async def test_an_error_caught_inside_fn_still_fails_the_write(engine: PostgreSQ
     def swallow(conn: Connection) -> None:
         conn.execute(INSERT_MEMORY, ("user:a", "k", "1", 1, AT))
         with contextlib.suppress(psycopg.IntegrityError):
-            conn.execute(INSERT_MEMORY, ("user:a", "k", "1", 1, AT))
+            conn.execute(INSERT_MEMORY, ("user:a", "k", "1", 1, AT)).fetchone()
+        conn.execute(INSERT_MEMORY, ("user:a", "k2", "1", 1, AT))
 
     with pytest.raises(MemkitError, match="rolled the whole transaction back"):
         await engine.write(swallow)
     assert await engine.read(_count) == 0
+
+
+async def test_an_error_of_a_statement_never_read_fails_the_write_at_commit(
+    engine: PostgreSQLEngine,
+) -> None:
+    reached = []
+
+    def unread(conn: Connection) -> None:
+        conn.execute(INSERT_MEMORY, ("user:a", "k", "1", 1, AT))
+        conn.execute(INSERT_MEMORY, ("user:a", "k", "1", 1, AT))  # pipelined: no wait here
+        reached.append(True)
+
+    with pytest.raises(InvalidInputError, match="constraint"):
+        await engine.write(unread)
+    assert reached == [True]
+    assert await engine.read(_count) == 0
+
+
+async def test_rowcount_and_description_wait_for_their_statement(
+    engine: PostgreSQLEngine,
+) -> None:
+    def two(conn: Connection) -> tuple[int, int, str]:
+        conn.execute(INSERT_MEMORY, ("user:a", "k1", "1", 1, AT))
+        conn.execute(INSERT_MEMORY, ("user:a", "k2", "1", 1, AT))
+        cursor = conn.execute("UPDATE memory_entries SET value = '2' WHERE namespace = ?",
+                              ("user:a",))
+        named = conn.execute("SELECT key AS k FROM memory_entries LIMIT 1")
+        plain = conn.cursor()
+        plain.execute("DELETE FROM memory_entries WHERE key = ?", ("k1",))
+        return cursor.rowcount, plain.rowcount, named.description[0][0]
+
+    assert await engine.write(two) == (2, 1, "k")
+
+
+async def test_a_write_function_that_commits_is_reported(engine: PostgreSQLEngine) -> None:
+    def rogue(conn: Connection) -> None:
+        conn.execute(INSERT_MEMORY, ("user:a", "k", "1", 1, AT))
+        conn.execute("COMMIT")
+
+    with pytest.raises(MemkitError, match="ended its own transaction"):
+        await engine.write(rogue)
 
 
 async def test_a_read_cannot_write(engine: PostgreSQLEngine) -> None:
@@ -214,6 +256,87 @@ async def test_snapshot_read_sees_one_state(engine: PostgreSQLEngine, pg_memkit_
 
     assert await engine.read(two_counts, snapshot=True) == (0, 0)
     assert await engine.read(two_counts) == (1, 2)
+
+
+# -- reads given as Statements: from the event loop -------------------------
+
+
+async def test_statements_read_runs_on_the_event_loop(engine: PostgreSQLEngine) -> None:
+    await engine.write(lambda c: c.execute(INSERT_MEMORY, ("user:a", "k", '{"v": 1}', 1, AT)))
+    threads_before = {t.name for t in threading.enumerate()}
+    (found,) = await engine.read(Statements(
+        "get", ("SELECT key, value, updated_at FROM memory_entries WHERE key = ?", ("k",))))
+    assert found == Fetched(("key", "value", "updated_at"), [("k", '{"v": 1}', AT)])
+    assert engine._loop_reads is not None and engine._loop_reads._opened == 1
+    assert {t.name for t in threading.enumerate()} == threads_before
+    # The same rows as the function path gives.
+    assert await engine.read(Statements("get", ("SELECT key FROM memory_entries", ()))) == \
+        await engine.read(lambda c: Statements("get", ("SELECT key FROM memory_entries", ()))(c))
+
+
+async def test_statements_in_a_snapshot_share_one_transaction(engine: PostgreSQLEngine) -> None:
+    same = ("SELECT now(), current_setting('transaction_isolation')", ())
+    first, second = await engine.read(Statements("snap", same, same), snapshot=True)
+    assert first.rows == second.rows and first.rows[0][1] == "repeatable read"
+    one, two = await engine.read(Statements("plain", ("SELECT clock_timestamp()", ()),
+                                            ("SELECT clock_timestamp()", ())))
+    assert one.rows != two.rows
+
+
+async def test_statements_errors_leave_the_connection_usable(engine: PostgreSQLEngine) -> None:
+    with pytest.raises(InvalidInputError, match="no_such_table"):
+        await engine.read(Statements("bad", ("SELECT 1", ()), ("SELECT * FROM no_such_table", ())),
+                          snapshot=True)
+    with pytest.raises(MemkitError, match="read tried to write"):
+        await engine.read(Statements("w", (INSERT_MEMORY, ("user:a", "k", "1", 1, AT))))
+    assert await engine.read(_count) == 0
+    (found,) = await engine.read(Statements("ok", ("SELECT 2", ())))
+    assert found.rows == [(2,)]
+
+
+async def test_statements_survive_a_dropped_connection(pg_memkit_dsn: str) -> None:
+    pid_sql = Statements("pid", ("SELECT pg_backend_pid()", ()))
+    async with PostgreSQLEngine(pg_memkit_dsn, pool_size=1) as eng:
+        (first,) = await eng.read(pid_sql)
+        with psycopg.connect(pg_memkit_dsn, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (first.rows[0][0],))
+        (second,) = await eng.read(pid_sql)
+        assert second.rows[0][0] != first.rows[0][0]
+    async with PostgreSQLEngine(pg_memkit_dsn, pool_size=1, retries=0) as eng:
+        (first,) = await eng.read(pid_sql)
+        with psycopg.connect(pg_memkit_dsn, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (first.rows[0][0],))
+        with pytest.raises(MemkitError, match="cannot use"):
+            await eng.read(pid_sql)
+        assert (await eng.read(pid_sql))[0].rows  # the lost connection was replaced
+
+
+async def test_statements_wait_for_a_connection_when_all_are_busy(pg_memkit_dsn: str) -> None:
+    sleep = Statements("sleep", ("SELECT pg_sleep(0.05), pg_backend_pid()", ()))
+    async with PostgreSQLEngine(pg_memkit_dsn, pool_size=2) as eng:
+        results = await asyncio.gather(*(eng.read(sleep) for _ in range(6)))
+        assert len({r[0].rows[0][1] for r in results}) == 2
+        assert eng._loop_reads is not None and eng._loop_reads._opened == 2
+        waiting = asyncio.gather(*(eng.read(sleep) for _ in range(4)))
+        await asyncio.sleep(0.01)
+        waiting.cancel()  # waiters that leave must not take a connection with them
+        with contextlib.suppress(asyncio.CancelledError):
+            await waiting
+        assert len(await asyncio.gather(*(eng.read(sleep) for _ in range(4)))) == 4
+
+
+def test_statements_from_another_event_loop_use_the_threads(pg_memkit_dsn: str) -> None:
+    sql = Statements("one", ("SELECT 1", ()))
+
+    async def first() -> PostgreSQLEngine:
+        eng = PostgreSQLEngine(pg_memkit_dsn)
+        await eng.initialize()
+        assert (await eng.read(sql))[0].rows == [(1,)]
+        return eng
+
+    eng = asyncio.run(first())
+    assert asyncio.run(eng.read(sql))[0].rows == [(1,)]  # another loop: through a thread
+    asyncio.run(eng.close())
 
 
 async def test_statement_errors_are_invalid_input(engine: PostgreSQLEngine) -> None:

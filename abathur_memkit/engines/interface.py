@@ -15,13 +15,14 @@ engine for another database adapts its driver's objects to them.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Protocol, Self, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, Self, TypeVar, runtime_checkable
 
 if TYPE_CHECKING:
     from types import TracebackType
 
 __all__ = [
-    "AsyncOpen", "CallObserver", "Connection", "Cursor", "Engine", "Params", "Record", "Store",
+    "AsyncOpen", "CallObserver", "Connection", "Cursor", "Engine", "Fetched", "Params", "Record",
+    "Statements", "Store",
 ]
 
 T = TypeVar("T")
@@ -86,6 +87,39 @@ class Store(Protocol):
     async def write(self, fn: Callable[[Connection], T]) -> T:
         """Run ``fn(conn)`` in one transaction on the writer: commit, or roll back if it raises."""
         ...
+
+
+class Fetched(NamedTuple):
+    """One statement's result: its column names and its rows as plain tuples."""
+
+    columns: tuple[str, ...]
+    rows: list[tuple[Any, ...]]
+
+
+class Statements:
+    """A read given as its statements, none of whose parameters depend on another's rows.
+
+    It is a function of a connection like any read (``store.read(Statements(...))``
+    runs on every ``Store``) and returns one ``Fetched`` per statement. An engine
+    may send the statements itself instead of calling it: PostgreSQL's sends them
+    from the event loop, several in one round trip, without a thread hop.
+    """
+
+    __slots__ = ("operation", "statements")
+
+    def __init__(self, operation: str, *statements: tuple[str, Params]) -> None:
+        #: The public method it serves, as latency metrics name it.
+        self.operation = operation
+        self.statements = statements
+
+    def __call__(self, conn: Connection) -> list[Fetched]:
+        results = []
+        for sql, params in self.statements:
+            cursor = conn.cursor()
+            cursor.row_factory = None  # plain tuples: the cheapest rows to build
+            rows = cursor.execute(sql, params).fetchall()
+            results.append(Fetched(tuple(d[0] for d in cursor.description or ()), rows))
+        return results
 
 
 class Engine(Store, Protocol):

@@ -33,8 +33,15 @@ from psycopg.types.numeric import Int2Dumper
 from ..interface import Params
 
 __all__ = [
-    "PgConnection", "PgCursor", "Row", "StatementCursor", "configure", "convert", "row_factory",
+    "SESSION_SETTINGS", "PgConnection", "PgCursor", "Row", "StatementCursor", "configure",
+    "convert", "row_factory", "statement",
 ]
+
+#: Set on every connection of the engine: reads cannot write, times are UTC, and
+#: timestamps are spelled as the loaders expect.
+SESSION_SETTINGS = (
+    "SET default_transaction_read_only = on; SET TIME ZONE 'UTC'; SET DateStyle = 'ISO, YMD'"
+)
 
 # What a placeholder cannot be inside: string literals (standard, and E'' with
 # backslash escapes), quoted names, comments, dollar-quoted bodies, and the
@@ -129,11 +136,25 @@ def row_factory(cursor: Any) -> RowMaker[Row]:
 
 
 class PgCursor(psycopg.Cursor[Row]):
-    """psycopg's cursor with the DB-API ``lastrowid`` the interface names (always ``None``)."""
+    """psycopg's cursor with the DB-API ``lastrowid`` the interface names (always ``None``).
+
+    In a pipeline (a write) a statement's results arrive when they are read:
+    ``rowcount`` and ``description`` wait for them as ``fetchone`` does.
+    """
 
     @property
     def lastrowid(self) -> int | None:
         return None
+
+    @property
+    def rowcount(self) -> int:
+        self._fetch_pipeline()
+        return super().rowcount
+
+    @property
+    def description(self) -> list[psycopg.Column] | None:
+        self._fetch_pipeline()
+        return super().description
 
 
 class PgConnection:
@@ -145,7 +166,7 @@ class PgConnection:
         self.raw = raw
 
     def execute(self, sql: str, parameters: Params | None = None, /) -> PgCursor:
-        query, params = _prepare(sql, parameters)
+        query, params = statement(sql, parameters)
         cursor = self.raw.cursor()
         cursor.execute(query, params)
         return cursor  # type: ignore[return-value]
@@ -183,7 +204,7 @@ class StatementCursor:
         self.raw.row_factory = tuple_row if factory is None else factory
 
     def execute(self, sql: str, parameters: Params | None = None, /) -> StatementCursor:
-        self.raw.execute(*_prepare(sql, parameters))
+        self.raw.execute(*statement(sql, parameters))
         return self
 
     @property
@@ -209,7 +230,8 @@ class StatementCursor:
         return iter(self.raw)
 
 
-def _prepare(sql: str, parameters: Params | None) -> tuple[Any, Any]:
+def statement(sql: str, parameters: Params | None) -> tuple[Any, Any]:
+    """``sql`` and ``parameters`` as psycopg takes them."""
     # Without parameters the text goes as it is: psycopg then reads no
     # placeholders (and a script of several statements is allowed).
     if not parameters:
@@ -250,7 +272,7 @@ class _BoolAsIntDumper(Int2Dumper):
         return b"1" if obj else b"0"
 
 
-def configure(raw: psycopg.Connection[Any]) -> None:
+def configure(raw: psycopg.Connection[Any] | psycopg.AsyncConnection[Any]) -> None:
     """Set the loaders and dumpers above on one connection."""
     adapters = raw.adapters
     for name in ("json", "jsonb"):

@@ -2,11 +2,12 @@
 
 A service's function runs whole on one pooled connection, in a worker thread:
 one thread hop per transaction however many statements it runs, as on the
-SQLite engine. Measured against async psycopg (scripts/pg_latency.py), a
-one-row read costs a little more (the hop, ~50 µs, against one trip through
-the event loop) and a transaction of several statements less (one hop against
-one trip per statement); and a service's function stays synchronous, the same
-code on both engines. Connections are read-only by default
+SQLite engine, and a service's function stays synchronous, the same code on
+both engines. A read given as ``Statements`` skips the hop: it is sent from the
+event loop on an async connection (``loop_reads``), its statements in one round
+trip. A write's statements are pipelined: each waits for the server only when
+its rows or its row count are read, so a write costs a round trip per result it
+reads, plus its COMMIT. Connections are read-only by default
 (``default_transaction_read_only``): a read that tries to write fails, and
 ``write`` opens its transaction ``READ WRITE``.
 
@@ -22,13 +23,14 @@ the transaction rolled back.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import random
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import psycopg
 from psycopg import errors as pg_errors
@@ -38,9 +40,10 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from ...errors import InvalidInputError, MemkitError, SchemaError
 from ...inputs import require_int, require_text, show
-from ..interface import CallObserver, Connection, Params
+from ..interface import CallObserver, Connection, Params, Statements
 from . import schema
-from .connection import PgConnection, PgCursor, Row, configure, row_factory
+from .connection import SESSION_SETTINGS, PgConnection, PgCursor, Row, configure, row_factory
+from .loop_reads import LoopReads
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -54,11 +57,8 @@ T = TypeVar("T")
 #: The isolation levels ``write`` can run at.
 ISOLATION_LEVELS = ("read committed", "repeatable read", "serializable")
 
-# Set on every pooled connection: reads cannot write, times are UTC, and
-# timestamps are spelled as the loaders expect.
-_SESSION = (
-    "SET default_transaction_read_only = on; SET TIME ZONE 'UTC'; SET DateStyle = 'ISO, YMD'"
-)
+# The notice COMMIT gets when no transaction is open.
+_NO_TRANSACTION = "25P01"
 
 # Errors after which the same transaction, run again, may succeed.
 _RETRY = (pg_errors.SerializationFailure, pg_errors.DeadlockDetected)
@@ -103,6 +103,8 @@ class PostgreSQLEngine:
         self._migrate = bool(migrate) and not self.read_only
         self._pool: ConnectionPool[psycopg.Connection[Row]] | None = None
         self._executor: ThreadPoolExecutor | None = None
+        # Statements reads from the event loop (see loop_reads): no thread hop.
+        self._loop_reads: LoopReads | None = None
         self._init_lock = asyncio.Lock()
         #: Told of every read and write and how long it took (e.g. latency metrics).
         self.observer = observer
@@ -130,6 +132,8 @@ class PostgreSQLEngine:
             applied = await asyncio.to_thread(self._prepare_schema)
             self._pool = await asyncio.to_thread(self._open_pool)
             self._executor = ThreadPoolExecutor(self.pool_size, thread_name_prefix="memkit-pg")
+            self._loop_reads = LoopReads(self.path, size=self.pool_size, timeout=self.timeout,
+                                         retries=self.retries, error=self._error)
             return applied
 
     def _prepare_schema(self) -> list[int]:
@@ -170,8 +174,10 @@ class PostgreSQLEngine:
         """Let the calls already running finish, then close every connection."""
         if self.observer is not None and self._pool is not None and not self.read_only:
             await self.observer.flush(self)
-        pool, executor = self._pool, self._executor
-        self._pool = self._executor = None
+        pool, executor, loop_reads = self._pool, self._executor, self._loop_reads
+        self._pool = self._executor = self._loop_reads = None
+        if loop_reads is not None:
+            loop_reads.close()
         if executor is not None:
             await asyncio.to_thread(executor.shutdown, wait=True)
         if pool is not None:
@@ -184,11 +190,15 @@ class PostgreSQLEngine:
         ``REPEATABLE READ`` read-only transaction, so every statement sees the
         same committed state."""
         _require_callable(fn)
-        if self.observer is None:
-            return await self._submit(self._read_call, fn, snapshot)
         started = time.perf_counter()
-        result: T = await self._submit(self._read_call, fn, snapshot)
-        await self.observer.record(self, fn, started)
+        loop_reads = self._loop_reads
+        if (isinstance(fn, Statements) and loop_reads is not None
+                and loop_reads.serves(asyncio.get_running_loop())):
+            result = cast(T, await loop_reads.run(fn, snapshot))
+        else:
+            result = await self._submit(self._read_call, fn, snapshot)
+        if self.observer is not None:
+            await self.observer.record(self, fn, started)
         return result
 
     async def write(self, fn: Callable[[Connection], T]) -> T:
@@ -219,7 +229,14 @@ class PostgreSQLEngine:
     def _write_call(
         self, pool: ConnectionPool[psycopg.Connection[Row]], fn: Callable[[Connection], T]
     ) -> T:
-        return self._attempts(pool, lambda raw: self._in_write(raw, fn))
+        try:
+            return self._attempts(pool, lambda raw: self._in_write(raw, fn, pipelined=True))
+        except InvalidInputError as exc:
+            if not isinstance(exc.__cause__, pg_errors.SyntaxError):
+                raise
+        # Also what a script of several statements gets in a pipeline: run it
+        # again without one (a real syntax error fails again, as itself).
+        return self._attempts(pool, lambda raw: self._in_write(raw, fn, pipelined=False))
 
     def _attempts(
         self, pool: ConnectionPool[psycopg.Connection[Row]],
@@ -240,40 +257,58 @@ class PostgreSQLEngine:
                         f"(concurrent writers): {exc}"
                     ) from exc
             except psycopg.Error as exc:
-                if not (_lost(raw) and attempt < self.retries):
+                if not (raw.broken and attempt < self.retries):  # lost, not closed by us
                     raise self._error(exc) from exc
             finally:
                 pool.putconn(raw)
             _backoff(attempt)
         raise AssertionError("unreachable")
 
-    def _in_write(self, raw: psycopg.Connection[Row], fn: Callable[[Connection], T]) -> T:
-        raw.execute(self._begin_write)
+    def _in_write(self, raw: psycopg.Connection[Row], fn: Callable[[Connection], T],
+                  *, pipelined: bool) -> T:
+        # Pipelined, BEGIN goes with fn's first statement, a statement whose
+        # result fn never reads goes with the next one it does, and COMMIT with
+        # the last: an error surfaces where fn next reads, or at COMMIT.
+        ended: list[str] = []
+
+        def notice(diagnostic: psycopg.errors.Diagnostic) -> None:
+            if diagnostic.sqlstate == _NO_TRANSACTION:
+                ended.append(str(diagnostic.message_primary))
+
+        committing = False
+        raw.add_notice_handler(notice)
         try:
-            result = fn(PgConnection(raw))
-        except BaseException:
-            _rollback(raw)
-            raise
-        status = raw.info.transaction_status
-        if status == pq.TransactionStatus.INERROR:
-            _rollback(raw)
+            with raw.pipeline() if pipelined else contextlib.nullcontext():
+                raw.execute(self._begin_write)
+                result = fn(PgConnection(raw))
+                if raw.info.transaction_status == pq.TransactionStatus.INERROR:
+                    raise pg_errors.PipelineAborted("the transaction is aborted")
+                committing = True
+                raw.execute("COMMIT")
+        except pg_errors.PipelineAborted as exc:
+            _recover(raw, pipelined, exc)
             raise MemkitError(
                 "a statement of this write failed and the write function carried on; "
                 "PostgreSQL rolled the whole transaction back"
-            )
-        if status == pq.TransactionStatus.IDLE:
-            raise MemkitError(
-                "a write function ended its own transaction (COMMIT or ROLLBACK inside write)"
-            )
-        try:
-            raw.execute("COMMIT")
+            ) from exc
         except psycopg.OperationalError as exc:
-            if _lost(raw):
+            if committing and _lost(raw):
                 raise MemkitError(
                     f"the connection to {self._where} was lost during COMMIT: the write may "
                     "or may not have been applied"
                 ) from exc
+            _recover(raw, pipelined, exc)
             raise
+        except BaseException as exc:
+            _recover(raw, pipelined, exc)
+            raise
+        finally:
+            raw.remove_notice_handler(notice)
+        if ended:
+            raise MemkitError(
+                "a write function ended its own transaction (COMMIT or ROLLBACK inside write): "
+                "what it ran after that was committed statement by statement"
+            )
         return result
 
     def _error(self, exc: Exception) -> MemkitError:
@@ -391,7 +426,7 @@ def _btree_problems(conn: Connection) -> list[str]:
 def _configure(raw: psycopg.Connection[Any]) -> None:
     """Set up a new pooled connection (once per connection)."""
     configure(raw)
-    raw.execute(_SESSION)
+    raw.execute(SESSION_SETTINGS)
     row = raw.execute("SELECT to_regtype('vector') IS NOT NULL").fetchone()
     if row is not None and row[0]:
         from pgvector.psycopg import register_vector
@@ -413,6 +448,19 @@ def _rollback(raw: psycopg.Connection[Any]) -> None:
     if _lost(raw) or raw.info.transaction_status == pq.TransactionStatus.IDLE:
         return
     raw.execute("ROLLBACK")
+
+
+def _recover(raw: psycopg.Connection[Any], pipelined: bool, exc: BaseException) -> None:
+    """Roll back a failed write; close the connection if the server failed a pipeline.
+
+    Statements queued behind the one that failed were skipped, the PREPARE of
+    one among them too, which psycopg may have recorded as done: the pool
+    replaces the connection rather than let a later write meet that name.
+    """
+    if pipelined and isinstance(exc, psycopg.Error) and not _lost(raw):
+        raw.close()
+        return
+    _rollback(raw)
 
 
 def _lost(raw: psycopg.Connection[Any]) -> bool:
