@@ -97,6 +97,12 @@ GET_SESSION = (
     "created_at, last_update_time, terminated_at, archived_at, "
     f"{SCOPED_STATES} FROM sessions WHERE id = ?"
 )
+# PostgreSQL: the events, joined into one text (up to 1 GB, its largest value),
+# with the row in one statement: one round trip, one snapshot without a transaction.
+PG_GET_SESSION = GET_SESSION.replace(
+    "NULL AS events",
+    "(SELECT string_agg(e.event::text, ',' ORDER BY e.seq) FROM session_events AS e "
+    "WHERE e.session_id = sessions.id) AS events")
 # The shared states of the sessions a listing returned, by (app_name, user_id).
 GET_SCOPED = (
     "SELECT (SELECT state FROM app_states WHERE app_name = ?) AS app_state, "
@@ -156,16 +162,21 @@ class _Sql(NamedTuple):
     put_app_state: str
     put_user_state: str
     merges_shared: bool
+    # get_session: the row, then its events one row each (SQLite); or the row
+    # with its events joined (PostgreSQL).
+    get_session: tuple[str, ...]
 
 
 SQL = {
-    "sqlite": _Sql(GET_STATUS, GET_STATUS_STATE, PUT_APP_STATE, PUT_USER_STATE, False),
+    "sqlite": _Sql(GET_STATUS, GET_STATUS_STATE, PUT_APP_STATE, PUT_USER_STATE, False,
+                   (GET_SESSION, ALL_EVENTS)),
     "postgresql": _Sql(
         for_update(GET_STATUS),
         for_update(GET_STATUS_STATE),
         PUT_APP_STATE.replace("= excluded.state", "= app_states.state || excluded.state"),
         PUT_USER_STATE.replace("= excluded.state", "= user_states.state || excluded.state"),
         True,
+        (PG_GET_SESSION,),
     ),
 }
 #: What breaks ties between sessions of the same timestamp in a listing: SQLite's
@@ -364,17 +375,19 @@ class SessionService:
         """The session with its events (in order) and state, or None."""
         sid = require_text(session_id, "session_id")
 
-        found, events = await self.store.read(
-            Statements("get_session", (GET_SESSION, (sid,)), (ALL_EVENTS, (sid,))),
-            snapshot=True)
+        statements = self.sql.get_session
+        found, *events = await self.store.read(
+            Statements("get_session", *((sql, (sid,)) for sql in statements)),
+            snapshot=len(statements) > 1)
         if not found.rows:
             return None
         session = dict(zip(found.columns, found.rows[0], strict=True))
         session["metadata"] = from_json(session["metadata"])
         session["state"] = _merged(session)
+        joined = ",".join(row[0] for row in events[0].rows) if events else session["events"]
         # Each event is valid JSON (CHECK json_valid): one parse of the joined
         # array is ~4x faster than one per event.
-        session["events"] = from_json(f"[{','.join(row[0] for row in events.rows)}]")
+        session["events"] = from_json(f"[{joined or ''}]")
         return session
 
     async def get_events(

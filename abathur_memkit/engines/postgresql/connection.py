@@ -33,8 +33,8 @@ from psycopg.types.numeric import Int2Dumper
 from ..interface import Params
 
 __all__ = [
-    "SESSION_SETTINGS", "PgConnection", "PgCursor", "Row", "StatementCursor", "configure",
-    "convert", "row_factory", "statement",
+    "SESSION_SETTINGS", "PgConnection", "PgCursor", "Row", "StatementCursor", "column_names",
+    "configure", "convert", "row_factory", "statement",
 ]
 
 #: Set on every connection of the engine: reads cannot write, times are UTC, and
@@ -127,12 +127,21 @@ def _no_rows(values: Sequence[Any]) -> Row:
     return Row(values)
 
 
+def column_names(cursor: psycopg.Cursor[Any] | psycopg.AsyncCursor[Any]) -> tuple[str, ...]:
+    """The names of the columns of the cursor's result (none without one)."""
+    # From the result itself: ``description`` builds a Column object per
+    # column, which costs as much as decoding a row.
+    result = cursor.pgresult
+    if result is None:
+        return ()
+    encoding = cursor.connection.info.encoding
+    return tuple((result.fname(i) or b"").decode(encoding) for i in range(result.nfields))
+
+
 def row_factory(cursor: Any) -> RowMaker[Row]:
     """psycopg row factory: ``Row`` objects named by the cursor's columns."""
-    description = cursor.description
-    if description is None:
-        return _no_rows
-    return _row_class(tuple(column.name for column in description))
+    names = column_names(cursor)
+    return _row_class(names) if names else _no_rows
 
 
 class PgCursor(psycopg.Cursor[Row]):

@@ -22,7 +22,7 @@ import psycopg
 
 from ...errors import MemkitError
 from ..interface import Fetched, Statements
-from .connection import SESSION_SETTINGS, configure, statement
+from .connection import SESSION_SETTINGS, column_names, configure, statement
 
 __all__ = ["LoopReads"]
 
@@ -150,7 +150,7 @@ async def _fetch(conn: psycopg.AsyncConnection[Any], reads: Statements,
                  snapshot: bool) -> list[Fetched]:
     if len(reads.statements) == 1 and not snapshot:
         cursor = await conn.execute(*statement(*reads.statements[0]))
-        return [Fetched(_columns(cursor), await cursor.fetchall())]
+        return [Fetched(column_names(cursor), await cursor.fetchall())]
     try:
         async with conn.pipeline():
             if snapshot:
@@ -159,19 +159,10 @@ async def _fetch(conn: psycopg.AsyncConnection[Any], reads: Statements,
                        for sql, params in reads.statements]
             if snapshot:
                 await conn.execute("ROLLBACK")  # a read has nothing to commit
-        return [Fetched(_columns(cursor), await cursor.fetchall()) for cursor in cursors]
+        return [Fetched(column_names(cursor), await cursor.fetchall()) for cursor in cursors]
     finally:
         if not conn.broken and conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
             await conn.rollback()  # a statement failed inside the snapshot
-
-
-def _columns(cursor: psycopg.AsyncCursor[Any]) -> tuple[str, ...]:
-    # From the result itself: ``description`` builds a Column object per column,
-    # which costs as much as decoding a row.
-    result = cursor.pgresult
-    if result is None:
-        return ()
-    return tuple((result.fname(i) or b"").decode() for i in range(result.nfields))
 
 
 async def _configure(conn: psycopg.AsyncConnection[Any]) -> None:
