@@ -377,7 +377,7 @@ class SessionService:
 
         statements = self.sql.get_session
         found, *events = await self.store.read(
-            Statements("get_session", *((sql, (sid,)) for sql in statements)),
+            Statements("get_session", *((sql, (sid,)) for sql in statements), named=True),
             snapshot=len(statements) > 1)
         if not found.rows:
             return None

@@ -264,9 +264,10 @@ async def test_snapshot_read_sees_one_state(engine: PostgreSQLEngine, pg_memkit_
 async def test_statements_read_runs_on_the_event_loop(engine: PostgreSQLEngine) -> None:
     await engine.write(lambda c: c.execute(INSERT_MEMORY, ("user:a", "k", '{"v": 1}', 1, AT)))
     threads_before = {t.name for t in threading.enumerate()}
-    (found,) = await engine.read(Statements(
-        "get", ("SELECT key, value, updated_at FROM memory_entries WHERE key = ?", ("k",))))
+    get = ("SELECT key, value, updated_at FROM memory_entries WHERE key = ?", ("k",))
+    (found,) = await engine.read(Statements("get", get, named=True))
     assert found == Fetched(("key", "value", "updated_at"), [("k", '{"v": 1}', AT)])
+    assert await engine.read(Statements("get", get)) == [Fetched((), found.rows)]
     assert engine._loop_reads is not None and engine._loop_reads._opened == 1
     assert {t.name for t in threading.enumerate()} == threads_before
     # The same rows as the function path gives.

@@ -90,7 +90,7 @@ class Store(Protocol):
 
 
 class Fetched(NamedTuple):
-    """One statement's result: its column names and its rows as plain tuples."""
+    """One statement's result: its column names (if asked for) and its rows as plain tuples."""
 
     columns: tuple[str, ...]
     rows: list[tuple[Any, ...]]
@@ -105,12 +105,15 @@ class Statements:
     from the event loop, several in one round trip, without a thread hop.
     """
 
-    __slots__ = ("operation", "statements")
+    __slots__ = ("named", "operation", "statements")
 
-    def __init__(self, operation: str, *statements: tuple[str, Params]) -> None:
+    def __init__(self, operation: str, *statements: tuple[str, Params],
+                 named: bool = False) -> None:
         #: The public method it serves, as latency metrics name it.
         self.operation = operation
         self.statements = statements
+        #: Whether each result carries its column names (else ``columns`` is empty).
+        self.named = named
 
     def __call__(self, conn: Connection) -> list[Fetched]:
         results = []
@@ -118,7 +121,9 @@ class Statements:
             cursor = conn.cursor()
             cursor.row_factory = None  # plain tuples: the cheapest rows to build
             rows = cursor.execute(sql, params).fetchall()
-            results.append(Fetched(tuple(d[0] for d in cursor.description or ()), rows))
+            # SQLite builds the description anew on each access: only when asked.
+            names = tuple(d[0] for d in cursor.description or ()) if self.named else ()
+            results.append(Fetched(names, rows))
         return results
 
 

@@ -150,7 +150,7 @@ async def _fetch(conn: psycopg.AsyncConnection[Any], reads: Statements,
                  snapshot: bool) -> list[Fetched]:
     if len(reads.statements) == 1 and not snapshot:
         cursor = await conn.execute(*statement(*reads.statements[0]))
-        return [Fetched(column_names(cursor), await cursor.fetchall())]
+        return [Fetched(_names(cursor, reads), await cursor.fetchall())]
     try:
         async with conn.pipeline():
             if snapshot:
@@ -159,10 +159,14 @@ async def _fetch(conn: psycopg.AsyncConnection[Any], reads: Statements,
                        for sql, params in reads.statements]
             if snapshot:
                 await conn.execute("ROLLBACK")  # a read has nothing to commit
-        return [Fetched(column_names(cursor), await cursor.fetchall()) for cursor in cursors]
+        return [Fetched(_names(cursor, reads), await cursor.fetchall()) for cursor in cursors]
     finally:
         if not conn.broken and conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
             await conn.rollback()  # a statement failed inside the snapshot
+
+
+def _names(cursor: psycopg.AsyncCursor[Any], reads: Statements) -> tuple[str, ...]:
+    return column_names(cursor) if reads.named else ()
 
 
 async def _configure(conn: psycopg.AsyncConnection[Any]) -> None:
