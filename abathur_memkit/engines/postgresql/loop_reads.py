@@ -60,7 +60,11 @@ class LoopReads:
             try:
                 return await _fetch(conn, reads, snapshot)
             except psycopg.Error as exc:
-                if not _lost(conn) or attempt == self.retries:
+                lost = _lost(conn)
+                # Not used again: in a pipeline, a PREPARE queued behind the
+                # failed statement was skipped, which psycopg may count as done.
+                _close(conn)
+                if not lost or attempt == self.retries:
                     raise self._error(exc) from exc
             finally:
                 self._give_back(conn)
@@ -151,18 +155,14 @@ async def _fetch(conn: psycopg.AsyncConnection[Any], reads: Statements,
     if len(reads.statements) == 1 and not snapshot:
         cursor = await conn.execute(*statement(*reads.statements[0]))
         return [Fetched(_names(cursor, reads), await cursor.fetchall())]
-    try:
-        async with conn.pipeline():
-            if snapshot:
-                await conn.execute(_SNAPSHOT)
-            cursors = [await conn.cursor().execute(*statement(sql, params))
-                       for sql, params in reads.statements]
-            if snapshot:
-                await conn.execute("ROLLBACK")  # a read has nothing to commit
-        return [Fetched(_names(cursor, reads), await cursor.fetchall()) for cursor in cursors]
-    finally:
-        if not conn.broken and conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
-            await conn.rollback()  # a statement failed inside the snapshot
+    async with conn.pipeline():
+        if snapshot:
+            await conn.execute(_SNAPSHOT)
+        cursors = [await conn.cursor().execute(*statement(sql, params))
+                   for sql, params in reads.statements]
+        if snapshot:
+            await conn.execute("ROLLBACK")  # a read has nothing to commit
+    return [Fetched(_names(cursor, reads), await cursor.fetchall()) for cursor in cursors]
 
 
 def _names(cursor: psycopg.AsyncCursor[Any], reads: Statements) -> tuple[str, ...]:
