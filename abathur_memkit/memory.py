@@ -199,6 +199,41 @@ PG_INSERT_BATCH = (
 )
 
 
+# A key's write in one statement, after PG_LOCK_KEY: its newest version, the
+# new row and its audit row. Sent with the lock, BEGIN and COMMIT in one round
+# trip (a write given as Statements), so nothing is read in between: the
+# statement itself declines to write (no id back) when the key is live (add)
+# or not live (update), and the service raises as it would have.
+_PG_NEW_ROW = (
+    "INSERT INTO memory_entries (namespace, key, value, memory_type, version, metadata, "
+    "created_by, updated_by, created_at, updated_at) "
+)
+_PG_AUDIT_ROW = (
+    "logged AS (INSERT INTO audit (timestamp, task_id, action_type, action_data, "
+    "memory_operation_type, memory_namespace, memory_entry_id) "
+    "SELECT :at::timestamp, :task::text, :action::text, jsonb_build_object("
+    "'by', :by::text, 'key', :key::text, 'version', version), :operation::text, :ns, id FROM new) "
+)
+PG_ADD = (
+    "WITH newest AS (SELECT version, is_deleted FROM memory_entries "
+    "WHERE namespace = :ns AND key = :key ORDER BY version DESC LIMIT 1), "
+    f"new AS ({_PG_NEW_ROW}SELECT :ns, :key, :value::jsonb, :type::text, "
+    "coalesce((SELECT version FROM newest), 0) + 1, :metadata::jsonb, :by, :by, "
+    ":at::timestamp, :at::timestamp WHERE NOT EXISTS (SELECT 1 FROM newest WHERE is_deleted = 0) "
+    f"RETURNING id, version), {_PG_AUDIT_ROW}"
+    "SELECT (SELECT id FROM new), (SELECT version FROM newest WHERE is_deleted = 0)"
+)
+PG_UPDATE = (
+    "WITH newest AS (SELECT version, is_deleted, memory_type, metadata, created_by "
+    "FROM memory_entries WHERE namespace = :ns AND key = :key ORDER BY version DESC LIMIT 1), "
+    f"new AS ({_PG_NEW_ROW}SELECT :ns, :key, :value::jsonb, "
+    "coalesce(:type::text, memory_type), version + 1, coalesce(:metadata::jsonb, metadata), "
+    "created_by, :by, :at::timestamp, :at::timestamp FROM newest WHERE is_deleted = 0 "
+    f"RETURNING id, version), {_PG_AUDIT_ROW}"
+    "SELECT (SELECT version FROM new)"
+)
+
+
 class _Sql(NamedTuple):
     """The statements of one engine, where the two differ."""
 
@@ -212,6 +247,8 @@ class _Sql(NamedTuple):
     list_namespaces: str
     existing_keys: str
     insert_batch: Callable[[Connection, list[tuple[Any, ...]], str | None], list[int]]
+    add: str | None  # the write of add_memory in one statement (None: in Python)
+    update: str | None  # the same for update_memory
 
 
 def _insert_batch_sqlite(
@@ -239,10 +276,10 @@ def _insert_batch_postgresql(
 
 SQL = {
     "sqlite": _Sql(None, None, SEARCH_ALL, SEARCH_PREFIX_WALK, SEARCH_PREFIX, COUNT_PREFIX, -1,
-                   LIST_NAMESPACES, EXISTING_KEYS, _insert_batch_sqlite),
+                   LIST_NAMESPACES, EXISTING_KEYS, _insert_batch_sqlite, None, None),
     "postgresql": _Sql(PG_LOCK_KEY, PG_LOCK_ALL, PG_SEARCH_ALL, PG_SEARCH_PREFIX,
                        PG_SEARCH_PREFIX, None, None, PG_LIST_NAMESPACES, PG_EXISTING_KEYS,
-                       _insert_batch_postgresql),
+                       _insert_batch_postgresql, PG_ADD, PG_UPDATE),
 }
 
 
@@ -432,15 +469,21 @@ class MemoryService:
         optional_text(task_id, "task_id")
         require_bool(elevated, "elevated")
 
+        if self.sql.add is not None and not self.policy.enforce:
+            entry_id, live = await self._write_one("add_memory", self.sql.add, namespace, key, {
+                "value": value_json, "type": memory_type, "metadata": metadata_json or "{}",
+                "by": created_by, "task": task_id, "action": "memory_create",
+                "operation": "create"})
+            if entry_id is None:
+                raise _already_exists(namespace, key, live)
+            return int(entry_id)
+
         def add(conn: Connection) -> int:
             self._lock_key(conn, namespace, key)
             self._authorize(conn, created_by, namespace, elevated)
             newest = conn.execute(GET_NEWEST, (namespace, key)).fetchone()
             if newest is not None and not newest["is_deleted"]:
-                raise AlreadyExistsError(
-                    f"Memory already exists: {describe(namespace, key)} "
-                    f"(version {newest['version']}; use update_memory)"
-                )
+                raise _already_exists(namespace, key, newest["version"])
             version = 1 if newest is None else newest["version"] + 1
             entry_id = self._insert(conn, namespace, key, value_json, memory_type, version,
                                     metadata_json or "{}", created_by, created_by)
@@ -478,6 +521,15 @@ class MemoryService:
         optional_text(updated_by, "updated_by")
         optional_text(task_id, "task_id")
         require_bool(elevated, "elevated")
+
+        if self.sql.update is not None and not self.policy.enforce:
+            (version,) = await self._write_one("update_memory", self.sql.update, namespace, key, {
+                "value": value_json, "type": memory_type, "metadata": metadata_json,
+                "by": updated_by, "task": task_id, "action": "memory_update",
+                "operation": "update"})
+            if version is None:
+                raise _not_found(namespace, key)
+            return int(version)
 
         def update(conn: Connection) -> int:
             self._lock_key(conn, namespace, key)
@@ -548,7 +600,7 @@ class MemoryService:
             self._authorize(conn, restored_by, namespace, elevated)
             newest = conn.execute(GET_NEWEST, (namespace, key)).fetchone()
             if newest is None:
-                raise NotFoundError(f"Memory not found: {describe(namespace, key)}")
+                raise _not_found(namespace, key)
             if not newest["is_deleted"]:
                 raise InvalidInputError(
                     f"Memory is not deleted: {describe(namespace, key)} "
@@ -644,7 +696,7 @@ class MemoryService:
             self._authorize(conn, published_by, to_namespace, elevated)
             draft = conn.execute(GET_LATEST, (namespace, key)).fetchone()
             if draft is None:
-                raise NotFoundError(f"Memory not found: {describe(namespace, key)}")
+                raise _not_found(namespace, key)
             newest = conn.execute(GET_NEWEST, (to_namespace, target_key)).fetchone()
             if newest is None or newest["is_deleted"]:
                 version = 1 if newest is None else newest["version"] + 1
@@ -774,6 +826,16 @@ class MemoryService:
 
         self.policy.check(writer, namespace, session_user, elevated=elevated)
 
+    async def _write_one(self, operation: str, sql: str, namespace: str, key: str,
+                         params: dict[str, Any]) -> tuple[Any, ...]:
+        """Lock the key and run ``sql``, a write of it in one statement; its one row."""
+        lock = self.sql.lock_key
+        assert lock is not None  # an engine that locks keys
+        _, written = await self.store.write(Statements(
+            operation, (lock, (key, namespace)),
+            (sql, {**params, "ns": namespace, "key": key, "at": timestamp()})))
+        return tuple(written.rows[0])
+
     def _lock_key(self, conn: Connection, namespace: str, key: str) -> None:
         if self.sql.lock_key is not None:
             conn.execute(self.sql.lock_key, (key, namespace))
@@ -782,7 +844,7 @@ class MemoryService:
     def _newest_live(conn: Connection, namespace: str, key: str) -> Any:
         newest = conn.execute(GET_NEWEST, (namespace, key)).fetchone()
         if newest is None or newest["is_deleted"]:
-            raise NotFoundError(f"Memory not found: {describe(namespace, key)}")
+            raise _not_found(namespace, key)
         return newest
 
     def _insert(self, conn: Connection, namespace: str, key: str, value: str, memory_type: str,
@@ -791,6 +853,15 @@ class MemoryService:
         now = timestamp()
         return insert_row(conn, INSERT, (namespace, key, value, memory_type, version, metadata,
                                          created_by, updated_by, now, now), self.dialect)
+
+
+def _already_exists(namespace: str, key: str, version: int) -> AlreadyExistsError:
+    return AlreadyExistsError(f"Memory already exists: {describe(namespace, key)} "
+                              f"(version {version}; use update_memory)")
+
+
+def _not_found(namespace: str, key: str) -> NotFoundError:
+    return NotFoundError(f"Memory not found: {describe(namespace, key)}")
 
 
 def _check_version(version: object) -> int:

@@ -268,7 +268,7 @@ async def test_statements_read_runs_on_the_event_loop(engine: PostgreSQLEngine) 
     (found,) = await engine.read(Statements("get", get, named=True))
     assert found == Fetched(("key", "value", "updated_at"), [("k", '{"v": 1}', AT)])
     assert await engine.read(Statements("get", get)) == [Fetched((), found.rows)]
-    assert engine._loop_reads is not None and engine._loop_reads._opened == 1
+    assert engine._loop is not None and engine._loop._opened == 1
     assert {t.name for t in threading.enumerate()} == threads_before
     # The same rows as the function path gives.
     assert await engine.read(Statements("get", ("SELECT key FROM memory_entries", ()))) == \
@@ -317,13 +317,47 @@ async def test_statements_wait_for_a_connection_when_all_are_busy(pg_memkit_dsn:
     async with PostgreSQLEngine(pg_memkit_dsn, pool_size=2) as eng:
         results = await asyncio.gather(*(eng.read(sleep) for _ in range(6)))
         assert len({r[0].rows[0][1] for r in results}) == 2
-        assert eng._loop_reads is not None and eng._loop_reads._opened == 2
+        assert eng._loop is not None and eng._loop._opened == 2
         waiting = asyncio.gather(*(eng.read(sleep) for _ in range(4)))
         await asyncio.sleep(0.01)
         waiting.cancel()  # waiters that leave must not take a connection with them
         with contextlib.suppress(asyncio.CancelledError):
             await waiting
         assert len(await asyncio.gather(*(eng.read(sleep) for _ in range(4)))) == 4
+
+
+async def test_statements_write_in_one_transaction(engine: PostgreSQLEngine) -> None:
+    put = (INSERT_MEMORY, ("user:a", "k", "1", 1, AT))
+    first, second = await engine.write(Statements("put", put, (INSERT_MEMORY.replace(
+        "RETURNING id", "RETURNING version"), ("user:a", "k", "2", 2, AT))))
+    assert len(first.rows) == 1 and second.rows == [(2,)]
+    assert await engine.read(_count) == 2
+    # The second statement breaks a constraint: the first is rolled back with it.
+    with pytest.raises(InvalidInputError, match="constraint"):
+        await engine.write(Statements("dup", (INSERT_MEMORY, ("user:b", "k", "1", 1, AT)),
+                                      (INSERT_MEMORY, ("user:a", "k", "1", 1, AT))))
+    assert await engine.read(_count) == 2
+    # The failed connection was closed, not pooled: the next call opens another.
+    assert engine._loop is not None and engine._loop._opened == 0
+    assert (await engine.read(Statements("one", ("SELECT 1", ()))))[0].rows == [(1,)]
+
+
+async def test_statements_writes_retry_serialization_failures(pg_memkit_dsn: str) -> None:
+    async with PostgreSQLEngine(pg_memkit_dsn, pool_size=4, isolation="serializable",
+                                retries=100) as eng:
+        await eng.write(lambda c: c.execute(
+            "INSERT INTO metrics (timestamp, metric_name, metric_value) VALUES (?, 'n', 0)", (AT,)))
+        bump = Statements("bump", ("UPDATE metrics SET metric_value = metric_value + 1 "
+                                   "RETURNING metric_value", ()))
+        await asyncio.gather(*(eng.write(bump) for _ in range(12)))
+        (total,) = await eng.read(Statements("n", ("SELECT metric_value FROM metrics", ())))
+    assert total.rows == [(12,)]
+
+
+async def test_a_read_only_engine_refuses_statements_writes(pg_memkit_dsn: str) -> None:
+    async with PostgreSQLEngine(pg_memkit_dsn, read_only=True) as eng:
+        with pytest.raises(MemkitError, match="read-only"):
+            await eng.write(Statements("put", (INSERT_MEMORY, ("user:a", "k", "1", 1, AT))))
 
 
 def test_statements_from_another_event_loop_use_the_threads(pg_memkit_dsn: str) -> None:
@@ -337,6 +371,9 @@ def test_statements_from_another_event_loop_use_the_threads(pg_memkit_dsn: str) 
 
     eng = asyncio.run(first())
     assert asyncio.run(eng.read(sql))[0].rows == [(1,)]  # another loop: through a thread
+    put = Statements("put", (INSERT_MEMORY, ("user:a", "k", "1", 1, AT)))
+    assert len(asyncio.run(eng.write(put))[0].rows) == 1
+    assert asyncio.run(eng.read(_count)) == 1
     asyncio.run(eng.close())
 
 

@@ -97,12 +97,14 @@ class Fetched(NamedTuple):
 
 
 class Statements:
-    """A read given as its statements, none of whose parameters depend on another's rows.
+    """A read or a write given as its statements, none of whose parameters depend
+    on another's rows, each of which returns rows (a write's says RETURNING).
 
-    It is a function of a connection like any read (``store.read(Statements(...))``
-    runs on every ``Store``) and returns one ``Fetched`` per statement. An engine
-    may send the statements itself instead of calling it: PostgreSQL's sends them
-    from the event loop, several in one round trip, without a thread hop.
+    It is a function of a connection like any other (``store.read(Statements(...))``
+    and ``store.write(...)`` run it on every ``Store``) and returns one ``Fetched``
+    per statement. An engine may send the statements itself instead of calling
+    it: PostgreSQL's sends them from the event loop, all in one round trip
+    (a write's with its BEGIN and COMMIT), without a thread hop.
     """
 
     __slots__ = ("named", "operation", "statements")

@@ -3,13 +3,13 @@
 A service's function runs whole on one pooled connection, in a worker thread:
 one thread hop per transaction however many statements it runs, as on the
 SQLite engine, and a service's function stays synchronous, the same code on
-both engines. A read given as ``Statements`` skips the hop: it is sent from the
-event loop on an async connection (``loop_reads``), its statements in one round
-trip. A write's statements are pipelined: each waits for the server only when
-its rows or its row count are read, so a write costs a round trip per result it
-reads, plus its COMMIT. Connections are read-only by default
-(``default_transaction_read_only``): a read that tries to write fails, and
-``write`` opens its transaction ``READ WRITE``.
+both engines. A read or write given as ``Statements`` skips the hop: it is
+sent from the event loop on an async connection (``loop_statements``), all its
+statements in one round trip. Otherwise a write's statements are pipelined:
+each waits for the server only when its rows or its row count are read, so a
+write costs a round trip per result it reads, plus its COMMIT. Connections are
+read-only by default (``default_transaction_read_only``): a read that tries to
+write fails, and ``write`` opens its transaction ``READ WRITE``.
 
 ``write`` runs ``fn`` in one transaction. A serialization failure or a
 deadlock rolls it back and runs ``fn`` again (bounded, with jitter), and so
@@ -43,7 +43,8 @@ from ...inputs import require_int, require_text, show
 from ..interface import CallObserver, Connection, Params, Statements
 from . import schema
 from .connection import SESSION_SETTINGS, PgConnection, PgCursor, Row, configure, row_factory
-from .loop_reads import LoopReads
+from .errors import RETRY, conflicts, lost_during_commit, translate
+from .loop_statements import LoopStatements
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -60,8 +61,6 @@ ISOLATION_LEVELS = ("read committed", "repeatable read", "serializable")
 # The notice COMMIT gets when no transaction is open.
 _NO_TRANSACTION = "25P01"
 
-# Errors after which the same transaction, run again, may succeed.
-_RETRY = (pg_errors.SerializationFailure, pg_errors.DeadlockDetected)
 
 
 class PostgreSQLEngine:
@@ -103,8 +102,8 @@ class PostgreSQLEngine:
         self._migrate = bool(migrate) and not self.read_only
         self._pool: ConnectionPool[psycopg.Connection[Row]] | None = None
         self._executor: ThreadPoolExecutor | None = None
-        # Statements reads from the event loop (see loop_reads): no thread hop.
-        self._loop_reads: LoopReads | None = None
+        # Statements reads and writes from the event loop (loop_statements): no thread hop.
+        self._loop: LoopStatements | None = None
         self._init_lock = asyncio.Lock()
         #: Told of every read and write and how long it took (e.g. latency metrics).
         self.observer = observer
@@ -132,8 +131,8 @@ class PostgreSQLEngine:
             applied = await asyncio.to_thread(self._prepare_schema)
             self._pool = await asyncio.to_thread(self._open_pool)
             self._executor = ThreadPoolExecutor(self.pool_size, thread_name_prefix="memkit-pg")
-            self._loop_reads = LoopReads(self.path, size=self.pool_size, timeout=self.timeout,
-                                         retries=self.retries, error=self._error)
+            self._loop = LoopStatements(self.path, size=self.pool_size, timeout=self.timeout,
+                                        retries=self.retries, where=self._where)
             return applied
 
     def _prepare_schema(self) -> list[int]:
@@ -174,10 +173,10 @@ class PostgreSQLEngine:
         """Let the calls already running finish, then close every connection."""
         if self.observer is not None and self._pool is not None and not self.read_only:
             await self.observer.flush(self)
-        pool, executor, loop_reads = self._pool, self._executor, self._loop_reads
-        self._pool = self._executor = self._loop_reads = None
-        if loop_reads is not None:
-            loop_reads.close()
+        pool, executor, loop = self._pool, self._executor, self._loop
+        self._pool = self._executor = self._loop = None
+        if loop is not None:
+            loop.close()
         if executor is not None:
             await asyncio.to_thread(executor.shutdown, wait=True)
         if pool is not None:
@@ -191,10 +190,8 @@ class PostgreSQLEngine:
         same committed state."""
         _require_callable(fn)
         started = time.perf_counter()
-        loop_reads = self._loop_reads
-        if (isinstance(fn, Statements) and loop_reads is not None
-                and loop_reads.serves(asyncio.get_running_loop())):
-            result = cast(T, await loop_reads.run(fn, snapshot))
+        if isinstance(fn, Statements) and (loop := self._on_this_loop()) is not None:
+            result = cast(T, await loop.read(fn, snapshot))
         else:
             result = await self._submit(self._read_call, fn, snapshot)
         if self.observer is not None:
@@ -206,12 +203,19 @@ class PostgreSQLEngine:
         _require_callable(fn)
         if self.read_only:
             raise MemkitError(f"{self._where} is open read-only: writes are not allowed")
-        if self.observer is None:
-            return await self._submit(self._write_call, fn)
         started = time.perf_counter()
-        result: T = await self._submit(self._write_call, fn)
-        await self.observer.record(self, fn, started)
+        if isinstance(fn, Statements) and (loop := self._on_this_loop()) is not None:
+            result = cast(T, await loop.write(fn, self._begin_write))
+        else:
+            result = await self._submit(self._write_call, fn)
+        if self.observer is not None:
+            await self.observer.record(self, fn, started)
         return result
+
+    def _on_this_loop(self) -> LoopStatements | None:
+        """The event-loop path, if it serves the running loop."""
+        loop = self._loop
+        return loop if loop is not None and loop.serves(asyncio.get_running_loop()) else None
 
     async def _submit(self, call: Callable[..., T], *args: Any) -> T:
         pool, executor = self._pool, self._executor
@@ -250,12 +254,9 @@ class PostgreSQLEngine:
                 raise self._error(exc) from exc
             try:
                 return txn(raw)
-            except _RETRY as exc:
+            except RETRY as exc:
                 if attempt == self.retries:
-                    raise MemkitError(
-                        f"the transaction failed {attempt + 1} times on {self._where} "
-                        f"(concurrent writers): {exc}"
-                    ) from exc
+                    raise conflicts(self._where, attempt + 1, exc) from exc
             except psycopg.Error as exc:
                 if not (raw.broken and attempt < self.retries):  # lost, not closed by us
                     raise self._error(exc) from exc
@@ -293,10 +294,7 @@ class PostgreSQLEngine:
             ) from exc
         except psycopg.OperationalError as exc:
             if committing and _lost(raw):
-                raise MemkitError(
-                    f"the connection to {self._where} was lost during COMMIT: the write may "
-                    "or may not have been applied"
-                ) from exc
+                raise lost_during_commit(self._where) from exc
             _recover(raw, pipelined, exc)
             raise
         except BaseException as exc:
@@ -312,20 +310,7 @@ class PostgreSQLEngine:
         return result
 
     def _error(self, exc: Exception) -> MemkitError:
-        """What a driver error means, as a MemkitError."""
-        if isinstance(exc, PoolTimeout):
-            return MemkitError(f"no connection to {self._where} within {self.timeout:g} s: {exc}")
-        if isinstance(exc, psycopg.IntegrityError):
-            return InvalidInputError(f"Rejected by a database constraint: {exc}")
-        if isinstance(exc, pg_errors.ReadOnlySqlTransaction):
-            return MemkitError(f"a read tried to write (writes go through write()): {exc}")
-        if isinstance(exc, pg_errors.InsufficientPrivilege):
-            return MemkitError(f"{self._where} refused: {exc}")
-        if isinstance(exc, psycopg.DataError | psycopg.ProgrammingError):
-            return InvalidInputError(f"PostgreSQL rejected the statement: {exc}")
-        if isinstance(exc, psycopg.OperationalError):
-            return MemkitError(f"cannot use {self._where}: {exc}")
-        return MemkitError(f"PostgreSQL failed on {self._where}: {exc}")
+        return translate(exc, self._where, self.timeout)
 
     # -- schema and maintenance -------------------------------------------
 

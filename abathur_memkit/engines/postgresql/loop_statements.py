@@ -1,13 +1,14 @@
-"""Reads given as ``Statements``, sent from the event loop: no thread hop.
+"""Reads and writes given as ``Statements``, sent from the event loop: no thread hop.
 
-A read through the worker threads pays a hop there and back, which on a busy
+A call through the worker threads pays a hop there and back, which on a busy
 client costs as much as the round trip to the server. psycopg's async
-connection waits for the server on the event loop instead, and the statements
-of one read go in one round trip (a pipeline), inside one ``REPEATABLE READ``
-transaction when they must see one snapshot.
+connection waits for the server on the event loop instead, and all the
+statements of one call go in one round trip (a pipeline): a read's inside one
+``REPEATABLE READ`` transaction when they must see one snapshot, a write's
+between its BEGIN and its COMMIT.
 
-The connections belong to the event loop that first used them; a read from
-another loop, or after ``close``, goes through the worker threads as any read does.
+The connections belong to the event loop that first used them; a call from
+another loop, or after ``close``, goes through the worker threads as any call does.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import random
 from collections import deque
-from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -23,26 +23,27 @@ import psycopg
 from ...errors import MemkitError
 from ..interface import Fetched, Statements
 from .connection import SESSION_SETTINGS, column_names, configure, statement
+from .errors import RETRY, conflicts, lost_during_commit, translate
 
-__all__ = ["LoopReads"]
+__all__ = ["LoopStatements"]
 
 _SNAPSHOT = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
 
 
-class LoopReads:
-    """Async connections, opened on first use, for ``Statements`` reads.
+class LoopStatements:
+    """Async connections, opened on first use, for ``Statements`` reads and writes.
 
     A pool of its own: taking and returning a connection is a list pop and
     append, where psycopg_pool's costs ~20 µs, a tenth of a one-row read.
     """
 
-    def __init__(self, dsn: str, *, size: int, timeout: float, retries: int,
-                 error: Callable[[Exception], MemkitError]) -> None:
+    def __init__(self, dsn: str, *, size: int, timeout: float, retries: int, where: str) -> None:
         self.dsn = dsn
         self.size = size
         self.timeout = timeout
         self.retries = retries
-        self._error = error
+        #: The database as messages name it.
+        self.where = where
         self._loop: asyncio.AbstractEventLoop | None = None
         self._idle: list[psycopg.AsyncConnection[Any]] = []
         self._opened = 0  # connections open or opening, idle or not
@@ -50,25 +51,50 @@ class LoopReads:
         self._closed = False
 
     def serves(self, loop: asyncio.AbstractEventLoop) -> bool:
-        """Whether reads from ``loop`` can use these connections."""
+        """Whether calls from ``loop`` can use these connections."""
         return not self._closed and (self._loop is None or self._loop is loop)
 
-    async def run(self, reads: Statements, snapshot: bool) -> list[Fetched]:
+    async def read(self, reads: Statements, snapshot: bool) -> list[Fetched]:
         """Each statement's rows; again on a new connection if the old one was lost."""
         for attempt in range(self.retries + 1):
             conn = await self._take()
             try:
-                return await _fetch(conn, reads, snapshot)
+                return await _read(conn, reads, snapshot)
             except psycopg.Error as exc:
                 lost = _lost(conn)
                 # Not used again: in a pipeline, a PREPARE queued behind the
                 # failed statement was skipped, which psycopg may count as done.
                 _close(conn)
                 if not lost or attempt == self.retries:
-                    raise self._error(exc) from exc
+                    raise translate(exc, self.where, self.timeout) from exc
             finally:
                 self._give_back(conn)
-            await asyncio.sleep(random.uniform(0.0, min(0.1, 0.002 * 2**attempt)))
+            await _backoff(attempt)
+        raise AssertionError("unreachable")
+
+    async def write(self, writes: Statements, begin: str) -> list[Fetched]:
+        """Run the statements in one transaction (``begin`` opens it); each one's rows.
+
+        Run again after a serialization failure or a deadlock. A lost connection
+        is reported, never retried: the COMMIT went with the statements.
+        """
+        for attempt in range(self.retries + 1):
+            conn = await self._take()
+            try:
+                return await _write(conn, writes, begin)
+            except RETRY as exc:
+                _close(conn)
+                if attempt == self.retries:
+                    raise conflicts(self.where, attempt + 1, exc) from exc
+            except psycopg.Error as exc:
+                lost = _lost(conn)
+                _close(conn)
+                if lost:
+                    raise lost_during_commit(self.where) from exc
+                raise translate(exc, self.where, self.timeout) from exc
+            finally:
+                self._give_back(conn)
+            await _backoff(attempt)
         raise AssertionError("unreachable")
 
     def close(self) -> None:
@@ -130,7 +156,7 @@ class LoopReads:
             conn = await psycopg.AsyncConnection.connect(
                 self.dsn, autocommit=True, connect_timeout=max(1, round(self.timeout)))
         except psycopg.Error as exc:
-            raise self._error(exc) from exc
+            raise translate(exc, self.where, self.timeout) from exc
         try:
             await _configure(conn)
         except BaseException:
@@ -150,8 +176,8 @@ def _close(conn: psycopg.AsyncConnection[Any]) -> None:
         conn.pgconn.finish()
 
 
-async def _fetch(conn: psycopg.AsyncConnection[Any], reads: Statements,
-                 snapshot: bool) -> list[Fetched]:
+async def _read(conn: psycopg.AsyncConnection[Any], reads: Statements,
+                snapshot: bool) -> list[Fetched]:
     if len(reads.statements) == 1 and not snapshot:
         cursor = await conn.execute(*statement(*reads.statements[0]))
         return [Fetched(_names(cursor, reads), await cursor.fetchall())]
@@ -163,6 +189,20 @@ async def _fetch(conn: psycopg.AsyncConnection[Any], reads: Statements,
         if snapshot:
             await conn.execute("ROLLBACK")  # a read has nothing to commit
     return [Fetched(_names(cursor, reads), await cursor.fetchall()) for cursor in cursors]
+
+
+async def _write(conn: psycopg.AsyncConnection[Any], writes: Statements,
+                 begin: str) -> list[Fetched]:
+    async with conn.pipeline():
+        await conn.execute(begin)
+        cursors = [await conn.cursor().execute(*statement(sql, params))
+                   for sql, params in writes.statements]
+        await conn.execute("COMMIT")
+    return [Fetched(_names(cursor, writes), await cursor.fetchall()) for cursor in cursors]
+
+
+async def _backoff(attempt: int) -> None:
+    await asyncio.sleep(random.uniform(0.0, min(0.1, 0.002 * 2**attempt)))
 
 
 def _names(cursor: psycopg.AsyncCursor[Any], reads: Statements) -> tuple[str, ...]:
