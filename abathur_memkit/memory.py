@@ -227,7 +227,7 @@ PG_UPDATE = (
     "WITH newest AS (SELECT version, is_deleted, memory_type, metadata, created_by "
     "FROM memory_entries WHERE namespace = :ns AND key = :key ORDER BY version DESC LIMIT 1), "
     f"new AS ({_PG_NEW_ROW}SELECT :ns, :key, :value::jsonb, "
-    "coalesce(:type::text, memory_type), version + 1, coalesce(:metadata::jsonb, metadata), "
+    "coalesce(:type::text, memory_type), version + 1, coalesce(:metadata::jsonb, metadata, '{}'), "
     "created_by, :by, :at::timestamp, :at::timestamp FROM newest WHERE is_deleted = 0 "
     f"RETURNING id, version), {_PG_AUDIT_ROW}"
     "SELECT (SELECT version FROM new)"

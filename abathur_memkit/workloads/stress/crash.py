@@ -232,11 +232,30 @@ class _TracedConnection:
         return self.conn.executemany(sql, parameters)
 
     def cursor(self) -> Cursor:
-        return self.conn.cursor()
+        return _TracedCursor(self.conn.cursor(), self.killer)  # type: ignore[return-value]
 
     @property
     def in_transaction(self) -> bool:
         return self.conn.in_transaction
+
+
+class _TracedCursor:
+    """A cursor of a traced connection: its statements pass the killer too."""
+
+    def __init__(self, cursor: Cursor, killer: _KillInsideTransaction) -> None:
+        object.__setattr__(self, "_cursor", cursor)
+        object.__setattr__(self, "_killer", killer)
+
+    def execute(self, sql: str, *parameters: Any) -> _TracedCursor:
+        self._killer.statement(sql)
+        self._cursor.execute(sql, *parameters)
+        return self
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._cursor, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(self._cursor, name, value)  # row_factory, as on the cursor itself
 
 
 class _KillingStore:
