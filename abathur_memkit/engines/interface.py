@@ -5,7 +5,9 @@ connection to ``Store.read`` (a reader, optionally in one snapshot) or to
 ``Store.write`` (the writer, in one transaction that commits when the function
 returns and rolls back when it raises), and gets the function's result back.
 The function runs on the connection's own thread, so a whole transaction costs
-one hop however many statements it runs.
+one hop however many statements it runs. A call whose statements need no
+result of another's can be given as ``Statements`` (a function too), which an
+engine may send without the hop.
 
 ``Connection``, ``Cursor`` and ``Record`` name the part of DB-API 2 the
 services use; SQLite's ``sqlite3`` objects satisfy them as they are, and an
