@@ -57,8 +57,12 @@ class Lifecycle:
         """The row ``sql`` selects by id, or ``NotFoundError("<Kind> <id> not found")``."""
         row = conn.execute(sql, (row_id,)).fetchone()
         if row is None:
-            raise NotFoundError(f"{self.kind.capitalize()} {row_id} not found")
+            raise self.not_found(row_id)
         return row
+
+    def not_found(self, row_id: str) -> NotFoundError:
+        """``NotFoundError("<Kind> <id> not found")``."""
+        return NotFoundError(f"{self.kind.capitalize()} {row_id} not found")
 
     def move(self, conn: Connection, sql: str, row_id: str, new: str) -> Any:
         """``current``, then ``check_move`` from its ``<field>`` column to ``new``."""
