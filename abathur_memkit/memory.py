@@ -443,13 +443,12 @@ class MemoryService:
                     f"(version {newest['version']}; use update_memory)"
                 )
             version = 1 if newest is None else newest["version"] + 1
-            now = timestamp()
             entry_id = self._insert(conn, namespace, key, value_json, memory_type, version,
-                                    metadata_json or "{}", created_by, created_by, now)
+                                    metadata_json or "{}", created_by, created_by)
             audit.record(conn, "memory_create", task_id=task_id,
                          action_data={"by": created_by, "key": key, "version": version},
                          memory_operation_type="create", memory_namespace=namespace,
-                         memory_entry_id=entry_id, at=now, dialect=self.dialect)
+                         memory_entry_id=entry_id, dialect=self.dialect)
             return entry_id
 
         return await self.store.write(add)
@@ -486,16 +485,14 @@ class MemoryService:
             self._authorize(conn, updated_by, namespace, elevated)
             newest = self._newest_live(conn, namespace, key)
             version = int(newest["version"]) + 1
-            now = timestamp()
             entry_id = self._insert(
                 conn, namespace, key, value_json, memory_type or newest["memory_type"], version,
                 metadata_json or newest["metadata"] or "{}", newest["created_by"], updated_by,
-                now,
             )
             audit.record(conn, "memory_update", task_id=task_id,
                          action_data={"by": updated_by, "key": key, "version": version},
                          memory_operation_type="update", memory_namespace=namespace,
-                         memory_entry_id=entry_id, at=now, dialect=self.dialect)
+                         memory_entry_id=entry_id, dialect=self.dialect)
             return version
 
         return await self.store.write(update)
@@ -522,12 +519,11 @@ class MemoryService:
             newest = conn.execute(GET_LATEST, (namespace, key)).fetchone()
             if newest is None:
                 return False
-            now = timestamp()
-            conn.execute(SOFT_DELETE, (now, namespace, key))
+            conn.execute(SOFT_DELETE, (timestamp(), namespace, key))
             audit.record(conn, "memory_delete", task_id=task_id,
                          action_data={"by": deleted_by, "key": key, "version": newest["version"]},
                          memory_operation_type="delete", memory_namespace=namespace,
-                         memory_entry_id=newest["id"], at=now, dialect=self.dialect)
+                         memory_entry_id=newest["id"], dialect=self.dialect)
             return True
 
         return await self.store.write(delete)
@@ -559,12 +555,11 @@ class MemoryService:
                     f"Memory is not deleted: {describe(namespace, key)} "
                     f"(version {newest['version']})"
                 )
-            now = timestamp()
-            conn.execute(UNDELETE, (now, namespace, key))
+            conn.execute(UNDELETE, (timestamp(), namespace, key))
             audit.record(conn, "memory_restore", task_id=task_id,
                          action_data={"by": restored_by, "key": key, "version": newest["version"]},
                          memory_operation_type="update", memory_namespace=namespace,
-                         memory_entry_id=newest["id"], at=now, dialect=self.dialect)
+                         memory_entry_id=newest["id"], dialect=self.dialect)
             return int(newest["version"])
 
         return await self.store.write(restore)
@@ -601,15 +596,14 @@ class MemoryService:
                     f"Memory not found: {describe(namespace, key)}, version {version}"
                 )
             new_version = int(newest["version"]) + 1
-            now = timestamp()
             entry_id = self._insert(conn, namespace, key, target["value"], target["memory_type"],
                                     new_version, target["metadata"] or "{}",
-                                    newest["created_by"], updated_by, now)
+                                    newest["created_by"], updated_by)
             audit.record(conn, "memory_rollback", task_id=task_id,
                          action_data={"by": updated_by, "key": key, "version": new_version,
                                       "rolled_back_to": target_version},
                          memory_operation_type="update", memory_namespace=namespace,
-                         memory_entry_id=entry_id, at=now, dialect=self.dialect)
+                         memory_entry_id=entry_id, dialect=self.dialect)
             return new_version
 
         return await self.store.write(rollback)
@@ -658,16 +652,15 @@ class MemoryService:
                 created_by = published_by
             else:
                 version, created_by = newest["version"] + 1, newest["created_by"]
-            now = timestamp()
             entry_id = self._insert(conn, to_namespace, target_key, draft["value"],
                                     draft["memory_type"], version, draft["metadata"] or "{}",
-                                    created_by, published_by, now)
+                                    created_by, published_by)
             audit.record(conn, "memory_publish", task_id=task_id,
                          action_data={"by": published_by, "from": f"{namespace}:{key}",
                                       "from_version": draft["version"], "key": target_key,
                                       "version": version},
                          memory_operation_type="publish", memory_namespace=to_namespace,
-                         memory_entry_id=entry_id, at=now, dialect=self.dialect)
+                         memory_entry_id=entry_id, dialect=self.dialect)
             return entry_id
 
         return await self.store.write(publish)
@@ -795,8 +788,8 @@ class MemoryService:
 
     def _insert(self, conn: Connection, namespace: str, key: str, value: str, memory_type: str,
                 version: int, metadata: str, created_by: str | None,
-                updated_by: str | None, now: str) -> int:
-        # ``now`` also stamps the write's audit row: one clock read per write.
+                updated_by: str | None) -> int:
+        now = timestamp()
         return insert_row(conn, INSERT, (namespace, key, value, memory_type, version, metadata,
                                          created_by, updated_by, now, now), self.dialect)
 
