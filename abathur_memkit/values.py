@@ -146,7 +146,11 @@ def timestamp(now: datetime | None = None) -> str:
     Same layout as SQLite's CURRENT_TIMESTAMP plus microseconds, so the two
     sort together and ``datetime('now')`` comparisons keep working.
     """
-    return (now or datetime.now(UTC)).strftime("%Y-%m-%d %H:%M:%S.%f")
+    if now is None:
+        # isoformat is ~2x faster than strftime (every write stamps its rows);
+        # the year is four digits now, so the two agree.
+        return datetime.now(UTC).isoformat(" ", "microseconds")[:26]
+    return now.strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
 def timestamp_ago(**delta: float) -> str:

@@ -262,6 +262,23 @@ def test_driver_selection() -> None:
     assert auto.can_load_extensions
 
 
+def test_sqlean_binds_none_as_null_through_its_adapter() -> None:
+    # Registered so a None parameter skips sqlean's costly hasattr probing.
+    driver = select_driver("sqlean")
+    module = driver.module
+    assert (type(None), module.PrepareProtocol) in module.adapters
+    select_driver("sqlean")  # selecting it again keeps the one adapter
+    conn = driver.connect(":memory:")
+    try:
+        conn.execute("CREATE TABLE t (a, b NOT NULL DEFAULT 1)")
+        conn.execute("INSERT INTO t (a) VALUES (?)", (None,))
+        assert conn.execute("SELECT typeof(a), a IS NULL FROM t").fetchone() == ("null", 1)
+        with pytest.raises(module.IntegrityError, match="NOT NULL"):
+            conn.execute("INSERT INTO t (a, b) VALUES (?, ?)", (1, None))
+    finally:
+        conn.close()
+
+
 async def test_vec_extension_loads_through_the_fallback_driver(tmp_path: Path) -> None:
     async with Database(tmp_path / "v.db", extensions=("vec",)) as db:
         row = await db.fetchone("SELECT vec_version() AS v")

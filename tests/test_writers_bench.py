@@ -52,3 +52,29 @@ def test_bench_writers_command_prints_targets_as_json(
         "single-writer p50 vs group_commit=False"]
     assert code == (1 if any(not t["met"] for t in document["targets"]) else 0)
     assert json.loads(out.read_text())["targets"] == document["targets"]
+
+
+async def test_single_writer_sides_write_the_same_mix(tmp_path: Path) -> None:
+    # Paired call by call on one shared count, one side used to get every add
+    # and the other every update: their p50s compared different writes.
+    from abathur_memkit.bench import writers
+
+    calls: list[tuple[bool, str]] = []
+    async with Database(tmp_path / "mix.db") as db:
+        add, update = db.memory.add_memory, db.memory.update_memory
+
+        async def spy_add(*args: object, **kwargs: object) -> int:
+            calls.append((db.group_commit, "add"))
+            return await add(*args, **kwargs)  # type: ignore[arg-type]
+
+        async def spy_update(*args: object, **kwargs: object) -> int:
+            calls.append((db.group_commit, "update"))
+            return await update(*args, **kwargs)  # type: ignore[arg-type]
+
+        db.memory.add_memory = spy_add  # type: ignore[method-assign]
+        db.memory.update_memory = spy_update  # type: ignore[method-assign]
+        await writers._single_writer(db, writers._Workload(db), TINY)
+    for side in (True, False):
+        ops = [op for group_commit, op in calls if group_commit is side]
+        assert len(ops) == TINY.latency_rounds + TINY.warmup
+        assert abs(ops.count("add") - ops.count("update")) <= 1

@@ -74,10 +74,13 @@ class _Workload:
         self.counter = itertools.count()
         self.live: dict[int, list[str]] = {}
 
-    async def write(self, writer: int) -> None:
+    async def write(self, writer: int, add: bool | None = None) -> None:
+        """Add a key or update one (every other write, unless ``add`` says which)."""
         n = next(self.counter)
         namespace, live = f"app:bench:w{writer}", self.live.setdefault(writer, [])
-        if n % 2 == 0 or not live:
+        if add is None:
+            add = n % 2 == 0
+        if add or not live:
             key = f"key{n}"
             await self.db.memory.add_memory(namespace, key, {"n": n}, "semantic", "agent:bench")
             live.append(key)
@@ -163,13 +166,19 @@ async def _run_writers(
 
 
 async def _single_writer(db: Database, work: _Workload, sizes: WritersSizes) -> list[Result]:
+    # Each side alternates adds and updates on its own count: on the shared
+    # count, paired call by call, one side only added and the other only updated.
+    turns = {True: itertools.count(), False: itertools.count()}
+
+    async def write(group_commit: bool) -> None:
+        db.group_commit = group_commit
+        await work.write(0, add=next(turns[group_commit]) % 2 == 0)
+
     async def grouped() -> None:
-        db.group_commit = True
-        await work.write(0)
+        await write(True)
 
     async def alone() -> None:
-        db.group_commit = False
-        await work.write(0)
+        await write(False)
 
     return await measure_pair("single_writer_group_commit", grouped,
                               "single_writer_no_group_commit", alone, sizes.latency_rounds,
