@@ -103,12 +103,12 @@ PG_GET_SESSION = GET_SESSION.replace(
     "NULL AS events",
     "(SELECT string_agg(e.event::text, ',' ORDER BY e.seq) FROM session_events AS e "
     "WHERE e.session_id = sessions.id) AS events")
-# PostgreSQL's append_event in one round trip: the session row locked (its
-# status back), then one statement that takes the next seq (its snapshot begins
-# after the lock), inserts the event, merges the state keys into their scopes
-# (``||``, as the Python path's dict.update) and writes the audit row; it writes
-# nothing unless the session is writable, and the service raises as it would have.
-PG_LOCK_SESSION = "SELECT status FROM sessions WHERE id = ? FOR NO KEY UPDATE"
+# PostgreSQL's append_event in one round trip: the session row locked (GET_STATUS
+# for update, its status first), then one statement that takes the next seq (its
+# snapshot begins after the lock), inserts the event, merges the state keys into
+# their scopes (``||``, as the Python path's dict.update) and writes the audit
+# row; it writes nothing unless the session is writable, and the service raises
+# as it would have.
 _PG_AFTER_EVENT = "AND EXISTS (SELECT 1 FROM ev)"
 PG_APPEND = (
     "WITH s AS (SELECT app_name, user_id FROM sessions WHERE id = :sid "
@@ -209,7 +209,7 @@ SQL = {
         PUT_USER_STATE.replace("= excluded.state", "= user_states.state || excluded.state"),
         True,
         (PG_GET_SESSION,),
-        (PG_LOCK_SESSION, PG_APPEND),
+        (for_update(GET_STATUS), PG_APPEND),
     ),
 }
 #: What breaks ties between sessions of the same timestamp in a listing: SQLite's
