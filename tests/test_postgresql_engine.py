@@ -312,6 +312,25 @@ async def test_statements_survive_a_dropped_connection(pg_memkit_dsn: str) -> No
         assert (await eng.read(pid_sql))[0].rows  # the lost connection was replaced
 
 
+async def test_a_dead_idle_connection_is_replaced_before_a_write(pg_memkit_dsn: str) -> None:
+    pid_sql = Statements("pid", ("SELECT pg_backend_pid()", ()))
+    put = Statements("put", (INSERT_MEMORY, ("user:a", "k", "1", 1, AT)))
+    async with PostgreSQLEngine(pg_memkit_dsn, pool_size=1) as eng:
+        (first,) = await eng.read(pid_sql)
+        with psycopg.connect(pg_memkit_dsn, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (first.rows[0][0],))
+        assert eng._loop is not None
+        eng._loop.check_after_idle = 0.0  # every idle connection is checked
+        (written,) = await eng.write(put)  # on a new connection, not reported as lost
+        assert len(written.rows) == 1 and await eng.read(_count) == 1
+        eng._loop.check_after_idle = 3600.0  # unchecked: the write is reported, not retried
+        (second,) = await eng.read(pid_sql)
+        with psycopg.connect(pg_memkit_dsn, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (second.rows[0][0],))
+        with pytest.raises(MemkitError, match="may or may not have been applied"):
+            await eng.write(Statements("put", (INSERT_MEMORY, ("user:a", "k2", "1", 1, AT))))
+
+
 async def test_statements_wait_for_a_connection_when_all_are_busy(pg_memkit_dsn: str) -> None:
     sleep = Statements("sleep", ("SELECT pg_sleep(0.05), pg_backend_pid()", ()))
     async with PostgreSQLEngine(pg_memkit_dsn, pool_size=2) as eng:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections import deque
 from typing import Any
 
@@ -37,6 +38,11 @@ class LoopStatements:
     append, where psycopg_pool's costs ~20 µs, a tenth of a one-row read.
     """
 
+    #: A connection idle this long (seconds) is checked before use: a write sends
+    #: its COMMIT with its statements, so a connection found dead under it could
+    #: only be reported ("may or may not have been applied"), never retried.
+    check_after_idle = 10.0
+
     def __init__(self, dsn: str, *, size: int, timeout: float, retries: int, where: str) -> None:
         self.dsn = dsn
         self.size = size
@@ -45,7 +51,7 @@ class LoopStatements:
         #: The database as messages name it.
         self.where = where
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._idle: list[psycopg.AsyncConnection[Any]] = []
+        self._idle: list[tuple[psycopg.AsyncConnection[Any], float]] = []  # and since when
         self._opened = 0  # connections open or opening, idle or not
         self._waiting: deque[asyncio.Future[psycopg.AsyncConnection[Any] | None]] = deque()
         self._closed = False
@@ -101,14 +107,25 @@ class LoopStatements:
         """Close the idle connections; one in use closes when it comes back."""
         self._closed = True
         idle, self._idle = self._idle, []
-        for conn in idle:
+        for conn, _ in idle:
             _close(conn)
 
     async def _take(self) -> psycopg.AsyncConnection[Any]:
         self._loop = self._loop or asyncio.get_running_loop()
         while True:
             if self._idle:
-                return self._idle.pop()
+                idle, since = self._idle.pop()
+                if time.monotonic() - since < self.check_after_idle:
+                    return idle
+                try:
+                    alive = await _alive(idle)
+                except BaseException:  # cancelled while checking: not lost from the count
+                    self._drop(idle)
+                    raise
+                if alive:
+                    return idle
+                self._drop(idle)
+                continue
             if self._opened < self.size:
                 self._opened += 1
                 try:
@@ -136,11 +153,14 @@ class LoopStatements:
     def _give_back(self, conn: psycopg.AsyncConnection[Any]) -> None:
         if self._closed or _lost(conn) or (
                 conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE):
-            self._opened -= 1
-            _close(conn)
-            self._hand_over(None)
+            self._drop(conn)
         elif not self._hand_over(conn):
-            self._idle.append(conn)
+            self._idle.append((conn, time.monotonic()))
+
+    def _drop(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        self._opened -= 1
+        _close(conn)
+        self._hand_over(None)
 
     def _hand_over(self, conn: psycopg.AsyncConnection[Any] | None) -> bool:
         """Give ``conn`` (or, with None, room for a new one) to the first live waiter."""
@@ -167,6 +187,14 @@ class LoopStatements:
 
 def _lost(conn: psycopg.AsyncConnection[Any]) -> bool:
     return conn.closed or conn.broken
+
+
+async def _alive(conn: psycopg.AsyncConnection[Any]) -> bool:
+    try:
+        await conn.execute("SELECT 1")
+    except psycopg.Error:
+        return False
+    return True
 
 
 def _close(conn: psycopg.AsyncConnection[Any]) -> None:
