@@ -33,7 +33,7 @@ LATENCY_PREFIX = "latency."
 def operation_name(fn: Callable[..., Any]) -> str:
     """The public method a database function belongs to: ``get_memory`` for
     ``MemoryService.get_memory.<locals>.get``."""
-    operation = getattr(fn, "operation", None)  # a Statements read names its method
+    operation = getattr(fn, "operation", None)  # Statements name their method
     if isinstance(operation, str):
         return operation
     qualname = getattr(fn, "__qualname__", None) or type(fn).__name__
