@@ -26,7 +26,6 @@ import asyncio
 import contextlib
 import functools
 import json
-import random
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -43,7 +42,7 @@ from ...inputs import require_int, require_text, show
 from ..interface import CallObserver, Connection, Params, Statements
 from . import schema
 from .connection import SESSION_SETTINGS, PgConnection, PgCursor, Row, configure, row_factory
-from .errors import RETRY, conflicts, lost_during_commit, translate
+from .errors import RETRY, conflicts, lost_during_commit, retry_delay, translate
 from .loop_statements import LoopStatements
 
 if TYPE_CHECKING:
@@ -262,7 +261,7 @@ class PostgreSQLEngine:
                     raise self._error(exc) from exc
             finally:
                 pool.putconn(raw)
-            _backoff(attempt)
+            time.sleep(retry_delay(attempt))
         raise AssertionError("unreachable")
 
     def _in_write(self, raw: psycopg.Connection[Row], fn: Callable[[Connection], T],
@@ -450,10 +449,6 @@ def _recover(raw: psycopg.Connection[Any], pipelined: bool, exc: BaseException) 
 
 def _lost(raw: psycopg.Connection[Any]) -> bool:
     return raw.closed or raw.broken
-
-
-def _backoff(attempt: int) -> None:
-    time.sleep(random.uniform(0.0, min(0.1, 0.002 * 2**attempt)))
 
 
 def _display(dsn: str) -> str:

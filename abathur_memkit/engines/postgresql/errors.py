@@ -1,6 +1,9 @@
-"""What PostgreSQL's errors mean to a memkit caller, on either of the engine's paths."""
+"""What PostgreSQL's errors mean to a memkit caller, on either of the engine's
+paths, and when to try a transaction again."""
 
 from __future__ import annotations
+
+import random
 
 import psycopg
 from psycopg import errors as pg_errors
@@ -8,10 +11,15 @@ from psycopg_pool import PoolTimeout
 
 from ...errors import InvalidInputError, MemkitError
 
-__all__ = ["RETRY", "conflicts", "lost_during_commit", "translate"]
+__all__ = ["RETRY", "conflicts", "lost_during_commit", "retry_delay", "translate"]
 
 #: Errors after which the same transaction, run again, may succeed.
 RETRY = (pg_errors.SerializationFailure, pg_errors.DeadlockDetected)
+
+
+def retry_delay(attempt: int) -> float:
+    """Seconds to wait before running a transaction again: jittered, growing, at most 0.1."""
+    return random.uniform(0.0, min(0.1, 0.002 * 2**attempt))
 
 
 def translate(exc: Exception, where: str, timeout: float) -> MemkitError:

@@ -14,7 +14,6 @@ another loop, or after ``close``, goes through the worker threads as any call do
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 from collections import deque
 from typing import Any
@@ -24,7 +23,7 @@ import psycopg
 from ...errors import MemkitError
 from ..interface import Fetched, Statements
 from .connection import SESSION_SETTINGS, column_names, configure, statement
-from .errors import RETRY, conflicts, lost_during_commit, translate
+from .errors import RETRY, conflicts, lost_during_commit, retry_delay, translate
 
 __all__ = ["LoopStatements"]
 
@@ -75,7 +74,7 @@ class LoopStatements:
                     raise translate(exc, self.where, self.timeout) from exc
             finally:
                 self._give_back(conn)
-            await _backoff(attempt)
+            await asyncio.sleep(retry_delay(attempt))
         raise AssertionError("unreachable")
 
     async def write(self, writes: Statements, begin: str) -> list[Fetched]:
@@ -100,7 +99,7 @@ class LoopStatements:
                 raise translate(exc, self.where, self.timeout) from exc
             finally:
                 self._give_back(conn)
-            await _backoff(attempt)
+            await asyncio.sleep(retry_delay(attempt))
         raise AssertionError("unreachable")
 
     def close(self) -> None:
@@ -227,10 +226,6 @@ async def _write(conn: psycopg.AsyncConnection[Any], writes: Statements,
                    for sql, params in writes.statements]
         await conn.execute("COMMIT")
     return [Fetched(_names(cursor, writes), await cursor.fetchall()) for cursor in cursors]
-
-
-async def _backoff(attempt: int) -> None:
-    await asyncio.sleep(random.uniform(0.0, min(0.1, 0.002 * 2**attempt)))
 
 
 def _names(cursor: psycopg.AsyncCursor[Any], reads: Statements) -> tuple[str, ...]:
