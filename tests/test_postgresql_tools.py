@@ -24,7 +24,7 @@ def _validate(dsn: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, dict[s
 
 def test_init_then_validate_a_dsn(pg_dsn: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["init", pg_dsn]) == 0
-    assert "applied migrations [1, 2, 3, 4, 5, 6, 7]" in capsys.readouterr().out
+    assert "applied migrations [1, 2, 3, 4, 5, 6, 7, 8]" in capsys.readouterr().out
     assert main(["init", pg_dsn]) == 0
     assert "already up to date" in capsys.readouterr().out
     code, checks = _validate(pg_dsn, capsys)
@@ -36,6 +36,9 @@ def test_init_then_validate_a_dsn(pg_dsn: str, capsys: pytest.CaptureFixture[str
     assert all(check["passed"] for check in checks.values())
     plan = checks["explain:idx_audit_agent"]["detail"]
     assert "Index Scan using idx_audit_agent on audit" in plan
+    # memory_entries' primary key is the seeds' index (migration 008), reported by name.
+    assert "using idx_memory_entries_pk on memory_entries" in checks[
+        "explain:idx_memory_entries_pk"]["detail"]
 
 
 def test_validate_names_a_dropped_index(pg_memkit_dsn: str,
@@ -132,7 +135,7 @@ def test_stats_on_a_dsn(tmp_path: Path, pg_dsn: str, capsys: pytest.CaptureFixtu
     stats = json.loads(capsys.readouterr().out)
     assert stats["rows"]["memory_entries"] == 5
     assert stats["memory"]["deleted_rows"] == 1
-    assert stats["database"]["bytes"] > 0 and stats["schema_version"] == 7
+    assert stats["database"]["bytes"] > 0 and stats["schema_version"] == 8
     assert main(["stats", pg_dsn]) == 0
     assert "(PostgreSQL 16" in capsys.readouterr().out
 

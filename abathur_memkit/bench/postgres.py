@@ -659,7 +659,8 @@ async def _knn(run: _Run, knn: KnnBench) -> list[tuple[str, str, str, bool | Non
 # -- the targets ------------------------------------------------------------------
 
 
-def _targets(run: _Run, writers: int) -> list[tuple[str, str, str, bool | None]]:
+def _targets(run: _Run, writers: int, writers_only: bool = False
+             ) -> list[tuple[str, str, str, bool | None]]:
     found = {(system, op): result for system, op, result in run.rows}
 
     def ratio(name: str, goal: str, top: tuple[str, str], bottom: tuple[str, str],
@@ -671,14 +672,19 @@ def _targets(run: _Run, writers: int) -> list[tuple[str, str, str, bool | None]]
         return name, goal, f"{value:.2f}x", value <= limit if at_most else value >= limit
 
     rate = found.get(("memkit", f"add_memory (+ audit), {writers} writers"))
+    raw = found.get(("raw", f"write transaction (+ audit), {writers} writers"))
+    write = (f"memory writes with audit, {writers} writers", ">= 2,000/s",
+             (f"{rate.ops:,.0f}/s" + (f" ({rate.ops / raw.ops:.2f}x raw's {raw.ops:,.0f}/s)"
+                                      if raw else "")) if rate else "not measured",
+             rate.ops >= 2_000 if rate else None)
+    if writers_only:
+        return [write]
     return [
         ratio("get_memory / raw psycopg get_latest, p50", "<= 1.5",
               ("memkit", "get_memory"), ("raw", "get_latest"), 1.5, True),
         ratio("LangGraph aget / get_memory, p50", ">= 2.5",
               ("langgraph", "aget"), ("memkit", "get_memory"), 2.5, False),
-        (f"memory writes with audit, {writers} writers", ">= 2,000/s",
-         f"{rate.ops:,.0f}/s" if rate else "not measured",
-         rate.ops >= 2_000 if rate else None),
+        write,
         ratio("ADK append_event / memkit's, p50", ">= 10",
               ("adk", "append_event"), ("memkit", "append_event"), 10, False),
         ratio("ADK get_session / memkit's, p50", ">= 10",
@@ -706,8 +712,13 @@ async def run_postgres(
     progress: Callable[[str], None] | None = None,
     pin: bool = True,
     knn: KnnBench | None = None,
+    writers_only: bool = False,
 ) -> PostgresResult:
-    """Run every system against ``server`` (a ``postgresql://`` URI allowed to CREATE DATABASE)."""
+    """Run every system against ``server`` (a ``postgresql://`` URI allowed to CREATE DATABASE).
+
+    ``writers_only``: raw psycopg and memkit, filled as usual, then only their
+    concurrent writers (no peers, no single calls, no KNN).
+    """
     import psycopg
 
     if not server.startswith(("postgresql://", "postgres://")):
@@ -716,7 +727,10 @@ async def run_postgres(
     say = progress or (lambda _message: None)
     missing = missing_peer_modules()
     # Creating and dropping a database costs ~0.5 s here: none for a peer that cannot run.
-    systems = [s for s in SYSTEMS if s not in missing] + (["knn"] if knn else [])
+    if writers_only:
+        knn = None
+    systems = (["raw", "memkit"] if writers_only
+               else [s for s in SYSTEMS if s not in missing] + (["knn"] if knn else []))
     async with _databases(server, systems) as dsns, AsyncExitStack() as stack:
         async with await psycopg.AsyncConnection.connect(dsns["raw"]) as probe:
             # Found while this backend lives: its parent is the postmaster.
@@ -726,19 +740,21 @@ async def run_postgres(
         load_before = _load()
         with _pinned(pin, pids) as pinning:
             say(f"pinning: {pinning}")
-            commits, knn_targets = await _measure(run, missing, knn)
+            commits, knn_targets = await _measure(run, missing, knn, writers_only)
         await stack.aclose()
     for when, result in commits.items():
         result.name = f"durable commit baseline ({when})"
         run.report.add([result])
     return PostgresResult(run.report, run.rows, run.skipped,
-                          _targets(run, sizes.writers) + knn_targets, commits, pinning,
+                          _targets(run, sizes.writers, writers_only) + knn_targets, commits,
+                          pinning,
                           _versions(server_version), run.copy_rate,
                           load=f"before {load_before}, after {_load()} on "
                                f"{os.cpu_count()} CPUs")
 
 
-async def _measure(run: _Run, missing: dict[str, list[str]], knn: KnnBench | None
+async def _measure(run: _Run, missing: dict[str, list[str]], knn: KnnBench | None,
+                   writers_only: bool = False,
                    ) -> tuple[dict[str, Result], list[tuple[str, str, str, bool | None]]]:
     """Every system in turn, between the two commit baselines."""
     sizes, say = run.sizes, run.say
@@ -748,12 +764,13 @@ async def _measure(run: _Run, missing: dict[str, list[str]], knn: KnnBench | Non
     say(f"filling {sizes.memories:,} memories and {sizes.sessions} sessions of "
         f"{sizes.events_per_session} events in each system")
     await _open_memkit(run)
-    await _open_langgraph(run, missing.get("langgraph"))
-    await _open_adk(run, missing.get("adk"))
-    say("point reads, single writes, prefix search")
-    await _memory_ops(run)
-    say("sessions: create, append, read")
-    await _session_ops(run)
+    if not writers_only:
+        await _open_langgraph(run, missing.get("langgraph"))
+        await _open_adk(run, missing.get("adk"))
+        say("point reads, single writes, prefix search")
+        await _memory_ops(run)
+        say("sessions: create, append, read")
+        await _session_ops(run)
     say(f"1 and {sizes.writers} concurrent writers")
     await _writers(run)
     knn_targets = []

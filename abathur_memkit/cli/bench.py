@@ -39,6 +39,9 @@ def register(subparsers: Any) -> None:
     pg.add_argument("--knn", action="store_true",
                     help="also run the pgvector KNN benchmark (abathur_memkit.bench.pgvector) "
                          "at 100,000 x 768 (--quick: 2,000 x 64); takes minutes")
+    pg.add_argument("--writers-only", action="store_true",
+                    help="only raw psycopg's and memkit's writes from 1 and from 8 concurrent "
+                         "writers (no peers, no single calls): the write rate alone, faster")
     _suite(suites, "writers", "50 concurrent writers with group commit vs one writer and vs "
            "group_commit=False", "memkit bench writers --quick", cmd_bench_writers)
 
@@ -197,7 +200,7 @@ async def cmd_bench_postgres(args: argparse.Namespace) -> int:
            if args.knn else None)
     with nullcontext(args.dsn) if args.dsn else local_server() as server:
         result = await run_postgres(server, sizes, pin=not args.no_pin, knn=knn,
-                                    progress=_say)
+                                    progress=_say, writers_only=args.writers_only)
     _finish(args, result.to_json(), result.table())
     return 1 if result.missed else 0
 
