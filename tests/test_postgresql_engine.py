@@ -75,9 +75,9 @@ async def test_migrations_apply_once_and_again_change_nothing(pg_dsn: str) -> No
     first = PostgreSQLEngine(pg_dsn)
     assert await first.initialize() == [m.version for m in schema.migrations()]
     try:
-        assert await first.schema_version() == schema.schema_version() == 8
+        assert await first.schema_version() == schema.schema_version() == 9
         async with PostgreSQLEngine(pg_dsn) as second:
-            assert await second.schema_version() == 8
+            assert await second.schema_version() == 9
         again = PostgreSQLEngine(pg_dsn)
         assert await again.initialize() == []
         await again.close()
@@ -93,7 +93,7 @@ async def test_engines_starting_together_migrate_once(pg_dsn: str) -> None:
     finally:
         for e in engines:
             await e.close()
-    assert sorted(applied, key=len) == [[], [], [1, 2, 3, 4, 5, 6, 7, 8]]
+    assert sorted(applied, key=len) == [[], [], [1, 2, 3, 4, 5, 6, 7, 8, 9]]
 
 
 async def test_without_migrate_an_empty_database_is_refused(pg_dsn: str) -> None:

@@ -97,7 +97,7 @@ async def test_migration_8_makes_idx_memory_entries_pk_the_primary_key(pg_dsn: s
     assert before["foreign keys"] == fks
 
     async with Database(pg_dsn) as db:
-        assert await db.schema_version() == schema.schema_version() == 8
+        assert await db.schema_version() == schema.schema_version() == 9
         after = _state(pg_dsn)
         assert after["indexes"] == [("idx_memory_entries_pk", True, True)]
         assert after["primary key"] == [("idx_memory_entries_pk", "idx_memory_entries_pk")]
@@ -167,3 +167,58 @@ async def test_a_migrated_database_copies_both_ways(
     after = _state(pg_memkit_dsn)
     assert after["indexes"] == [("idx_memory_entries_pk", True, True)]
     assert after["rows"]["audit"] == _state(pg_dsn)["rows"]["audit"]
+
+
+async def test_a_head_is_written_only_when_it_changes(pg_memkit_dsn: str) -> None:
+    # Migration 009: each restored version looks the head up again; only the
+    # first finds it missing and writes it. A row rewritten gets a new ctid.
+    async with Database(pg_memkit_dsn) as db:
+        for n in range(4):
+            if n == 0:
+                await db.memory.add_memory("user:h", "k", n, "semantic", "agent")
+            else:
+                await db.memory.update_memory("user:h", "k", n, "agent")
+        await db.memory.add_memory("user:h", "other", 1, "semantic", "agent")
+        await db.memory.delete_memory("user:h", "k", "agent")
+        await db.memory.restore_memory("user:h", "k", "agent")
+        assert (await db.memory.get_memory("user:h", "k"))["version"] == 4  # type: ignore[index]
+    with psycopg.connect(pg_memkit_dsn, autocommit=True) as conn:
+
+        def head() -> tuple[Any, ...]:
+            return conn.execute(
+                "SELECT ctid::text, xmin::text, entry_id, version, updated_at "
+                "FROM memory_heads WHERE namespace = 'user:h' AND key = 'k'"
+            ).fetchone()
+
+        def updates() -> int:
+            return conn.execute(
+                "SELECT n_tup_upd FROM pg_stat_xact_user_tables WHERE relname = 'memory_heads'"
+            ).fetchone()[0]
+
+        restored = head()
+        conn.execute("BEGIN")
+        # The same restore, four versions at once: one head, not rewritten.
+        conn.execute(
+            "UPDATE memory_entries SET is_deleted = 1 WHERE namespace = 'user:h' AND key = 'k'"
+        )
+        assert head() is None
+        conn.execute(
+            "UPDATE memory_entries SET is_deleted = 0 WHERE namespace = 'user:h' AND key = 'k'"
+        )
+        assert updates() == 0
+        conn.execute("COMMIT")
+        again = head()
+        assert again[2:] == restored[2:]
+        # Looking an unchanged head up again leaves the row as it is.
+        conn.execute("SELECT memkit_refresh_memory_head('user:h', 'k')")
+        assert head() == again
+        # A change still moves it; the last live version gone removes it, and
+        # the namespace stays while another key lives there.
+        conn.execute(
+            "UPDATE memory_entries SET is_deleted = 1 WHERE namespace = 'user:h' AND key = 'k' "
+            "AND version = 4"
+        )
+        assert head()[3] == 3
+        conn.execute("UPDATE memory_entries SET is_deleted = 1 WHERE key = 'k'")
+        assert head() is None
+        assert conn.execute("SELECT namespace FROM memory_namespaces").fetchall() == [("user:h",)]
