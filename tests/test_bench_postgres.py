@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import urllib.parse
 from pathlib import Path
@@ -191,3 +192,33 @@ async def test_peers_rows_are_measured(pg_server: str) -> None:
     targets = {name: measured for name, _, measured, _ in result.targets}
     assert targets["ADK get_session / memkit's, p50"] != "not measured" or any(
         s == "memkit" for s, _, _ in result.skipped)
+
+
+async def test_writers_only_measures_raw_and_memkit_writes_alone(pg_server: str) -> None:
+    before = _databases(pg_server)
+    result = await run_postgres(pg_server, TINY, pin=False, writers_only=True)
+    writes = {"write transaction (+ audit), 1 writer", "write transaction (+ audit), 8 writers"}
+    assert _measured(result, "raw") == writes
+    assert _measured(result, "memkit") == {"add_memory (+ audit), 1 writer",
+                                           "add_memory (+ audit), 8 writers"}
+    assert not result.skipped  # no peer is run, so none is reported skipped
+    [(name, goal, measured, met)] = result.targets
+    assert goal == ">= 2,000/s"
+    assert name == "memory writes with audit, 8 writers" and met is not None
+    assert re.fullmatch(r"[\d,]+/s \(\d+\.\d\dx raw's [\d,]+/s\)", measured)
+    assert "memory writes with audit, 8 writers" in result.table()
+    assert _databases(pg_server) == before
+
+
+def test_bench_postgres_cli_writers_only(
+    pg_server: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "pg.json"
+    code = main(["bench", "postgres", "--quick", "--no-pin", "--writers-only", "--dsn",
+                 pg_server, "--json-out", str(out)])
+    assert code in (0, 1)  # 1 only if the write target is missed on this machine
+    document = json.loads(out.read_text())
+    assert [t["name"] for t in document["targets"]] == ["memory writes with audit, 8 writers"]
+    assert not any(b["name"].startswith(("langgraph", "adk", "raw: get_latest"))
+                   for b in document["benchmarks"])
+    assert "x raw's" in capsys.readouterr().out
