@@ -222,3 +222,7 @@ def test_bench_postgres_cli_writers_only(
     assert not any(b["name"].startswith(("langgraph", "adk", "raw: get_latest"))
                    for b in document["benchmarks"])
     assert "x raw's" in capsys.readouterr().out
+    # The KNN benchmark is not a write: asking for both is refused before any work.
+    assert main(["bench", "postgres", "--quick", "--writers-only", "--knn", "--dsn",
+                 pg_server]) != 0
+    assert "--writers-only runs no KNN benchmark" in capsys.readouterr().err

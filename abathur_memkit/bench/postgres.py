@@ -717,7 +717,7 @@ async def run_postgres(
     """Run every system against ``server`` (a ``postgresql://`` URI allowed to CREATE DATABASE).
 
     ``writers_only``: raw psycopg and memkit, filled as usual, then only their
-    concurrent writers (no peers, no single calls, no KNN).
+    concurrent writers (no peers, no single calls; ``knn`` must be None).
     """
     import psycopg
 
@@ -727,8 +727,9 @@ async def run_postgres(
     say = progress or (lambda _message: None)
     missing = missing_peer_modules()
     # Creating and dropping a database costs ~0.5 s here: none for a peer that cannot run.
-    if writers_only:
-        knn = None
+    if writers_only and knn is not None:
+        raise InvalidInputError("--writers-only runs no KNN benchmark: drop --knn or "
+                                "--writers-only")
     systems = (["raw", "memkit"] if writers_only
                else [s for s in SYSTEMS if s not in missing] + (["knn"] if knn else []))
     async with _databases(server, systems) as dsns, AsyncExitStack() as stack:
