@@ -54,6 +54,7 @@ def _state(dsn: str) -> dict[str, Any]:
                 "WHERE i.indrelid = 'memory_entries'::regclass "
                 "AND pg_get_indexdef(i.indexrelid) LIKE '%(id)' ORDER BY 1"
             ).fetchall(),
+            "pkey left": conn.execute("SELECT to_regclass('memory_entries_pkey')").fetchone()[0],
             "primary key": conn.execute(
                 "SELECT conname, conindid::regclass::text FROM pg_constraint "
                 "WHERE conrelid = 'memory_entries'::regclass AND contype = 'p'"
@@ -100,6 +101,7 @@ async def test_migration_8_makes_idx_memory_entries_pk_the_primary_key(pg_dsn: s
         assert await db.schema_version() == schema.schema_version() == 9
         after = _state(pg_dsn)
         assert after["indexes"] == [("idx_memory_entries_pk", True, True)]
+        assert before["pkey left"] is not None and after["pkey left"] is None
         assert after["primary key"] == [("idx_memory_entries_pk", "idx_memory_entries_pk")]
         assert after["foreign keys"] == fks  # both back, as they were, validated
         assert after["rows"] == before["rows"]
@@ -166,6 +168,7 @@ async def test_a_migrated_database_copies_both_ways(
     assert {t.table: t.rows for t in back.tables}["memory_entries"] == 4
     after = _state(pg_memkit_dsn)
     assert after["indexes"] == [("idx_memory_entries_pk", True, True)]
+    assert after["pkey left"] is None
     assert after["rows"]["audit"] == _state(pg_dsn)["rows"]["audit"]
 
 
