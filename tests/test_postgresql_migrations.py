@@ -144,12 +144,83 @@ async def test_migration_8_runs_in_one_transaction(pg_dsn: str) -> None:
         conn.execute("DROP INDEX idx_memory_entries_pk")
     before = _state(pg_dsn)
     assert len(before["foreign keys"]) == 2
-    with pytest.raises(MemkitError, match=r"008_memory_entries_pk\.sql failed"):
+    with pytest.raises(MemkitError, match=r"008_seed_key_indexes\.sql failed"):
         async with Database(pg_dsn):
             pass
     assert _state(pg_dsn) == before
     with psycopg.connect(pg_dsn) as conn:
         assert schema.current_version(conn) == 7
+
+
+def _keys(dsn: str) -> dict[str, Any]:
+    """Each unique index on the seeds' key columns, and the foreign keys on them."""
+    with psycopg.connect(dsn) as conn:
+        return {
+            "indexes": conn.execute(
+                "SELECT i.indrelid::regclass::text, c.relname, i.indisprimary FROM pg_index i "
+                "JOIN pg_class c ON c.oid = i.indexrelid WHERE i.indisunique AND "
+                "i.indrelid IN ('sessions'::regclass, 'document_index'::regclass) "
+                "AND pg_get_indexdef(i.indexrelid) ~ '\\((id|file_path)\\)$' ORDER BY 1, 2"
+            ).fetchall(),
+            "constraints": conn.execute(
+                "SELECT conrelid::regclass::text, conname, contype::text, conindid::regclass::text "
+                "FROM pg_constraint WHERE contype IN ('p', 'u') AND "
+                "conrelid IN ('sessions'::regclass, 'document_index'::regclass) ORDER BY 1, 2"
+            ).fetchall(),
+            "foreign keys": conn.execute(
+                "SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid), "
+                "convalidated FROM pg_constraint WHERE contype = 'f' AND "
+                "confrelid IN ('sessions'::regclass, 'document_index'::regclass) ORDER BY 1, 2"
+            ).fetchall(),
+        }
+
+
+async def test_migration_8_makes_the_seeds_session_and_document_indexes_the_keys(
+    pg_dsn: str,
+) -> None:
+    _at_version_7(pg_dsn)
+    before = _keys(pg_dsn)
+    assert before["indexes"] == [
+        ("document_index", "document_index_file_path_key", False),
+        ("document_index", "document_index_pkey", True),
+        ("document_index", "idx_document_file_path", False),
+        ("document_index", "idx_document_index_pk", False),
+        ("sessions", "idx_sessions_pk", False),
+        ("sessions", "sessions_pkey", True),
+    ]
+    # session_events, tasks, agents, checkpoints on sessions; chunks on documents.
+    assert len(before["foreign keys"]) == 5
+    async with Database(pg_dsn) as db:
+        after = _keys(pg_dsn)
+        assert after["indexes"] == [
+            ("document_index", "idx_document_file_path", False),
+            ("document_index", "idx_document_index_pk", True),
+            ("sessions", "idx_sessions_pk", True),
+        ]
+        assert after["constraints"] == [
+            ("document_index", "idx_document_file_path", "u", "idx_document_file_path"),
+            ("document_index", "idx_document_index_pk", "p", "idx_document_index_pk"),
+            ("sessions", "idx_sessions_pk", "p", "idx_sessions_pk"),
+        ]
+        assert after["foreign keys"] == before["foreign keys"]
+        report = await db.validate()
+        assert report["ok"], [c for c in report["checks"] if not c["passed"]]
+        # The keys still do their work: an upsert on file_path, a duplicate id
+        # refused, a session's events deleted with it.
+        await db.sessions.create_session("s1", "app", "u")
+        await db.sessions.append_event("s1", {"author": "user"})
+        with pytest.raises(MemkitError):
+            await db.sessions.create_session("s1", "app", "u")
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        sql = (
+            "INSERT INTO document_index (file_path, title, content_hash) "
+            "VALUES ('a.md', 'A', %s) ON CONFLICT (file_path) DO UPDATE "
+            "SET content_hash = excluded.content_hash RETURNING id"
+        )
+        first = conn.execute(sql, ("h1",)).fetchone()
+        assert conn.execute(sql, ("h2",)).fetchone() == first
+        conn.execute("DELETE FROM sessions WHERE id = 's1'")
+        assert conn.execute("SELECT count(*) FROM session_events").fetchone() == (0,)
 
 
 async def test_a_migrated_database_copies_both_ways(

@@ -1,8 +1,8 @@
 """The DDL in ``sql/postgresql/``, applied as forward-only migrations.
 
 Each ``NNN_name.sql`` file is one migration, numbered as SQLite's in ``sql/``
-up to 007 (008 and 009 change only what PostgreSQL has: its primary key on
-``memory_entries`` and its head triggers), and ends by recording its number in
+up to 007 (008 and 009 change only what PostgreSQL has: the constraints the
+seeds' unique indexes duplicated, and its head triggers), and ends by recording its number in
 ``memkit_schema`` (PostgreSQL has no ``PRAGMA user_version``). Pending files
 are applied in one transaction under an advisory lock, so processes that start
 together migrate once: the others wait for the lock, then find nothing left to do.
