@@ -11,8 +11,9 @@ order alternates per round, so both see the same machine load):
 
 Both embed length-bucketed runs, whole documents per call
 (:data:`~abathur_memkit.search.documents.EMBED_GROUP` chunks). Then the model
-alone embeds the same chunk texts both ways (passages/s), and again with each
-text cut to a random number of its words (mixed lengths); old and new vectors
+alone embeds the same chunk texts both ways (passages/s; each half of the texts
+in ABBA order), and again with each text cut to a random number of its words
+(mixed lengths); old and new vectors
 are compared (min cosine). Each sync runs in its own process, so its peak RSS
 (``getrusage``) is its path's alone; the process peak is the model-alone
 phase's (both embedders).
@@ -130,11 +131,20 @@ def _embedder(path: str) -> MiniLMEmbedder:
 
 async def _model_alone(report: IngestReport, texts: list[str],
                        embedders: dict[str, MiniLMEmbedder], tag: str = "") -> None:
-    vectors = {}
-    for path, embedder in embedders.items():
+    # Each path embeds each half of the texts, in ABBA order (old, new, new,
+    # old), so a change in the machine's load falls on both.
+    half = len(texts) // 2
+    parts: dict[str, list[Any]] = {path: [None, None] for path in embedders}
+    seconds = dict.fromkeys(embedders, 0.0)
+    for n, path in enumerate(("old", "new", "new", "old")):
+        piece = n // 2
+        chunk = texts[:half] if piece == 0 else texts[half:]
         start = time.perf_counter()
-        vectors[path] = await embed_texts(embedder, texts, batch_size=EMBED_GROUP)
-        report.model[path + tag] = len(texts) / (time.perf_counter() - start)
+        parts[path][piece] = await embed_texts(embedders[path], chunk, batch_size=EMBED_GROUP)
+        seconds[path] += time.perf_counter() - start
+    vectors = {path: np.concatenate(pair) for path, pair in parts.items()}
+    for path in embedders:
+        report.model[path + tag] = len(texts) / seconds[path]
     # Both sets are unit length: the row-wise dot product is the cosine.
     cosine = float(np.min(np.sum(vectors["old"] * vectors["new"], axis=1)))
     report.min_cosine = min(report.min_cosine, cosine) if tag else cosine
