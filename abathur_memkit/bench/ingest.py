@@ -5,17 +5,18 @@ The corpus is a fixed subset of the Python docs (every ``step``-th page of
 syncs it into a fresh database twice, old path and new path (ABBA: the
 order alternates per round, so both see the same machine load):
 
-- **old**: the embedder in fixed batches of 16 after sorting each call's texts
-  (``MiniLMEmbedder(bucketed=False)``), called per 64 chunks
-  (``DocumentIndexService(db, embed_group=64)``);
-- **new**: the default — length-bucketed runs within a token budget, called
-  per :data:`~abathur_memkit.search.documents.EMBED_GROUP` chunks.
+- **old**: the model's graph as shipped (``MiniLMEmbedder(fused=False)``);
+- **new**: the default, attention and GELU fused in memory at load
+  (:mod:`abathur_memkit.embeddings.onnx_graph`).
 
-Then the model alone embeds the same chunk texts both ways (passages/s), and
-again with each text cut to a random number of its words (mixed lengths, where
-bucketing has padding to save); old and new vectors are compared (min cosine).
-Each sync runs in its own process, so its peak RSS (``getrusage``) is its
-path's alone; the process peak is the model-alone phase's (both embedders).
+Both embed length-bucketed runs, whole documents per call
+(:data:`~abathur_memkit.search.documents.EMBED_GROUP` chunks). Then the model
+alone embeds the same chunk texts both ways (passages/s; each half of the texts
+in ABBA order), and again with each text cut to a random number of its words
+(mixed lengths); old and new vectors
+are compared (min cosine). Each sync runs in its own process, so its peak RSS
+(``getrusage``) is its path's alone; the process peak is the model-alone
+phase's (both embedders).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from ..database import Database
 from ..embeddings import MiniLMEmbedder
 from ..search.chunking import embedding_text
 from ..search.documents import EMBED_GROUP, DocumentIndexService
-from ..search.vectors import EMBED_BATCH, embed_texts
+from ..search.vectors import embed_texts
 from .pydocs import DEFAULT_HTML, corpus_pages, write_corpus
 
 __all__ = ["IngestReport", "run_ingest"]
@@ -112,7 +113,7 @@ async def _sync(corpus: Path, path: str, db_path: Path) -> dict[str, float]:
     embedder = _embedder(path)
     await embedder.embed_documents(["warm up"])  # the model load is not ingest
     async with Database(db_path, embedder=embedder) as db:
-        docs = DocumentIndexService(db, embed_group=EMBED_GROUP if path == "new" else EMBED_BATCH)
+        docs = DocumentIndexService(db, embed_group=EMBED_GROUP)
         start = time.perf_counter()
         summary = await docs.sync_directory(corpus, progress=False)
         seconds = time.perf_counter() - start
@@ -125,17 +126,25 @@ def _peak_rss_mb() -> float:
 
 
 def _embedder(path: str) -> MiniLMEmbedder:
-    return MiniLMEmbedder(bucketed=path == "new")
+    return MiniLMEmbedder(fused=path == "new")
 
 
 async def _model_alone(report: IngestReport, texts: list[str],
                        embedders: dict[str, MiniLMEmbedder], tag: str = "") -> None:
-    vectors = {}
-    for path, embedder in embedders.items():
-        size = EMBED_GROUP if path == "new" else EMBED_BATCH
+    # Each path embeds each half of the texts, in ABBA order (old, new, new,
+    # old), so a change in the machine's load falls on both.
+    half = len(texts) // 2
+    parts: dict[str, list[Any]] = {path: [None, None] for path in embedders}
+    seconds = dict.fromkeys(embedders, 0.0)
+    for n, path in enumerate(("old", "new", "new", "old")):
+        piece = n // 2
+        chunk = texts[:half] if piece == 0 else texts[half:]
         start = time.perf_counter()
-        vectors[path] = await embed_texts(embedder, texts, batch_size=size)
-        report.model[path + tag] = len(texts) / (time.perf_counter() - start)
+        parts[path][piece] = await embed_texts(embedders[path], chunk, batch_size=EMBED_GROUP)
+        seconds[path] += time.perf_counter() - start
+    vectors = {path: np.concatenate(pair) for path, pair in parts.items()}
+    for path in embedders:
+        report.model[path + tag] = len(texts) / seconds[path]
     # Both sets are unit length: the row-wise dot product is the cosine.
     cosine = float(np.min(np.sum(vectors["old"] * vectors["new"], axis=1)))
     report.min_cosine = min(report.min_cosine, cosine) if tag else cosine
