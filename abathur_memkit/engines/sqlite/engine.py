@@ -19,9 +19,11 @@ import atexit
 import collections
 import contextlib
 import itertools
+import logging
 import os
 import random
 import sqlite3
+import threading
 import time
 import warnings
 import weakref
@@ -45,13 +47,18 @@ __all__ = ["PRAGMAS", "SQLiteEngine", "plan_rows"]
 
 T = TypeVar("T")
 
+# WAL pages between checkpoints (SQLite's default).
+_CHECKPOINT_PAGES = 1000
+
 #: Set on every connection memkit opens (journal_mode only on file databases).
+#: memkit's own writer leaves its checkpoints every ``wal_autocheckpoint``
+#: pages to a thread of its own (``_Checkpointer``).
 PRAGMAS = {
     "busy_timeout": 5000,
     "journal_mode": "wal",
     "synchronous": 1,  # NORMAL
     "foreign_keys": 1,
-    "wal_autocheckpoint": 1000,
+    "wal_autocheckpoint": _CHECKPOINT_PAGES,
 }
 
 #: Bytes the WAL file is truncated back to after a checkpoint.
@@ -71,6 +78,14 @@ _LOCK_RETRY_SECONDS = 60.0
 # Most writes one group-commit transaction takes: bounds how long the writes in
 # it wait for their common COMMIT.
 _GROUP_LIMIT = 256
+
+# WAL pages past which the writer checkpoints on its own thread, as SQLite's
+# autocheckpoint: only when the checkpointer thread cannot restart the WAL
+# (under a steady stream of commits it never catches up completely), or a
+# reader pins it. Bounds the WAL at ~40 MB (4 KiB pages).
+_WRITER_CHECKPOINT_PAGES = 10_000
+
+_log = logging.getLogger(__name__)
 
 
 class SQLiteEngine(AsyncOpen):
@@ -139,6 +154,8 @@ class SQLiteEngine(AsyncOpen):
         self._idle_waiters: list[asyncio.Future[None]] = []
         #: Told of every read and write and how long it took (e.g. latency metrics).
         self.observer = observer
+        # Runs the writer's WAL checkpoints off its thread (file databases that write).
+        self._checkpointer: _Checkpointer | None = None
 
     def __repr__(self) -> str:
         return f"<SQLiteEngine {self.path!r} driver={self.driver.name}>"
@@ -162,7 +179,8 @@ class SQLiteEngine(AsyncOpen):
                     # Open and migrate in one thread hop; a bad file fails here,
                     # before aiosqlite (which leaves a stray future behind when
                     # its connector raises) is involved.
-                    raw, applied = await asyncio.to_thread(self._open_and_migrate)
+                    raw, applied, checkpointer = await asyncio.to_thread(self._open_writer)
+                    self._checkpointer = checkpointer
                     self._writer = await _worker(lambda: raw)
                     _UNCLOSED.add(self)
                     self._file_id = None if self.in_memory else _file_id(self.path)
@@ -185,16 +203,26 @@ class SQLiteEngine(AsyncOpen):
         await self._wait_for_writes()
         if self.observer is not None and self._writer is not None and not self.read_only:
             await self.observer.flush(self)
-        connections = [*self._readers, *([self._writer] if self._writer else [])]
+        readers, writer = self._readers, self._writer
         self._readers, self._writer = [], None
+        checkpointer, self._checkpointer = self._checkpointer, None
         _UNCLOSED.discard(self)
-        for conn in connections:
+        for conn in readers:
             await conn.close()
+        if checkpointer is not None:
+            # Stopped before the writer closes: the writer stays the last
+            # connection, whose close checkpoints the WAL and deletes it.
+            await asyncio.to_thread(checkpointer.stop)
+        if writer is not None:
+            await writer.close()
 
     def _close_at_exit(self) -> None:
         """Close the connections of a Database its owner never closed (no event loop left)."""
         connections = [*self._readers, *([self._writer] if self._writer else [])]
         self._readers, self._writer = [], None
+        checkpointer, self._checkpointer = self._checkpointer, None
+        if checkpointer is not None:
+            checkpointer.stop(_EXIT_CLOSE_SECONDS)
         for conn in connections:
             conn.stop()  # queued after the work already queued: each closes on its thread
         for conn in connections:
@@ -275,6 +303,36 @@ class SQLiteEngine(AsyncOpen):
             conn.close()
             conn = self._open()
         return conn, applied
+
+    def _open_writer(self) -> tuple[sqlite3.Connection, list[int], _Checkpointer | None]:
+        conn, applied = self._open_and_migrate()
+        if self.in_memory or self.read_only:
+            return conn, applied, None
+        try:
+            # The writer's checkpoints every wal_autocheckpoint pages move to a
+            # thread of their own: their fsyncs no longer stall every write.
+            # journal_size_limit = 0 truncates the WAL each time it restarts,
+            # so its size tells how many pages it holds (see _Checkpointer).
+            conn.execute(f"PRAGMA wal_autocheckpoint = {_WRITER_CHECKPOINT_PAGES}")
+            conn.execute("PRAGMA journal_size_limit = 0")
+            page_size = int(conn.execute("PRAGMA page_size").fetchone()[0])
+        except BaseException:
+            conn.close()
+            raise
+        return conn, applied, _Checkpointer(self._open_checkpointer, self.path, page_size)
+
+    def _open_checkpointer(self) -> sqlite3.Connection:
+        """The checkpointer's connection: no hooks, extensions or schema needed."""
+        uri = Path(self.path).absolute().as_uri() + "?mode=rw"
+        conn = self.driver.connect(uri, uri=True)
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {PRAGMAS['busy_timeout']}")
+            conn.execute(f"PRAGMA synchronous = {PRAGMAS['synchronous']}")
+            conn.execute(f"PRAGMA journal_size_limit = {JOURNAL_SIZE_LIMIT}")
+        except BaseException:
+            conn.close()
+            raise
+        return conn
 
     async def _connect(self) -> aiosqlite.Connection:
         # Readers open after the writer has proved the file, on aiosqlite's thread.
@@ -506,6 +564,8 @@ class SQLiteEngine(AsyncOpen):
         except BaseException:
             _rollback(conn)
             raise
+        if self._checkpointer is not None:
+            self._checkpointer.after_commit()
         return result
 
     @contextlib.asynccontextmanager
@@ -573,6 +633,8 @@ class SQLiteEngine(AsyncOpen):
         except BaseException:
             _rollback(conn)
             raise
+        if self._checkpointer is not None:
+            self._checkpointer.after_commit()
 
     def _in_savepoint(self, conn: Connection, entry: _QueuedWrite) -> bool:
         """Run one write of a group; False when its transaction did not survive it."""
@@ -752,7 +814,12 @@ class SQLiteEngine(AsyncOpen):
         if writer is None:
             raise MemkitError("Database is not initialized: await db.initialize() first")
         self._refuse_if_read_only()
-        await self._call(writer, lambda c: c.execute("VACUUM"), writer._conn)
+        await self._call(writer, self._vacuum, writer._conn)
+
+    def _vacuum(self, conn: Connection) -> None:
+        conn.execute("VACUUM")
+        if self._checkpointer is not None:
+            self._checkpointer.after_commit()  # the whole file went through the WAL
 
     async def backup(
         self,
@@ -931,6 +998,140 @@ def _is_corrupt(exc: Exception) -> bool:
         return code & 0xFF in _CORRUPT_CODES
     text = str(exc)
     return "malformed" in text or "not a database" in text
+
+
+# Bytes of the WAL file's header, and of each frame's header before its page.
+_WAL_HEADER = 32
+_FRAME_HEADER = 24
+
+
+class _Checkpointer:
+    """Checkpoints the WAL for memkit's writer, on a thread and connection of its own.
+
+    SQLite's own autocheckpoint runs on the connection that commits, so its
+    fsyncs (of the WAL, then of the database file) stalled every write. After
+    each commit the writer reads the WAL's size (one ``stat``; the writer
+    truncates the WAL each time it restarts, so the size is the page count)
+    and, once ``wal_autocheckpoint`` pages were added since the last request,
+    wakes this thread, which runs ``PRAGMA wal_checkpoint(PASSIVE)``: it takes
+    no write lock, so writes go on while it copies pages and syncs. Its errors
+    (e.g. SQLITE_BUSY) never reach a write: they are counted and logged.
+
+    A passive checkpoint under a steady stream of commits never copies the
+    frames committed while it ran, so the WAL cannot restart; past
+    ``_WRITER_CHECKPOINT_PAGES`` pages the writer's own autocheckpoint copies
+    the rest and the WAL restarts. A reader that holds an old snapshot keeps
+    every checkpoint short of it, as before: the WAL grows until it ends,
+    then the next checkpoint copies the rest and the WAL restarts, truncated.
+
+    The thread starts at the first request (a database that writes little
+    never has one) and ``stop()`` ends it.
+    """
+
+    def __init__(
+        self, connect: Callable[[], sqlite3.Connection], path: str, page_size: int
+    ) -> None:
+        self._connect = connect
+        self._path = path
+        self._wal = f"{path}-wal"
+        self._frame_bytes = page_size + _FRAME_HEADER
+        self._every = _CHECKPOINT_PAGES
+        # WAL pages when a checkpoint was last asked for (the writer's thread only).
+        self._requested_at = 0
+        self._wake = threading.Event()
+        self._lock = threading.Lock()  # guards _thread and _stopped
+        self._thread: threading.Thread | None = None
+        self._stopped = False
+        self._done = threading.Condition()
+        self.runs = 0
+        self.restarts = 0
+        self.busy = 0
+        self.errors = 0
+        self.last_error: str | None = None
+
+    def after_commit(self) -> None:
+        """Called by the writer after each commit; never raises."""
+        try:
+            size = os.stat(self._wal).st_size
+            pages = max(0, size - _WAL_HEADER) // self._frame_bytes
+            if pages < self._requested_at:
+                self._requested_at = 0  # the WAL restarted
+                self.restarts += 1
+            if pages - self._requested_at >= self._every:
+                self._requested_at = pages
+                self.request()
+        except Exception as exc:  # e.g. no thread can be started: the write stands
+            self._failed(exc)
+
+    def request(self) -> None:
+        """Ask for a checkpoint (starting the thread on the first request)."""
+        if self._thread is None:
+            with self._lock:
+                if self._stopped:
+                    return
+                if self._thread is None:
+                    thread = threading.Thread(
+                        target=self._run, name=f"memkit-checkpointer {self._path}", daemon=True)
+                    thread.start()
+                    self._thread = thread
+        self._wake.set()
+
+    def stop(self, timeout: float | None = None) -> None:
+        """End the thread (after the checkpoint it is running) and close its connection."""
+        with self._lock:
+            self._stopped = True
+            thread = self._thread
+        self._wake.set()
+        if thread is not None:
+            thread.join(timeout)
+
+    @property
+    def running(self) -> bool:
+        thread = self._thread
+        return thread is not None and thread.is_alive()
+
+    def stats(self) -> dict[str, Any]:
+        with self._done:
+            return {"runs": self.runs, "restarts": self.restarts, "busy": self.busy,
+                    "errors": self.errors,
+                    "last_error": self.last_error, "running": self.running}
+
+    def wait_for(self, runs: int, timeout: float) -> bool:
+        """Wait until ``runs`` checkpoints have finished or failed (tests)."""
+        with self._done:
+            return self._done.wait_for(lambda: self.runs + self.errors >= runs, timeout)
+
+    def _run(self) -> None:
+        conn: sqlite3.Connection | None = None
+        try:
+            while True:
+                self._wake.wait()
+                if self._stopped:
+                    return
+                self._wake.clear()
+                try:
+                    if conn is None:
+                        conn = self._connect()
+                    busy = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[0]
+                except Exception as exc:
+                    self._failed(exc)
+                    continue
+                with self._done:
+                    self.runs += 1
+                    self.busy += bool(busy)  # another connection was checkpointing
+                    self._done.notify_all()
+        finally:
+            if conn is not None:
+                with contextlib.suppress(Exception):
+                    conn.close()
+
+    def _failed(self, exc: Exception) -> None:
+        with self._done:
+            self.errors += 1
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            self._done.notify_all()
+        _log.warning("WAL checkpoint of %s failed (writes are not affected): %s",
+                     self._path, exc)
 
 
 @dataclass(slots=True)
