@@ -719,8 +719,25 @@ class SQLiteEngine(AsyncOpen):
         row = await self.fetchone("PRAGMA user_version")
         return int(row["user_version"]) if row else 0
 
+    def checkpointer_stats(self) -> dict[str, Any] | None:
+        """Counters of the thread that checkpoints the writer's WAL.
+
+        ``{requests, runs, restarts, busy, errors, last_error, running}``:
+        checkpoints the writer asked for (one per ``wal_autocheckpoint`` pages), run,
+        WAL restarts the writer saw, runs that found another checkpoint under
+        way, failures (never a write's: logged as warnings) and the last one.
+        None on ``:memory:``, read-only or closed databases, which have none.
+        """
+        checkpointer = self._checkpointer
+        return None if checkpointer is None else checkpointer.stats()
+
     async def pragmas(self) -> dict[str, Any]:
-        """The PRAGMAs memkit sets (``PRAGMAS``) as a reader connection sees them."""
+        """The PRAGMAs memkit sets (``PRAGMAS``) as a reader connection sees them.
+
+        ``wal_autocheckpoint`` is the page count checkpoints run at; memkit's
+        own writer has them run by a thread of its own (its own setting is a
+        higher bound, see ``_Checkpointer``), every other connection by itself.
+        """
 
         def read(conn: Connection) -> dict[str, Any]:
             return {name: conn.execute(f"PRAGMA {name}").fetchone()[0] for name in PRAGMAS}
@@ -1043,6 +1060,7 @@ class _Checkpointer:
         self._thread: threading.Thread | None = None
         self._stopped = False
         self._done = threading.Condition()
+        self.requests = 0
         self.runs = 0
         self.restarts = 0
         self.busy = 0
@@ -1059,6 +1077,7 @@ class _Checkpointer:
                 self.restarts += 1
             if pages - self._requested_at >= self._every:
                 self._requested_at = pages
+                self.requests += 1
                 self.request()
         except Exception as exc:  # e.g. no thread can be started: the write stands
             self._failed(exc)
@@ -1092,7 +1111,8 @@ class _Checkpointer:
 
     def stats(self) -> dict[str, Any]:
         with self._done:
-            return {"runs": self.runs, "restarts": self.restarts, "busy": self.busy,
+            return {"requests": self.requests, "runs": self.runs,
+                    "restarts": self.restarts, "busy": self.busy,
                     "errors": self.errors,
                     "last_error": self.last_error, "running": self.running}
 
