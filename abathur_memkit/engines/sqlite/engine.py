@@ -61,7 +61,7 @@ PRAGMAS = {
     "wal_autocheckpoint": _CHECKPOINT_PAGES,
 }
 
-#: Bytes the WAL file is truncated back to after a checkpoint.
+#: Bytes the WAL file is truncated back to after a checkpoint (memkit's writer: 0).
 JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024
 #: Bytes of the database file each connection reads through a memory map. A
 #: vector search reads hundreds of scattered 1.5 KB rows; one read() call per
@@ -212,7 +212,10 @@ class SQLiteEngine(AsyncOpen):
         if checkpointer is not None:
             # Stopped before the writer closes: the writer stays the last
             # connection, whose close checkpoints the WAL and deletes it.
-            await asyncio.to_thread(checkpointer.stop)
+            if checkpointer.started:
+                await asyncio.to_thread(checkpointer.stop)  # may be inside an fsync
+            else:
+                checkpointer.stop()
         if writer is not None:
             await writer.close()
 
@@ -1070,7 +1073,10 @@ class _Checkpointer:
     def after_commit(self) -> None:
         """Called by the writer after each commit; never raises."""
         try:
-            size = os.stat(self._wal).st_size
+            try:
+                size = os.stat(self._wal).st_size
+            except OSError:
+                return  # no WAL to look at (removed under us): nothing to checkpoint
             pages = max(0, size - _WAL_HEADER) // self._frame_bytes
             if pages < self._requested_at:
                 self._requested_at = 0  # the WAL restarted
@@ -1103,6 +1109,10 @@ class _Checkpointer:
         self._wake.set()
         if thread is not None:
             thread.join(timeout)
+
+    @property
+    def started(self) -> bool:
+        return self._thread is not None
 
     @property
     def running(self) -> bool:
