@@ -61,7 +61,7 @@ PRAGMAS = {
     "wal_autocheckpoint": _CHECKPOINT_PAGES,
 }
 
-#: Bytes the WAL file is truncated back to after a checkpoint (memkit's writer: 0).
+#: Bytes the WAL file is truncated back to after a checkpoint.
 JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024
 #: Bytes of the database file each connection reads through a memory map. A
 #: vector search reads hundreds of scattered 1.5 KB rows; one read() call per
@@ -314,10 +314,7 @@ class SQLiteEngine(AsyncOpen):
         try:
             # The writer's checkpoints every wal_autocheckpoint pages move to a
             # thread of their own: their fsyncs no longer stall every write.
-            # journal_size_limit = 0 truncates the WAL each time it restarts,
-            # so its size tells how many pages it holds (see _Checkpointer).
             conn.execute(f"PRAGMA wal_autocheckpoint = {_WRITER_CHECKPOINT_PAGES}")
-            conn.execute("PRAGMA journal_size_limit = 0")
             page_size = int(conn.execute("PRAGMA page_size").fetchone()[0])
         except BaseException:
             conn.close()
@@ -1020,9 +1017,13 @@ def _is_corrupt(exc: Exception) -> bool:
     return "malformed" in text or "not a database" in text
 
 
-# Bytes of the WAL file's header, and of each frame's header before its page.
+# The WAL file's layout (sqlite.org/fileformat2.html#walformat): a 32-byte
+# header with its salts at byte 16, then frames of a 24-byte header (the
+# salts again at byte 8) and a page.
 _WAL_HEADER = 32
+_WAL_SALTS = 16
 _FRAME_HEADER = 24
+_FRAME_SALTS = 8
 
 
 class _Checkpointer:
@@ -1030,10 +1031,9 @@ class _Checkpointer:
 
     SQLite's own autocheckpoint runs on the connection that commits, so its
     fsyncs (of the WAL, then of the database file) stalled every write. After
-    each commit the writer reads the WAL's size (one ``stat``; the writer
-    truncates the WAL each time it restarts, so the size is the page count)
-    and, once ``wal_autocheckpoint`` pages were added since the last request,
-    wakes this thread, which runs ``PRAGMA wal_checkpoint(PASSIVE)``: it takes
+    each commit the writer reads two frame headers of the WAL (``_written``)
+    and, once ``wal_autocheckpoint`` more pages are in it since the last
+    request, wakes this thread, which runs ``PRAGMA wal_checkpoint(PASSIVE)``: it takes
     no write lock, so writes go on while it copies pages and syncs. Its errors
     (e.g. SQLITE_BUSY) never reach a write: they are counted and logged.
 
@@ -1042,7 +1042,8 @@ class _Checkpointer:
     ``_WRITER_CHECKPOINT_PAGES`` pages the writer's own autocheckpoint copies
     the rest and the WAL restarts. A reader that holds an old snapshot keeps
     every checkpoint short of it, as before: the WAL grows until it ends,
-    then the next checkpoint copies the rest and the WAL restarts, truncated.
+    then the next checkpoint copies the rest and the WAL restarts (and shrinks
+    back to ``JOURNAL_SIZE_LIMIT``).
 
     The thread starts at the first request (a database that writes little
     never has one) and ``stop()`` ends it.
@@ -1056,8 +1057,10 @@ class _Checkpointer:
         self._wal = f"{path}-wal"
         self._frame_bytes = page_size + _FRAME_HEADER
         self._every = _CHECKPOINT_PAGES
-        # WAL pages when a checkpoint was last asked for (the writer's thread only).
+        # WAL frame a checkpoint was last asked at, and the WAL file read to
+        # find out (the writer's thread only).
         self._requested_at = 0
+        self._fd: int | None = None
         self._wake = threading.Event()
         self._lock = threading.Lock()  # guards _thread and _stopped
         self._thread: threading.Thread | None = None
@@ -1073,20 +1076,43 @@ class _Checkpointer:
     def after_commit(self) -> None:
         """Called by the writer after each commit; never raises."""
         try:
-            try:
-                size = os.stat(self._wal).st_size
-            except OSError:
-                return  # no WAL to look at (removed under us): nothing to checkpoint
-            pages = max(0, size - _WAL_HEADER) // self._frame_bytes
-            if pages < self._requested_at:
+            salts = self._read(_WAL_SALTS, 8)
+            if salts is None or len(salts) < 8:
+                return  # no WAL yet, or an empty one
+            if self._requested_at and not self._written(self._requested_at, salts):
                 self._requested_at = 0  # the WAL restarted
                 self.restarts += 1
-            if pages - self._requested_at >= self._every:
-                self._requested_at = pages
+            if self._written(self._requested_at + self._every, salts):
+                self._requested_at += self._every
                 self.requests += 1
                 self.request()
         except Exception as exc:  # e.g. no thread can be started: the write stands
             self._failed(exc)
+
+    def _written(self, frame: int, salts: bytes) -> bool:
+        """Whether WAL frame ``frame`` (from 1) belongs to the WAL's current cycle.
+
+        A restart does not shrink the file (it is overwritten from the start),
+        so its size says nothing; each frame's header repeats the salts the WAL
+        header had when it was written, and a restart changes them. A frame of
+        a transaction rolled back after spilling pages counts too: at worst a
+        checkpoint comes a little early.
+        """
+        offset = _WAL_HEADER + (frame - 1) * self._frame_bytes + _FRAME_SALTS
+        return self._read(offset, 8) == salts
+
+    def _read(self, offset: int, size: int) -> bytes | None:
+        if self._fd is None:
+            try:
+                # SQLite holds no POSIX lock on the -wal file (only on the
+                # database and -shm files), so this descriptor's close drops none.
+                self._fd = os.open(self._wal, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+            except OSError:
+                return None
+        if hasattr(os, "pread"):
+            return os.pread(self._fd, size, offset)
+        os.lseek(self._fd, offset, os.SEEK_SET)
+        return os.read(self._fd, size)
 
     def request(self) -> None:
         """Ask for a checkpoint (starting the thread on the first request)."""
@@ -1109,6 +1135,9 @@ class _Checkpointer:
         self._wake.set()
         if thread is not None:
             thread.join(timeout)
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
 
     @property
     def started(self) -> bool:
