@@ -10,6 +10,9 @@ thread hop instead of one per statement.
 Group commit: a write that arrives while another write's transaction runs
 waits, and the writes that waited run together in the next transaction, each
 inside its own SAVEPOINT (see ``write``). One commit then covers many writes.
+
+Checkpoints: the writer's WAL checkpoints run on a thread and connection of
+their own (``_Checkpointer``), so their fsyncs do not stall the writes.
 """
 
 from __future__ import annotations
