@@ -10,6 +10,9 @@ thread hop instead of one per statement.
 Group commit: a write that arrives while another write's transaction runs
 waits, and the writes that waited run together in the next transaction, each
 inside its own SAVEPOINT (see ``write``). One commit then covers many writes.
+
+Checkpoints: the writer's WAL checkpoints run on a thread and connection of
+their own (``_Checkpointer``), so their fsyncs do not stall the writes.
 """
 
 from __future__ import annotations
@@ -19,9 +22,11 @@ import atexit
 import collections
 import contextlib
 import itertools
+import logging
 import os
 import random
 import sqlite3
+import threading
 import time
 import warnings
 import weakref
@@ -45,13 +50,18 @@ __all__ = ["PRAGMAS", "SQLiteEngine", "plan_rows"]
 
 T = TypeVar("T")
 
+# WAL pages between checkpoints (SQLite's default).
+_CHECKPOINT_PAGES = 1000
+
 #: Set on every connection memkit opens (journal_mode only on file databases).
+#: memkit's own writer leaves its checkpoints every ``wal_autocheckpoint``
+#: pages to a thread of its own (``_Checkpointer``).
 PRAGMAS = {
     "busy_timeout": 5000,
     "journal_mode": "wal",
     "synchronous": 1,  # NORMAL
     "foreign_keys": 1,
-    "wal_autocheckpoint": 1000,
+    "wal_autocheckpoint": _CHECKPOINT_PAGES,
 }
 
 #: Bytes the WAL file is truncated back to after a checkpoint.
@@ -71,6 +81,14 @@ _LOCK_RETRY_SECONDS = 60.0
 # Most writes one group-commit transaction takes: bounds how long the writes in
 # it wait for their common COMMIT.
 _GROUP_LIMIT = 256
+
+# WAL pages past which the writer checkpoints on its own thread, as SQLite's
+# autocheckpoint: only when the checkpointer thread cannot restart the WAL
+# (under a steady stream of commits it never catches up completely), or a
+# reader pins it. Bounds the WAL at ~40 MB (4 KiB pages).
+_WRITER_CHECKPOINT_PAGES = 10_000
+
+_log = logging.getLogger(__name__)
 
 
 class SQLiteEngine(AsyncOpen):
@@ -139,6 +157,8 @@ class SQLiteEngine(AsyncOpen):
         self._idle_waiters: list[asyncio.Future[None]] = []
         #: Told of every read and write and how long it took (e.g. latency metrics).
         self.observer = observer
+        # Runs the writer's WAL checkpoints off its thread (file databases that write).
+        self._checkpointer: _Checkpointer | None = None
 
     def __repr__(self) -> str:
         return f"<SQLiteEngine {self.path!r} driver={self.driver.name}>"
@@ -162,7 +182,8 @@ class SQLiteEngine(AsyncOpen):
                     # Open and migrate in one thread hop; a bad file fails here,
                     # before aiosqlite (which leaves a stray future behind when
                     # its connector raises) is involved.
-                    raw, applied = await asyncio.to_thread(self._open_and_migrate)
+                    raw, applied, checkpointer = await asyncio.to_thread(self._open_writer)
+                    self._checkpointer = checkpointer
                     self._writer = await _worker(lambda: raw)
                     _UNCLOSED.add(self)
                     self._file_id = None if self.in_memory else _file_id(self.path)
@@ -185,16 +206,29 @@ class SQLiteEngine(AsyncOpen):
         await self._wait_for_writes()
         if self.observer is not None and self._writer is not None and not self.read_only:
             await self.observer.flush(self)
-        connections = [*self._readers, *([self._writer] if self._writer else [])]
+        readers, writer = self._readers, self._writer
         self._readers, self._writer = [], None
+        checkpointer, self._checkpointer = self._checkpointer, None
         _UNCLOSED.discard(self)
-        for conn in connections:
+        for conn in readers:
             await conn.close()
+        if checkpointer is not None:
+            # Stopped before the writer closes: the writer stays the last
+            # connection, whose close checkpoints the WAL and deletes it.
+            if checkpointer.started:
+                await asyncio.to_thread(checkpointer.stop)  # may be inside an fsync
+            else:
+                checkpointer.stop()
+        if writer is not None:
+            await writer.close()
 
     def _close_at_exit(self) -> None:
         """Close the connections of a Database its owner never closed (no event loop left)."""
         connections = [*self._readers, *([self._writer] if self._writer else [])]
         self._readers, self._writer = [], None
+        checkpointer, self._checkpointer = self._checkpointer, None
+        if checkpointer is not None:
+            checkpointer.stop(_EXIT_CLOSE_SECONDS)
         for conn in connections:
             conn.stop()  # queued after the work already queued: each closes on its thread
         for conn in connections:
@@ -275,6 +309,33 @@ class SQLiteEngine(AsyncOpen):
             conn.close()
             conn = self._open()
         return conn, applied
+
+    def _open_writer(self) -> tuple[sqlite3.Connection, list[int], _Checkpointer | None]:
+        conn, applied = self._open_and_migrate()
+        if self.in_memory or self.read_only:
+            return conn, applied, None
+        try:
+            # The writer's checkpoints every wal_autocheckpoint pages move to a
+            # thread of their own: their fsyncs no longer stall every write.
+            conn.execute(f"PRAGMA wal_autocheckpoint = {_WRITER_CHECKPOINT_PAGES}")
+            page_size = int(conn.execute("PRAGMA page_size").fetchone()[0])
+        except BaseException:
+            conn.close()
+            raise
+        return conn, applied, _Checkpointer(self._open_checkpointer, self.path, page_size)
+
+    def _open_checkpointer(self) -> sqlite3.Connection:
+        """The checkpointer's connection: no hooks, extensions or schema needed."""
+        uri = Path(self.path).absolute().as_uri() + "?mode=rw"
+        conn = self.driver.connect(uri, uri=True)
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {PRAGMAS['busy_timeout']}")
+            conn.execute(f"PRAGMA synchronous = {PRAGMAS['synchronous']}")
+            conn.execute(f"PRAGMA journal_size_limit = {JOURNAL_SIZE_LIMIT}")
+        except BaseException:
+            conn.close()
+            raise
+        return conn
 
     async def _connect(self) -> aiosqlite.Connection:
         # Readers open after the writer has proved the file, on aiosqlite's thread.
@@ -506,6 +567,8 @@ class SQLiteEngine(AsyncOpen):
         except BaseException:
             _rollback(conn)
             raise
+        if self._checkpointer is not None:
+            self._checkpointer.after_commit()
         return result
 
     @contextlib.asynccontextmanager
@@ -573,6 +636,8 @@ class SQLiteEngine(AsyncOpen):
         except BaseException:
             _rollback(conn)
             raise
+        if self._checkpointer is not None:
+            self._checkpointer.after_commit()
 
     def _in_savepoint(self, conn: Connection, entry: _QueuedWrite) -> bool:
         """Run one write of a group; False when its transaction did not survive it."""
@@ -657,8 +722,25 @@ class SQLiteEngine(AsyncOpen):
         row = await self.fetchone("PRAGMA user_version")
         return int(row["user_version"]) if row else 0
 
+    def checkpointer_stats(self) -> dict[str, Any] | None:
+        """Counters of the thread that checkpoints the writer's WAL.
+
+        ``{requests, runs, restarts, busy, errors, last_error, running}``:
+        checkpoints the writer asked for (one per ``wal_autocheckpoint`` pages), run,
+        WAL restarts the writer saw, runs that found another checkpoint under
+        way, failures (never a write's: logged as warnings) and the last one.
+        None on ``:memory:``, read-only or closed databases, which have none.
+        """
+        checkpointer = self._checkpointer
+        return None if checkpointer is None else checkpointer.stats()
+
     async def pragmas(self) -> dict[str, Any]:
-        """The PRAGMAs memkit sets (``PRAGMAS``) as a reader connection sees them."""
+        """The PRAGMAs memkit sets (``PRAGMAS``) as a reader connection sees them.
+
+        ``wal_autocheckpoint`` is the page count checkpoints run at; memkit's
+        own writer has them run by a thread of its own (its own setting is a
+        higher bound, see ``_Checkpointer``), every other connection by itself.
+        """
 
         def read(conn: Connection) -> dict[str, Any]:
             return {name: conn.execute(f"PRAGMA {name}").fetchone()[0] for name in PRAGMAS}
@@ -752,7 +834,12 @@ class SQLiteEngine(AsyncOpen):
         if writer is None:
             raise MemkitError("Database is not initialized: await db.initialize() first")
         self._refuse_if_read_only()
-        await self._call(writer, lambda c: c.execute("VACUUM"), writer._conn)
+        await self._call(writer, self._vacuum, writer._conn)
+
+    def _vacuum(self, conn: Connection) -> None:
+        conn.execute("VACUUM")
+        if self._checkpointer is not None:
+            self._checkpointer.after_commit()  # the whole file went through the WAL
 
     async def backup(
         self,
@@ -931,6 +1018,182 @@ def _is_corrupt(exc: Exception) -> bool:
         return code & 0xFF in _CORRUPT_CODES
     text = str(exc)
     return "malformed" in text or "not a database" in text
+
+
+# The WAL file's layout (sqlite.org/fileformat2.html#walformat): a 32-byte
+# header with its salts at byte 16, then frames of a 24-byte header (the
+# salts again at byte 8) and a page.
+_WAL_HEADER = 32
+_WAL_SALTS = 16
+_FRAME_HEADER = 24
+_FRAME_SALTS = 8
+
+
+class _Checkpointer:
+    """Checkpoints the WAL for memkit's writer, on a thread and connection of its own.
+
+    SQLite's own autocheckpoint runs on the connection that commits, so its
+    fsyncs (of the WAL, then of the database file) stalled every write. After
+    each commit the writer reads two frame headers of the WAL (``_written``)
+    and, once ``wal_autocheckpoint`` more pages are in it since the last
+    request, wakes this thread, which runs ``PRAGMA wal_checkpoint(PASSIVE)``: it takes
+    no write lock, so writes go on while it copies pages and syncs. Its errors
+    (e.g. SQLITE_BUSY) never reach a write: they are counted and logged.
+
+    A passive checkpoint under a steady stream of commits never copies the
+    frames committed while it ran, so the WAL cannot restart; past
+    ``_WRITER_CHECKPOINT_PAGES`` pages the writer's own autocheckpoint copies
+    the rest and the WAL restarts. A reader that holds an old snapshot keeps
+    every checkpoint short of it, as before: the WAL grows until it ends,
+    then the next checkpoint copies the rest and the WAL restarts (and shrinks
+    back to ``JOURNAL_SIZE_LIMIT``).
+
+    The thread starts at the first request (a database that writes little
+    never has one) and ``stop()`` ends it.
+    """
+
+    def __init__(
+        self, connect: Callable[[], sqlite3.Connection], path: str, page_size: int
+    ) -> None:
+        self._connect = connect
+        self._path = path
+        self._wal = f"{path}-wal"
+        self._frame_bytes = page_size + _FRAME_HEADER
+        self._every = _CHECKPOINT_PAGES
+        # WAL frame a checkpoint was last asked at, and the WAL file read to
+        # find out (the writer's thread only).
+        self._requested_at = 0
+        self._fd: int | None = None
+        self._wake = threading.Event()
+        self._lock = threading.Lock()  # guards _thread and _stopped
+        self._thread: threading.Thread | None = None
+        self._stopped = False
+        self._done = threading.Condition()
+        self.requests = 0
+        self.runs = 0
+        self.restarts = 0
+        self.busy = 0
+        self.errors = 0
+        self.last_error: str | None = None
+
+    def after_commit(self) -> None:
+        """Called by the writer after each commit; never raises."""
+        try:
+            salts = self._read(_WAL_SALTS, 8)
+            if salts is None or len(salts) < 8:
+                return  # no WAL yet, or an empty one
+            if self._requested_at and not self._written(self._requested_at, salts):
+                self._requested_at = 0  # the WAL restarted
+                self.restarts += 1
+            if self._written(self._requested_at + self._every, salts):
+                self._requested_at += self._every
+                self.requests += 1
+                self.request()
+        except Exception as exc:  # e.g. no thread can be started: the write stands
+            self._failed(exc)
+
+    def _written(self, frame: int, salts: bytes) -> bool:
+        """Whether WAL frame ``frame`` (from 1) belongs to the WAL's current cycle.
+
+        A restart does not shrink the file (it is overwritten from the start),
+        so its size says nothing; each frame's header repeats the salts the WAL
+        header had when it was written, and a restart changes them. A frame of
+        a transaction rolled back after spilling pages counts too: at worst a
+        checkpoint comes a little early.
+        """
+        offset = _WAL_HEADER + (frame - 1) * self._frame_bytes + _FRAME_SALTS
+        return self._read(offset, 8) == salts
+
+    def _read(self, offset: int, size: int) -> bytes | None:
+        if self._fd is None:
+            try:
+                # SQLite holds no POSIX lock on the -wal file (only on the
+                # database and -shm files), so this descriptor's close drops none.
+                self._fd = os.open(self._wal, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+            except OSError:
+                return None
+        if hasattr(os, "pread"):
+            return os.pread(self._fd, size, offset)
+        os.lseek(self._fd, offset, os.SEEK_SET)
+        return os.read(self._fd, size)
+
+    def request(self) -> None:
+        """Ask for a checkpoint (starting the thread on the first request)."""
+        if self._thread is None:
+            with self._lock:
+                if self._stopped:
+                    return
+                if self._thread is None:
+                    thread = threading.Thread(
+                        target=self._run, name=f"memkit-checkpointer {self._path}", daemon=True)
+                    thread.start()
+                    self._thread = thread
+        self._wake.set()
+
+    def stop(self, timeout: float | None = None) -> None:
+        """End the thread (after the checkpoint it is running) and close its connection."""
+        with self._lock:
+            self._stopped = True
+            thread = self._thread
+        self._wake.set()
+        if thread is not None:
+            thread.join(timeout)
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
+
+    @property
+    def started(self) -> bool:
+        return self._thread is not None
+
+    @property
+    def running(self) -> bool:
+        thread = self._thread
+        return thread is not None and thread.is_alive()
+
+    def stats(self) -> dict[str, Any]:
+        with self._done:
+            return {"requests": self.requests, "runs": self.runs,
+                    "restarts": self.restarts, "busy": self.busy,
+                    "errors": self.errors,
+                    "last_error": self.last_error, "running": self.running}
+
+    def wait_for(self, runs: int, timeout: float) -> bool:
+        """Wait until ``runs`` checkpoints have finished or failed (tests)."""
+        with self._done:
+            return self._done.wait_for(lambda: self.runs + self.errors >= runs, timeout)
+
+    def _run(self) -> None:
+        conn: sqlite3.Connection | None = None
+        try:
+            while True:
+                self._wake.wait()
+                if self._stopped:
+                    return
+                self._wake.clear()
+                try:
+                    if conn is None:
+                        conn = self._connect()
+                    busy = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[0]
+                except Exception as exc:
+                    self._failed(exc)
+                    continue
+                with self._done:
+                    self.runs += 1
+                    self.busy += bool(busy)  # another connection was checkpointing
+                    self._done.notify_all()
+        finally:
+            if conn is not None:
+                with contextlib.suppress(Exception):
+                    conn.close()
+
+    def _failed(self, exc: Exception) -> None:
+        with self._done:
+            self.errors += 1
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            self._done.notify_all()
+        _log.warning("WAL checkpoint of %s failed (writes are not affected): %s",
+                     self._path, exc)
 
 
 @dataclass(slots=True)
