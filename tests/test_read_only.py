@@ -180,6 +180,45 @@ async def test_read_only_database_reads_and_refuses_writes(tmp_path: Path) -> No
         Database(":memory:", read_only=True)
 
 
+def test_reading_a_closed_database_leaves_no_file_beside_it(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    db = tmp_path / "agents.db"
+
+    async def build() -> None:  # closed cleanly: no -wal, no -shm beside it
+        async with Database(db) as d:
+            await d.memory.add_memory("user:a", "k", {"v": 1}, "semantic", "t")
+            await d.sessions.create_session("s1", "app", "u")
+
+    asyncio.run(build())
+    (tmp_path / "docs").mkdir()
+    before = fingerprint(db)
+    assert before[1] == ["agents.db", "docs"]
+    for template in READS:
+        if template[0] in ("backup", "search"):
+            continue  # backup writes its copy beside the file; search updates its index
+        code, _, err = run(capsys, *_argv(template, db))
+        assert code == 0, (template, err)
+        assert fingerprint(db) == before, template
+
+
+async def test_a_read_only_close_keeps_the_log_another_connection_uses(tmp_path: Path) -> None:
+    path = tmp_path / "agents.db"
+    async with Database(path) as writer:
+        await writer.memory.add_memory("user:a", "k", 1, "semantic", "t")
+        async with Database(path, read_only=True) as reader:
+            assert await reader.memory.get_memory("user:a", "k") is not None
+        assert (tmp_path / "agents.db-wal").exists()
+        await writer.memory.update_memory("user:a", "k", 2, "t")
+        # Closing readers and writers removes nothing while the first writer has the file.
+        async with Database(path, read_only=True), Database(path) as second_writer:
+            await second_writer.memory.update_memory("user:a", "k", 3, "t")
+        assert sorted(p.name for p in tmp_path.iterdir()) == [
+            "agents.db", "agents.db-shm", "agents.db-wal"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["agents.db"]
+    async with Database(path, read_only=True) as reader:
+        assert (await reader.memory.get_memory("user:a", "k") or {})["version"] == 3
+
+
 async def test_read_only_and_no_migrate_never_create_or_convert(tmp_path: Path) -> None:
     with pytest.raises(DatabaseFileError, match="no database at"):
         await Database(tmp_path / "new.db", read_only=True).initialize()

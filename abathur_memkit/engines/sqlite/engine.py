@@ -159,6 +159,8 @@ class SQLiteEngine(AsyncOpen):
         self.observer = observer
         # Runs the writer's WAL checkpoints off its thread (file databases that write).
         self._checkpointer: _Checkpointer | None = None
+        # Read-only, and no -wal/-shm beside the file when it opened (see close()).
+        self._tidy_on_close = False
 
     def __repr__(self) -> str:
         return f"<SQLiteEngine {self.path!r} driver={self.driver.name}>"
@@ -176,6 +178,9 @@ class SQLiteEngine(AsyncOpen):
         async with self._init_lock:
             if self._writer is None and not self.in_memory and self._migrate:
                 _make_parent(Path(self.path))
+            if self._writer is None and self.read_only and not self.in_memory:
+                # Reading creates a -wal and -shm; close() removes them if they were new.
+                self._tidy_on_close = not files.has_side_files(self.path)
             try:
                 applied: list[int]
                 if self._writer is None:
@@ -221,6 +226,9 @@ class SQLiteEngine(AsyncOpen):
                 checkpointer.stop()
         if writer is not None:
             await writer.close()
+        if self._tidy_on_close:
+            self._tidy_on_close = False
+            await asyncio.to_thread(files.remove_empty_log, self.driver, self.path)
 
     def _close_at_exit(self) -> None:
         """Close the connections of a Database its owner never closed (no event loop left)."""

@@ -29,6 +29,7 @@ __all__ = [
     "inspect",
     "journal_mode",
     "read_only_location",
+    "remove_empty_log",
     "require_current",
     "restore",
     "write_atomically",
@@ -47,6 +48,35 @@ def read_only_location(path: str) -> bool:
 def _wal_without_log(path: str) -> bool:
     """A WAL-mode file with no ``-wal`` beside it: the main file holds every page."""
     return not os.path.exists(f"{path}-wal") and journal_mode(path) == "wal"
+
+
+def has_side_files(path: str) -> bool:
+    """Whether a ``-wal`` or ``-shm`` lies beside ``path``."""
+    return os.path.exists(f"{path}-wal") or os.path.exists(f"{path}-shm")
+
+
+def remove_empty_log(driver: Driver, path: str) -> None:
+    """Remove the empty ``-wal`` and the ``-shm`` read-only connections left beside ``path``.
+
+    SQLite deletes them when the last connection closes, but only if that
+    connection may write; read-only ones leave them behind. So one writable
+    connection reads the header and closes: SQLite deletes the files only when
+    no other connection has the database open, and an empty ``-wal`` holds no
+    page to copy, so the database file is not touched. Any failure (a file
+    this user may not write, say) leaves things as they are.
+    """
+    try:
+        if os.path.getsize(f"{path}-wal") != 0:
+            return
+        conn = driver.connect(f"{Path(path).absolute().as_uri()}?mode=rw", uri=True)
+    except (OSError, driver.module.Error):
+        return
+    try:
+        conn.execute("PRAGMA schema_version").fetchone()
+    except driver.module.Error:
+        pass
+    finally:
+        conn.close()
 
 
 def journal_mode(path: str) -> str:
