@@ -256,8 +256,7 @@ class SQLiteEngine(AsyncOpen):
             elif create or self.in_memory:
                 conn = self.driver.connect(self.path)
             else:
-                uri = Path(self.path).absolute().as_uri() + "?mode=rw"
-                conn = self.driver.connect(uri, uri=True)
+                conn = files.connect_existing(self.driver, self.path)
         except Exception as exc:
             raise self._open_error(f"cannot open {self.path}: {exc}") from exc
         try:
@@ -334,8 +333,7 @@ class SQLiteEngine(AsyncOpen):
 
     def _open_checkpointer(self) -> sqlite3.Connection:
         """The checkpointer's connection: no hooks, extensions or schema needed."""
-        uri = Path(self.path).absolute().as_uri() + "?mode=rw"
-        conn = self.driver.connect(uri, uri=True)
+        conn = files.connect_existing(self.driver, self.path)
         try:
             conn.execute(f"PRAGMA busy_timeout = {PRAGMAS['busy_timeout']}")
             conn.execute(f"PRAGMA synchronous = {PRAGMAS['synchronous']}")

@@ -23,6 +23,7 @@ from .driver import Driver, select_driver
 __all__ = [
     "check_copy",
     "check_destination",
+    "connect_existing",
     "connect_read_only",
     "describe",
     "gzip_file",
@@ -68,7 +69,7 @@ def remove_empty_log(driver: Driver, path: str) -> None:
     try:
         if os.path.getsize(f"{path}-wal") != 0:
             return
-        conn = driver.connect(f"{Path(path).absolute().as_uri()}?mode=rw", uri=True)
+        conn = connect_existing(driver, path)
     except (OSError, driver.module.Error):
         return
     try:
@@ -87,6 +88,11 @@ def journal_mode(path: str) -> str:
     except OSError:
         return "unknown"
     return "wal" if len(header) == 20 and header[18] == 2 else "delete"
+
+
+def connect_existing(driver: Driver, path: str) -> sqlite3.Connection:
+    """A ``mode=rw`` connection to ``path``: a missing file is an error, never created."""
+    return driver.connect(f"{Path(path).absolute().as_uri()}?mode=rw", uri=True)
 
 
 def connect_read_only(driver: Driver, path: str, *, probe: bool = False) -> sqlite3.Connection:
