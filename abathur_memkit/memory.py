@@ -199,38 +199,17 @@ PG_INSERT_BATCH = (
 )
 
 
-# A key's write in one statement, after PG_LOCK_KEY: its newest version, the
-# new row and its audit row. Sent with the lock, BEGIN and COMMIT in one round
-# trip (a write given as Statements), so nothing is read in between: the
-# statement itself declines to write (no id back) when the key is live (add)
-# or not live (update), and the service raises as it would have.
-_PG_NEW_ROW = (
-    "INSERT INTO memory_entries (namespace, key, value, memory_type, version, metadata, "
-    "created_by, updated_by, created_at, updated_at) "
-)
-_PG_AUDIT_ROW = (
-    "logged AS (INSERT INTO audit (timestamp, task_id, action_type, action_data, "
-    "memory_operation_type, memory_namespace, memory_entry_id) "
-    "SELECT :at::timestamp, :task::text, :action::text, jsonb_build_object("
-    "'by', :by::text, 'key', :key::text, 'version', version), :operation::text, :ns, id FROM new) "
-)
+# add_memory and update_memory on PostgreSQL: one statement each, a function
+# (sql/postgresql/010) that locks the key as PG_LOCK_KEY does, then writes the
+# new version and its audit row; it declines to write (no id back) when the key
+# is live (add) or not live (update), and the service raises as it would have.
 PG_ADD = (
-    "WITH newest AS (SELECT version, is_deleted FROM memory_entries "
-    "WHERE namespace = :ns AND key = :key ORDER BY version DESC LIMIT 1), "
-    f"new AS ({_PG_NEW_ROW}SELECT :ns, :key, :value::jsonb, :type::text, "
-    "coalesce((SELECT version FROM newest), 0) + 1, :metadata::jsonb, :by, :by, "
-    ":at::timestamp, :at::timestamp WHERE NOT EXISTS (SELECT 1 FROM newest WHERE is_deleted = 0) "
-    f"RETURNING id, version), {_PG_AUDIT_ROW}"
-    "SELECT (SELECT id FROM new), (SELECT version FROM newest WHERE is_deleted = 0)"
+    "SELECT new_id, live_version FROM memkit_add_memory(:ns, :key, :value::jsonb, :type, "
+    ":metadata::jsonb, :by, :task, :at::timestamp)"
 )
 PG_UPDATE = (
-    "WITH newest AS (SELECT version, is_deleted, memory_type, metadata, created_by "
-    "FROM memory_entries WHERE namespace = :ns AND key = :key ORDER BY version DESC LIMIT 1), "
-    f"new AS ({_PG_NEW_ROW}SELECT :ns, :key, :value::jsonb, "
-    "coalesce(:type::text, memory_type), version + 1, coalesce(:metadata::jsonb, metadata, '{}'), "
-    "created_by, :by, :at::timestamp, :at::timestamp FROM newest WHERE is_deleted = 0 "
-    f"RETURNING id, version), {_PG_AUDIT_ROW}"
-    "SELECT (SELECT version FROM new)"
+    "SELECT new_version FROM memkit_update_memory(:ns, :key, :value::jsonb, :type, "
+    ":metadata::jsonb, :by, :task, :at::timestamp)"
 )
 
 
@@ -472,8 +451,7 @@ class MemoryService:
         if self.sql.add is not None and not self.policy.enforce:
             entry_id, live = await self._write_one("add_memory", self.sql.add, namespace, key, {
                 "value": value_json, "type": memory_type, "metadata": metadata_json or "{}",
-                "by": created_by, "task": task_id, "action": "memory_create",
-                "operation": "create"})
+                "by": created_by, "task": task_id})
             if entry_id is None:
                 raise _already_exists(namespace, key, live)
             return int(entry_id)
@@ -525,8 +503,7 @@ class MemoryService:
         if self.sql.update is not None and not self.policy.enforce:
             (version,) = await self._write_one("update_memory", self.sql.update, namespace, key, {
                 "value": value_json, "type": memory_type, "metadata": metadata_json,
-                "by": updated_by, "task": task_id, "action": "memory_update",
-                "operation": "update"})
+                "by": updated_by, "task": task_id})
             if version is None:
                 raise _not_found(namespace, key)
             return int(version)
@@ -828,12 +805,9 @@ class MemoryService:
 
     async def _write_one(self, operation: str, sql: str, namespace: str, key: str,
                          params: dict[str, Any]) -> tuple[Any, ...]:
-        """Lock the key and run ``sql``, a write of it in one statement; its one row."""
-        lock = self.sql.lock_key
-        assert lock is not None  # an engine that locks keys
-        _, written = await self.store.write(Statements(
-            operation, (lock, (key, namespace)),
-            (sql, {**params, "ns": namespace, "key": key, "at": timestamp()})))
+        """Run ``sql``, a write of one key in one statement (it locks the key); its one row."""
+        (written,) = await self.store.write(Statements(
+            operation, (sql, {**params, "ns": namespace, "key": key, "at": timestamp()})))
         return tuple(written.rows[0])
 
     def _lock_key(self, conn: Connection, namespace: str, key: str) -> None:

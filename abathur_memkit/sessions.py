@@ -103,35 +103,15 @@ PG_GET_SESSION = GET_SESSION.replace(
     "NULL AS events",
     "(SELECT string_agg(e.event::text, ',' ORDER BY e.seq) FROM session_events AS e "
     "WHERE e.session_id = sessions.id) AS events")
-# PostgreSQL's append_event in one round trip: the session row locked (GET_STATUS
-# for update, its status first), then one statement that takes the next seq (its
-# snapshot begins after the lock), inserts the event, merges the state keys into
-# their scopes (``||``, as the Python path's dict.update) and writes the audit
-# row; it writes nothing unless the session is writable, and the service raises
-# as it would have.
-_PG_AFTER_EVENT = "AND EXISTS (SELECT 1 FROM ev)"
+# PostgreSQL's append_event in one statement, a function (sql/postgresql/010):
+# it locks the session row, then (if the session is writable) takes the next
+# seq, inserts the event, merges the state keys into their scopes (``||``, as
+# the Python path's dict.update) and writes the audit row. It returns the
+# session's status (NULL: no such session) and the seq (NULL: nothing written,
+# the session is read-only), and the service raises as it would have.
 PG_APPEND = (
-    "WITH s AS (SELECT app_name, user_id FROM sessions WHERE id = :sid "
-    f"AND status IN ({', '.join(repr(status) for status in sorted(WRITABLE))})), "
-    "ev AS (INSERT INTO session_events (session_id, seq, event, created_at) "
-    "SELECT :sid, coalesce((SELECT max(e.seq) FROM session_events AS e "
-    "WHERE e.session_id = :sid), 0) + 1, :event::jsonb, :at::timestamp FROM s RETURNING seq), "
-    "own AS (UPDATE sessions SET state = state || :own::jsonb, "
-    f"last_update_time = :at::timestamp WHERE id = :sid {_PG_AFTER_EVENT}), "
-    "app AS (INSERT INTO app_states (app_name, state, updated_at) "
-    "SELECT app_name, :app::jsonb, :at::timestamp FROM s "
-    f"WHERE :app::jsonb IS NOT NULL {_PG_AFTER_EVENT} "
-    "ON CONFLICT (app_name) DO UPDATE SET state = app_states.state || excluded.state, "
-    "updated_at = excluded.updated_at), "
-    "usr AS (INSERT INTO user_states (app_name, user_id, state, updated_at) "
-    "SELECT app_name, user_id, :user::jsonb, :at::timestamp FROM s "
-    f"WHERE :user::jsonb IS NOT NULL {_PG_AFTER_EVENT} "
-    "ON CONFLICT (app_name, user_id) DO UPDATE SET state = user_states.state || "
-    "excluded.state, updated_at = excluded.updated_at), "
-    "logged AS (INSERT INTO audit (timestamp, action_type, action_data) "
-    "SELECT :at::timestamp, 'session_event_appended', jsonb_build_object("
-    "'session_id', :sid::text, 'seq', seq, 'state_keys', :keys::jsonb) FROM ev) "
-    "SELECT seq FROM ev"
+    "SELECT session_status, event_seq FROM memkit_append_event(:sid, :event::jsonb, "
+    ":at::timestamp, :own::jsonb, :app::jsonb, :user::jsonb, :keys::jsonb)"
 )
 # The shared states of the sessions a listing returned, by (app_name, user_id).
 GET_SCOPED = (
@@ -195,8 +175,8 @@ class _Sql(NamedTuple):
     # get_session: the row, then its events one row each (SQLite); or the row
     # with its events joined (PostgreSQL).
     get_session: tuple[str, ...]
-    # append_event as the session's lock and one statement (None: in Python).
-    append: tuple[str, str] | None
+    # append_event in one statement (None: in Python).
+    append: str | None
 
 
 SQL = {
@@ -209,7 +189,7 @@ SQL = {
         PUT_USER_STATE.replace("= excluded.state", "= user_states.state || excluded.state"),
         True,
         (PG_GET_SESSION,),
-        (for_update(GET_STATUS), PG_APPEND),
+        PG_APPEND,
     ),
 }
 #: What breaks ties between sessions of the same timestamp in a listing: SQLite's
@@ -576,21 +556,21 @@ class SessionService:
         return await self.store.write(append)
 
     async def _append_in_one(self, sid: str, event_json: str, delta: dict[str, Any]) -> int:
-        """append_event as ``sql.append``: one round trip on PostgreSQL."""
+        """append_event as ``sql.append``: one statement on PostgreSQL."""
         assert self.sql.append is not None
-        lock, append = self.sql.append
         own, app, user = _split(delta)
-        locked, appended = await self.store.write(Statements(
-            "append_event", (lock, (sid,)), (append, {
+        (appended,) = await self.store.write(Statements(
+            "append_event", (self.sql.append, {
                 "sid": sid, "event": event_json, "at": timestamp(),
                 "own": to_json(own, "state"), "app": to_json(app, "state") if app else None,
                 "user": to_json(user, "state") if user else None,
                 "keys": to_json(sorted(delta), "state_keys")})))
-        if not locked.rows:
+        status, seq = appended.rows[0]
+        if status is None:
             raise LIFECYCLE.not_found(sid)
-        if not appended.rows:
-            raise _read_only(sid, locked.rows[0][0])
-        return int(appended.rows[0][0])
+        if seq is None:
+            raise _read_only(sid, status)
+        return int(seq)
 
     async def set_state(self, session_id: str, key: str, value: Any) -> None:
         """Set one state key (a ``temp:`` key is accepted and not stored)."""

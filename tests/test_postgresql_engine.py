@@ -75,9 +75,9 @@ async def test_migrations_apply_once_and_again_change_nothing(pg_dsn: str) -> No
     first = PostgreSQLEngine(pg_dsn)
     assert await first.initialize() == [m.version for m in schema.migrations()]
     try:
-        assert await first.schema_version() == schema.schema_version() == 9
+        assert await first.schema_version() == schema.schema_version() == 10
         async with PostgreSQLEngine(pg_dsn) as second:
-            assert await second.schema_version() == 9
+            assert await second.schema_version() == 10
         again = PostgreSQLEngine(pg_dsn)
         assert await again.initialize() == []
         await again.close()
@@ -93,7 +93,7 @@ async def test_engines_starting_together_migrate_once(pg_dsn: str) -> None:
     finally:
         for e in engines:
             await e.close()
-    assert sorted(applied, key=len) == [[], [], [1, 2, 3, 4, 5, 6, 7, 8, 9]]
+    assert sorted(applied, key=len) == [[], [], [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]]
 
 
 async def test_without_migrate_an_empty_database_is_refused(pg_dsn: str) -> None:
@@ -324,7 +324,7 @@ async def test_a_dead_idle_connection_is_replaced_before_a_write(pg_memkit_dsn: 
         (written,) = await eng.write(put)  # on a new connection, not reported as lost
         assert len(written.rows) == 1 and await eng.read(_count) == 1
         eng._loop.check_after_idle = 3600.0  # unchecked: the write is reported, not retried
-        (second,) = await eng.read(pid_sql)
+        (second,) = await eng.write(pid_sql)  # the connection a write of one statement takes
         with psycopg.connect(pg_memkit_dsn, autocommit=True) as admin:
             admin.execute("SELECT pg_terminate_backend(%s)", (second.rows[0][0],))
         with pytest.raises(MemkitError, match="may or may not have been applied"):
@@ -343,6 +343,39 @@ async def test_statements_wait_for_a_connection_when_all_are_busy(pg_memkit_dsn:
         with contextlib.suppress(asyncio.CancelledError):
             await waiting
         assert len(await asyncio.gather(*(eng.read(sleep) for _ in range(4)))) == 4
+
+
+_SETTINGS = Statements("settings", (
+    "SELECT current_setting('transaction_read_only'), current_setting('transaction_isolation'), "
+    "pg_backend_pid()", ()))
+
+
+@pytest.mark.parametrize("isolation", ["read committed", "serializable"])
+async def test_a_write_of_one_statement_is_its_own_read_write_transaction(
+        pg_memkit_dsn: str, isolation: str) -> None:
+    # One connection, so each call below switches it to the other kind and back.
+    async with PostgreSQLEngine(pg_memkit_dsn, pool_size=1, isolation=isolation) as eng:
+        (read,) = await eng.read(_SETTINGS)
+        (written,) = await eng.write(_SETTINGS)
+        (again,) = await eng.read(_SETTINGS)
+        assert read.rows[0][:2] == again.rows[0][:2] == ("on", "read committed")
+        assert written.rows[0][:2] == ("off", isolation)
+        assert read.rows[0][2] == written.rows[0][2] == again.rows[0][2]
+        # A read on a connection a write used still cannot write.
+        with pytest.raises(MemkitError, match="read-only transaction"):
+            await eng.read(Statements("put", (INSERT_MEMORY, ("user:a", "k", "1", 1, AT))))
+        assert await eng.read(_count) == 0
+
+
+async def test_a_connection_lost_while_idle_is_not_switched_over(pg_memkit_dsn: str) -> None:
+    async with PostgreSQLEngine(pg_memkit_dsn, pool_size=1) as eng:
+        (read,) = await eng.read(_SETTINGS)
+        with psycopg.connect(pg_memkit_dsn, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (read.rows[0][2],))
+        # Nothing of the write was sent on the lost connection: it runs on a new one.
+        (written,) = await eng.write(Statements(
+            "put", (INSERT_MEMORY, ("user:a", "k", "1", 1, AT))))
+        assert len(written.rows) == 1 and await eng.read(_count) == 1
 
 
 async def test_statements_write_in_one_transaction(engine: PostgreSQLEngine) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -98,7 +99,7 @@ async def test_migration_8_makes_idx_memory_entries_pk_the_primary_key(pg_dsn: s
     assert before["foreign keys"] == fks
 
     async with Database(pg_dsn) as db:
-        assert await db.schema_version() == schema.schema_version() == 9
+        assert await db.schema_version() == schema.schema_version() == 10
         after = _state(pg_dsn)
         assert after["indexes"] == [("idx_memory_entries_pk", True, True)]
         assert before["pkey left"] is not None and after["pkey left"] is None
@@ -296,3 +297,37 @@ async def test_a_head_is_written_only_when_it_changes(pg_memkit_dsn: str) -> Non
         conn.execute("UPDATE memory_entries SET is_deleted = 1 WHERE key = 'k'")
         assert head() is None
         assert conn.execute("SELECT namespace FROM memory_namespaces").fetchall() == [("user:h",)]
+
+
+async def test_migration_10_writes_take_the_services_locks(pg_memkit_dsn: str) -> None:
+    # add_memory's function locks as the services' PG_LOCK_KEY does: a batch
+    # holding the memory writers' lock exclusively (PG_LOCK_ALL) holds it back.
+    from abathur_memkit.memory import PG_LOCK_ALL
+
+    async with Database(pg_memkit_dsn) as db:
+        with psycopg.connect(pg_memkit_dsn, autocommit=True) as other:
+            other.execute("BEGIN")
+            other.execute(PG_LOCK_ALL)
+            add = asyncio.ensure_future(db.memory.add_memory("user:a", "k", 1, "semantic", "a"))
+            await asyncio.sleep(0.3)
+            assert not add.done()
+            other.execute("COMMIT")
+        assert await add > 0
+        assert (await db.memory.get_memory("user:a", "k"))["version"] == 1
+
+
+@pytest.mark.parametrize("status", ["created", "active", "paused", "terminated", "archived"])
+async def test_migration_10_appends_only_to_the_writable_statuses(
+        pg_memkit_dsn: str, status: str) -> None:
+    from abathur_memkit.sessions import WRITABLE
+
+    async with Database(pg_memkit_dsn) as db:
+        await db.sessions.create_session("s", "app", "u")
+        with psycopg.connect(pg_memkit_dsn, autocommit=True) as raw:
+            raw.execute("UPDATE sessions SET status = %s WHERE id = 's'", (status,))
+        if status in WRITABLE:
+            assert await db.sessions.append_event("s", {"n": 1}) == 1
+        else:
+            with pytest.raises(MemkitError, match=status):
+                await db.sessions.append_event("s", {"n": 1})
+            assert (await db.sessions.get_session("s"))["events"] == []

@@ -24,7 +24,7 @@ def _validate(dsn: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, dict[s
 
 def test_init_then_validate_a_dsn(pg_dsn: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["init", pg_dsn]) == 0
-    assert "applied migrations [1, 2, 3, 4, 5, 6, 7, 8, 9]" in capsys.readouterr().out
+    assert "applied migrations [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]" in capsys.readouterr().out
     assert main(["init", pg_dsn]) == 0
     assert "already up to date" in capsys.readouterr().out
     code, checks = _validate(pg_dsn, capsys)
@@ -135,7 +135,7 @@ def test_stats_on_a_dsn(tmp_path: Path, pg_dsn: str, capsys: pytest.CaptureFixtu
     stats = json.loads(capsys.readouterr().out)
     assert stats["rows"]["memory_entries"] == 5
     assert stats["memory"]["deleted_rows"] == 1
-    assert stats["database"]["bytes"] > 0 and stats["schema_version"] == 9
+    assert stats["database"]["bytes"] > 0 and stats["schema_version"] == 10
     assert main(["stats", pg_dsn]) == 0
     assert "(PostgreSQL 16" in capsys.readouterr().out
 

@@ -131,7 +131,8 @@ class PostgreSQLEngine:
             self._pool = await asyncio.to_thread(self._open_pool)
             self._executor = ThreadPoolExecutor(self.pool_size, thread_name_prefix="memkit-pg")
             self._loop = LoopStatements(self.path, size=self.pool_size, timeout=self.timeout,
-                                        retries=self.retries, where=self._where)
+                                        retries=self.retries, where=self._where,
+                                        isolation=self.isolation)
             return applied
 
     def _prepare_schema(self) -> list[int]:

@@ -5,7 +5,9 @@ client costs as much as the round trip to the server. psycopg's async
 connection waits for the server on the event loop instead, and all the
 statements of one call go in one round trip (a pipeline): a read's inside one
 ``REPEATABLE READ`` transaction when they must see one snapshot, a write's
-between its BEGIN and its COMMIT.
+between its BEGIN and its COMMIT. A write of one statement goes alone, its own
+transaction: one message each way, on a connection whose transactions default
+to read-write (the others' default to read-only, so a read cannot write).
 
 The connections belong to the event loop that first used them; a call from
 another loop, or after ``close``, goes through the worker threads as any call does.
@@ -28,6 +30,15 @@ from .errors import RETRY, conflicts, lost_during_commit, retry_delay, translate
 __all__ = ["LoopStatements"]
 
 _SNAPSHOT = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
+_READS = "SET default_transaction_read_only = on; SET default_transaction_isolation = DEFAULT"
+
+
+class _Connection(psycopg.AsyncConnection[Any]):
+    """A connection of the event loop's, and what its transactions default to."""
+
+    #: True: read-write at the engine's write isolation, for a write sent alone;
+    #: False: read-only, as every connection of the engine starts.
+    writes = False
 
 
 class LoopStatements:
@@ -42,17 +53,21 @@ class LoopStatements:
     #: only be reported ("may or may not have been applied"), never retried.
     check_after_idle = 10.0
 
-    def __init__(self, dsn: str, *, size: int, timeout: float, retries: int, where: str) -> None:
+    def __init__(self, dsn: str, *, size: int, timeout: float, retries: int, where: str,
+                 isolation: str = "read committed") -> None:
         self.dsn = dsn
         self.size = size
         self.timeout = timeout
         self.retries = retries
         #: The database as messages name it.
         self.where = where
+        # What a connection for writes sent alone is set to.
+        self._writes = ("SET default_transaction_read_only = off; "
+                        f"SET default_transaction_isolation = '{isolation}'")
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._idle: list[tuple[psycopg.AsyncConnection[Any], float]] = []  # and since when
+        self._idle: list[tuple[_Connection, float]] = []  # and since when
         self._opened = 0  # connections open or opening, idle or not
-        self._waiting: deque[asyncio.Future[psycopg.AsyncConnection[Any] | None]] = deque()
+        self._waiting: deque[asyncio.Future[_Connection | None]] = deque()
         self._closed = False
 
     def serves(self, loop: asyncio.AbstractEventLoop) -> bool:
@@ -78,14 +93,18 @@ class LoopStatements:
         raise AssertionError("unreachable")
 
     async def write(self, writes: Statements, begin: str) -> list[Fetched]:
-        """Run the statements in one transaction (``begin`` opens it); each one's rows.
+        """Run the statements in one transaction (``begin`` opens it, unless there
+        is one statement: it is its own); each one's rows.
 
         Run again after a serialization failure or a deadlock. A lost connection
         is reported, never retried: the COMMIT went with the statements.
         """
+        alone = len(writes.statements) == 1
         for attempt in range(self.retries + 1):
-            conn = await self._take()
+            conn = await self._take(writes=alone)
             try:
+                if alone:
+                    return [await _one(conn, writes)]
                 return await _write(conn, writes, begin)
             except RETRY as exc:
                 _close(conn)
@@ -109,11 +128,30 @@ class LoopStatements:
         for conn, _ in idle:
             _close(conn)
 
-    async def _take(self) -> psycopg.AsyncConnection[Any]:
+    async def _take(self, writes: bool = False) -> _Connection:
+        """A connection set up for ``writes`` (or not): one idle of that kind, a new
+        one, one idle of the other kind switched over, or the next one given back."""
+        while True:
+            conn = await self._any(writes)
+            if conn.writes == writes:
+                return conn
+            try:
+                await conn.execute(self._writes if writes else _READS)
+            except psycopg.Error:  # lost while idle: nothing was sent for the call yet
+                self._drop(conn)
+                continue
+            except BaseException:
+                self._drop(conn)
+                raise
+            conn.writes = writes
+            return conn
+
+    async def _any(self, writes: bool) -> _Connection:
         self._loop = self._loop or asyncio.get_running_loop()
         while True:
-            if self._idle:
-                idle, since = self._idle.pop()
+            index = self._idle_index(writes)
+            if index is not None:
+                idle, since = self._idle.pop(index)
                 if time.monotonic() - since < self.check_after_idle:
                     return idle
                 try:
@@ -128,7 +166,7 @@ class LoopStatements:
             if self._opened < self.size:
                 self._opened += 1
                 try:
-                    return await self._connect()
+                    return await self._connect(writes)
                 except BaseException:
                     self._opened -= 1
                     self._hand_over(None)
@@ -136,7 +174,7 @@ class LoopStatements:
             waiter = self._loop.create_future()
             self._waiting.append(waiter)
             try:
-                conn: psycopg.AsyncConnection[Any] | None = await asyncio.wait_for(
+                conn: _Connection | None = await asyncio.wait_for(
                     waiter, self.timeout)
             except TimeoutError:
                 raise MemkitError(
@@ -149,19 +187,27 @@ class LoopStatements:
                 return conn
             # None: a connection was dropped, so there is room to open one.
 
-    def _give_back(self, conn: psycopg.AsyncConnection[Any]) -> None:
+    def _idle_index(self, writes: bool) -> int | None:
+        """Which idle connection to take: the latest of the kind; else, when no
+        more may be opened, the latest of the other kind (switched over after)."""
+        for index in range(len(self._idle) - 1, -1, -1):
+            if self._idle[index][0].writes == writes:
+                return index
+        return -1 if self._idle and self._opened >= self.size else None
+
+    def _give_back(self, conn: _Connection) -> None:
         if self._closed or _lost(conn) or (
                 conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE):
             self._drop(conn)
         elif not self._hand_over(conn):
             self._idle.append((conn, time.monotonic()))
 
-    def _drop(self, conn: psycopg.AsyncConnection[Any]) -> None:
+    def _drop(self, conn: _Connection) -> None:
         self._opened -= 1
         _close(conn)
         self._hand_over(None)
 
-    def _hand_over(self, conn: psycopg.AsyncConnection[Any] | None) -> bool:
+    def _hand_over(self, conn: _Connection | None) -> bool:
         """Give ``conn`` (or, with None, room for a new one) to the first live waiter."""
         while self._waiting:
             waiter = self._waiting.popleft()
@@ -170,14 +216,17 @@ class LoopStatements:
                 return True
         return False
 
-    async def _connect(self) -> psycopg.AsyncConnection[Any]:
+    async def _connect(self, writes: bool) -> _Connection:
         try:
-            conn = await psycopg.AsyncConnection.connect(
+            conn = await _Connection.connect(
                 self.dsn, autocommit=True, connect_timeout=max(1, round(self.timeout)))
         except psycopg.Error as exc:
             raise translate(exc, self.where, self.timeout) from exc
         try:
             await _configure(conn)
+            if writes:
+                await conn.execute(self._writes)
+                conn.writes = True
         except BaseException:
             _close(conn)
             raise
@@ -203,11 +252,16 @@ def _close(conn: psycopg.AsyncConnection[Any]) -> None:
         conn.pgconn.finish()
 
 
+async def _one(conn: psycopg.AsyncConnection[Any], call: Statements) -> Fetched:
+    """The one statement of ``call``, alone: no pipeline, no transaction block."""
+    cursor = await conn.execute(*statement(*call.statements[0]))
+    return Fetched(_names(cursor, call), await cursor.fetchall())
+
+
 async def _read(conn: psycopg.AsyncConnection[Any], reads: Statements,
                 snapshot: bool) -> list[Fetched]:
     if len(reads.statements) == 1 and not snapshot:
-        cursor = await conn.execute(*statement(*reads.statements[0]))
-        return [Fetched(_names(cursor, reads), await cursor.fetchall())]
+        return [await _one(conn, reads)]
     async with conn.pipeline():
         if snapshot:
             await conn.execute(_SNAPSHOT)
