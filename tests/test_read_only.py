@@ -194,8 +194,8 @@ def test_reading_a_closed_database_leaves_no_file_beside_it(
     before = fingerprint(db)
     assert before[1] == ["agents.db", "docs"]
     for template in READS:
-        if template[0] in ("backup", "search"):
-            continue  # backup writes its copy beside the file; search updates its index
+        if template[0] == "backup":
+            continue  # backup writes its copy beside the file
         code, _, err = run(capsys, *_argv(template, db))
         assert code == 0, (template, err)
         assert fingerprint(db) == before, template
@@ -322,3 +322,67 @@ def test_a_file_with_a_hot_journal_is_refused_not_rolled_back(
     for template in READS:
         _assert_refused(capsys, _argv(template, db), "has a hot journal (copy.db-journal)")
         assert fingerprint(db) == before, template
+
+
+# -- search reads the index as it stands -------------------------------------------------
+
+
+def _index_then_change_memories(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Path:
+    """A closed file whose memory search index is behind by three keys (queued by the
+    triggers): alpha updated, bravo deleted, delta added; charlie unchanged."""
+    db, docs = tmp_path / "agents.db", tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.md").write_text("# Busy\n\nSQLITE_BUSY means the database is locked.\n")
+    code, _, err = run(capsys, "index", str(db), str(docs), "--embedder", "hashing",
+                       "--no-progress")
+    assert code == 0, err
+
+    async def change() -> None:
+        async with Database(db, embedder="hashing") as d:
+            for key, text in (("alpha", "a locked door"), ("bravo", "locked out"),
+                              ("charlie", "locked in")):
+                await d.memory.add_memory("user:a", key, text, "semantic", "t")
+            await d.search.sync_memories()  # indexed and embedded
+            await d.memory.update_memory("user:a", "alpha", "an open door", "t")
+            await d.memory.delete_memory("user:a", "bravo")
+            await d.memory.add_memory("user:a", "delta", "locked again", "semantic", "t")
+
+    asyncio.run(change())
+    return db
+
+
+def test_search_with_memory_changes_pending_leaves_the_file_as_it_was(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    db = _index_then_change_memories(tmp_path, capsys)
+    before = fingerprint(db)
+    assert before[1] == ["agents.db", "docs"]
+    for mode in ("keyword", "semantic", "hybrid"):
+        code, out, err = run(capsys, "search", str(db), "locked", "--mode", mode, "-k", "10",
+                             "--source", "memories", "--chunks", "--json")
+        assert code == 0, err
+        assert fingerprint(db) == before, mode
+        data = json.loads(out)
+        # alpha's and bravo's indexed versions are gone; delta is not indexed yet
+        assert [(h["key"], h["version"]) for h in data["hits"]] == [("charlie", 1)], mode
+        assert data["pending_memory_keys"] == 3
+        assert err.count("3 memory keys changed since the last index") == 1, err
+    code, out, err = run(capsys, "search", str(db), "locked")
+    assert code == 0 and "memory user:a/charlie (v1)" in out and "Busy" in out
+    assert "alpha" not in out and "bravo" not in out
+    assert err.count("\n") == 1 and f"memkit index {db}" in err
+    assert fingerprint(db) == before
+    # indexing catches up; then nothing is pending and no note is printed
+    code, out, err = run(capsys, "index", str(db), "--no-progress")
+    assert code == 0 and "3 memory keys" in out, (out, err)
+    code, out, err = run(capsys, "search", str(db), "locked door", "--source", "memories",
+                         "--chunks", "--json")
+    data = json.loads(out)
+    assert code == 0 and err == "" and data["pending_memory_keys"] == 0
+    assert {(h["key"], h["version"]) for h in data["hits"]} == {
+        ("alpha", 2), ("charlie", 1), ("delta", 1)}
+    assert fingerprint(db)[1] == before[1]
+    code, out, _ = run(capsys, "index", str(db), "--json")
+    assert code == 0 and json.loads(out) == {"memories": {"changed": 0, "embedded": 0}}
+    # without FOLDER nothing is created
+    code, _, err = run(capsys, "index", str(tmp_path / "none.db"))
+    assert code == 2 and "no database at" in err and not (tmp_path / "none.db").exists()

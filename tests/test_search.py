@@ -19,6 +19,7 @@ import pytest
 from ollama_stub import OllamaStub
 
 from abathur_memkit import Database, EmbeddingError, InvalidInputError
+from abathur_memkit.cli import main
 from abathur_memkit.embeddings import HashingEmbedder, MiniLMEmbedder, OllamaEmbedder
 from abathur_memkit.engines.sqlite.driver import load_extension, select_driver
 from abathur_memkit.search import (
@@ -568,6 +569,69 @@ async def test_memory_search_follows_every_kind_of_write(mdb: Database) -> None:
     status = await mdb.search.status()
     # one vector per live key, none for old versions
     assert status["indexes"]["memories"]["vectors"] == 5
+
+
+async def test_a_read_only_search_never_writes_nor_returns_a_stale_memory(
+    mdb: Database, capsys: pytest.CaptureFixture[str],
+) -> None:
+    mem = mdb.memory
+    for key, text in (("alpha", "a locked door"), ("bravo", "locked out"),
+                      ("charlie", "locked in")):
+        await mem.add_memory("user:a", key, text, "semantic", "t")
+    await mdb.search.sync_memories()  # indexed and embedded
+    await mem.update_memory("user:a", "alpha", "an open door", "t")
+    await mem.delete_memory("user:a", "bravo")
+    await mem.add_memory("user:a", "delta", "locked again", "semantic", "t")
+
+    def queued(conn: Any) -> list[tuple[str, str]]:
+        return sorted(tuple(r) for r in conn.execute(
+            "SELECT namespace, key FROM memory_search_queue").fetchall())
+
+    before = await mdb.read(queued)
+    assert [k for _, k in before] == ["alpha", "bravo", "delta"]
+    async with Database(mdb.path, read_only=True, embedder="hashing",
+                        vector_backend=mdb.vector_backend) as ro:
+        assert ro.search.read_only and await ro.search.pending_memory_keys() == 3
+        for mode in ("keyword", "semantic", "hybrid"):
+            hits = await ro.search.search("locked door", 10, mode=mode, source="memories")
+            # alpha's indexed version is not its latest, bravo is deleted, delta not indexed
+            assert [(h.key, h.version) for h in hits] == [("charlie", 1)], mode
+            grouped = await ro.search.search("locked door", 10, mode=mode, group="document")
+            assert [d.best.key for d in grouped] == ["charlie"], mode
+            assert await keys(ro, "locked", mode, memory_type="semantic") == ["user:a/charlie"]
+    # The command reads the same way, on either engine, and says what it left out.
+    argv = ["search", str(mdb.path), "locked door", "--source", "memories", "--json"]
+    assert await asyncio.to_thread(main, argv) == 0
+    out, err = capsys.readouterr()
+    report = json.loads(out)
+    assert [d["chunks"][0]["key"] for d in report["hits"]] == ["charlie"]
+    assert report["pending_memory_keys"] == 3 and "3 memory keys changed" in err
+    assert await mdb.read(queued) == before
+    # A writable search catches up first, as ever.
+    found = {h.key: h for h in await mdb.search.search("locked door", 10, mode="hybrid",
+                                                        source="memories")}
+    assert {(k, h.version) for k, h in found.items()} == {
+        ("alpha", 2), ("charlie", 1), ("delta", 1)}
+    assert found["alpha"].text == "alpha: an open door"
+    assert await mdb.search.pending_memory_keys() == 0
+
+
+async def test_a_read_only_semantic_search_skips_vectors_it_cannot_purge(
+    corpus: Path, db_target: str | Path,
+) -> None:
+    async with Database(db_target, embedder="hashing") as db:
+        await db.documents.sync_directory(corpus, progress=False)
+        every = await db.search.semantic("checkpoints and backups", 40, source="documents")
+        assert len(every) == 37
+    async with Database(db_target) as db:  # no embedder: a delete here leaves garbage
+        gone = await db.execute("DELETE FROM document_chunks WHERE id IN (?, ?, ?)",
+                                [h.chunk_id for h in every[:3]])
+        assert gone == 3
+    async with Database(db_target, read_only=True, embedder="hashing") as ro:
+        garbage = await ro.fetchall("SELECT id FROM vector_garbage")
+        assert {r["id"] for r in garbage} == {h.chunk_id for h in every[:3]}
+        hits = await ro.search.semantic("checkpoints and backups", 5, source="documents")
+        assert [h.chunk_id for h in hits] == [h.chunk_id for h in every[3:8]]
 
 
 async def test_all_sources_together(corpus: Path, mdb: Database) -> None:

@@ -18,12 +18,16 @@ __all__ = ["register"]
 
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
-        "index", help="index a folder of markdown files (creates DB if missing)",
+        "index", help="index a folder of markdown files (creates DB if missing), "
+                      "or without FOLDER the memories changed since the last index",
         **example("memkit index agents.db design_docs/",
-                  "memkit index agents.db design_docs/ --no-embed --pattern 'guides/**/*.md'"))
+                  "memkit index agents.db design_docs/ --no-embed --pattern 'guides/**/*.md'",
+                  "memkit index agents.db"))
     _database(p)
-    p.add_argument("directory", metavar="FOLDER")
-    _common(p, embedder_default="default")
+    p.add_argument("directory", metavar="FOLDER", nargs="?",
+                   help="markdown folder (without it: bring memory search up to date)")
+    _common(p, embedder_default=None,
+            default_help="default, or without FOLDER the one the index was built with")
     p.add_argument("--pattern", default="**/*.md", help="glob under FOLDER (default: **/*.md)")
     p.add_argument("--type", dest="document_type", choices=DOCUMENT_TYPES,
                    help="document type for files whose front matter names none")
@@ -71,11 +75,12 @@ def _database(p: argparse.ArgumentParser) -> None:
     p.add_argument("db", metavar="DB", help="database file or postgresql:// DSN")
 
 
-def _common(p: argparse.ArgumentParser, *, embedder_default: str | None) -> None:
+def _common(p: argparse.ArgumentParser, *, embedder_default: str | None,
+            default_help: str = "the one the index was built with") -> None:
     help_text = ("embedder: default (offline MiniLM), hashing, ollama[:model], "
                  "or an ONNX model directory")
     if embedder_default is None:
-        help_text += " (default: the one the index was built with)"
+        help_text += f" (default: {default_help})"
     p.add_argument("--embedder", default=embedder_default, help=help_text)
     p.add_argument("--backend", choices=VECTOR_BACKENDS, default=None,
                    help="vector backend (default: the index's, else vec)")
@@ -92,17 +97,25 @@ def _spec_for(model: str) -> str:
     return model
 
 
-async def _open(args: argparse.Namespace, *, embed: bool) -> Any:
+def _require_database(path: str) -> None:
+    from ..database import is_dsn
+    from ..errors import DatabaseFileError
+
+    if not is_dsn(path) and not Path(path).exists():
+        raise DatabaseFileError(
+            f"no database at {path} (build one with: memkit index {path} FOLDER)")
+
+
+async def _open(args: argparse.Namespace, *, embed: bool, read_only: bool = False) -> Any:
     """The database, opened once, with the embedder and backend its stored index was built with
-    (unless ``--embedder``/``--backend`` say otherwise)."""
-    from ..database import Database, is_dsn
+    (unless ``--embedder``/``--backend`` say otherwise); ``read_only``: never written."""
+    from ..database import is_dsn
     from ..engines.sqlite.files import read_only_location
     from ..search.vectors import stored_index
-    from .admin import open_or_create
+    from .admin import open_existing, open_or_create
 
-    if not is_dsn(args.db) and read_only_location(args.db):
-        # Searching a database on a read-only mount works while its index is current.
-        db = Database(args.db, read_only=True)
+    if read_only or (not is_dsn(args.db) and read_only_location(args.db)):
+        db = open_existing(args.db)  # read-only: refused writes say so
     else:
         db = open_or_create(args.db)
     await db.initialize()
@@ -119,6 +132,10 @@ async def _open(args: argparse.Namespace, *, embed: bool) -> Any:
 
 
 async def cmd_index(args: argparse.Namespace) -> int:
+    if args.directory is None:
+        return await _index_memories(args)
+    if args.embedder is None:
+        args.embedder = "default"
     db = await _open(args, embed=not args.no_embed)
     async with db:
         if args.reembed and not args.no_embed:
@@ -130,15 +147,33 @@ async def cmd_index(args: argparse.Namespace) -> int:
     return 0 if summary.ok else 1
 
 
+async def _index_memories(args: argparse.Namespace) -> int:
+    """``memkit index DB``: index the memory keys written since the last index
+    (what a read-only ``memkit search`` leaves out), with the index's embedder."""
+    _require_database(args.db)
+    db = await _open(args, embed=not args.no_embed)
+    async with db:
+        if args.reembed and not args.no_embed:
+            await db.search.reembed(progress=False if args.no_progress else None)
+        counts = await db.search.sync_memories()
+    changed, embedded = counts["changed"], counts["embedded"]
+    text = "memory search is up to date: nothing to index"
+    if changed or embedded:
+        text = (f"{_plural(changed, 'memory key', 'memory keys')} indexed, "
+                f"{_plural(embedded, 'memory', 'memories')} embedded")
+    emit(args, {"memories": counts}, text)
+    return 0
+
+
+def _plural(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
+
+
 async def cmd_search(args: argparse.Namespace) -> int:
-    if not Path(args.db).exists():
-        from ..errors import DatabaseFileError
-
-        raise DatabaseFileError(
-            f"no database at {args.db} (build one with: memkit index {args.db} FOLDER)")
-
+    _require_database(args.db)
     mode = args.mode
-    db = await _open(args, embed=mode != "keyword")
+    # A read: the index as it stands; memory changes since are left out and counted.
+    db = await _open(args, embed=mode != "keyword", read_only=True)
     if mode != "keyword" and not db.has_embedder:
         print(f"memkit: {args.db} has no vector index (indexed with --no-embed?): "
               "keyword search only", file=sys.stderr)
@@ -148,10 +183,16 @@ async def cmd_search(args: argparse.Namespace) -> int:
     group = "chunk" if args.chunks else "document"
     async with db:
         hits = await db.search.search(args.query, args.k, mode=mode, group=group, **filters)
+        pending = await db.search.pending_memory_keys()
     data = {"query": args.query, "mode": mode, "group": group,
-            "hits": [h.to_dict() for h in hits]}
+            "pending_memory_keys": pending, "hits": [h.to_dict() for h in hits]}
     columns = _HIT_COLUMNS if group == "chunk" else _DOCUMENT_COLUMNS
     emit_rows(args, data["hits"], columns, document=data, text=_hits_text(hits))
+    memories = args.source == "memories" or (args.source == "all" and args.document_type is None)
+    if pending and memories:
+        print(f"memkit: {_plural(pending, 'memory key', 'memory keys')} changed since the "
+              f"last index (left out of these results): run `memkit index {args.db}` to "
+              "include them", file=sys.stderr)
     return 0
 
 

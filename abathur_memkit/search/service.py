@@ -10,7 +10,10 @@
 Documents are searched by chunk (``document_chunks``, written by
 ``db.documents``); memories by the latest live version of each key. Triggers
 queue every memory write (``memory_search_queue``); each memory search first
-drains the queue, so results follow updates, deletes and restores. Vectors
+drains the queue, so results follow updates, deletes and restores. A search on
+a read-only store cannot drain it: it searches the index as it stands and
+leaves out every queued key (its indexed version may be gone), so it never
+returns a stale memory (see :meth:`SearchService.pending_memory_keys`). Vectors
 are stored with their model and dimension (``vector_indexes``): searching an
 index made by another model raises :class:`StaleIndexError`, and
 :meth:`SearchService.reembed` rebuilds everything with the current embedder.
@@ -102,6 +105,10 @@ MEMORY_KEYWORD = (
     "WHERE memory_fts MATCH ?"
 )
 QUEUED_KEYS = "SELECT namespace, key FROM memory_search_queue LIMIT ?"
+PENDING_KEYS = "SELECT count(*) FROM memory_search_queue"
+# A read-only search's memory filter: keys changed since they were indexed are left out.
+NOT_QUEUED = (" AND NOT EXISTS (SELECT 1 FROM memory_search_queue q "
+              "WHERE q.namespace = i.namespace AND q.key = i.key)")
 
 # ts_headline's options for a snippet like FTS5's: matches in brackets, about 16 words.
 _HEADLINE = "'StartSel=[, StopSel=], MaxWords=16, MinWords=8, MaxFragments=1, FragmentDelimiter=…'"
@@ -263,6 +270,7 @@ class _Filters:
     document_type: str | None
     namespace_bounds: tuple[str, str, str] | None
     memory_type: str | None
+    skip_queued: bool = False  # leave out queued memory keys (a read-only search)
 
     @property
     def documents(self) -> bool:
@@ -332,7 +340,7 @@ class SearchService:
         query = _check_query(query)
         group = _check_group(group)
         vector = await self._query_vector(query)
-        await self._catch_up(filters, embed=True)
+        filters = await self._catch_up(filters, embed=True)
         embedder = self.settings.embedder
 
         async def fetch(n: int) -> list[SearchHit]:
@@ -375,7 +383,7 @@ class SearchService:
         k = _check_k(k)
         query = _check_query(query)
         group = _check_group(group)
-        await self._catch_up(filters, embed=False)
+        filters = await self._catch_up(filters, embed=False)
 
         async def fetch(n: int) -> list[SearchHit]:
             return await self._run_keyword(query, n, filters, raw=raw)
@@ -425,7 +433,7 @@ class SearchService:
         query = _check_query(query)
         group = _check_group(group)
         n = _check_k(candidates if candidates is not None else max(5 * k, 50))
-        await self._catch_up(filters, embed=True)
+        filters = await self._catch_up(filters, embed=True)
         embedder = self.settings.embedder
 
         async def semantic() -> list[SearchHit]:
@@ -483,11 +491,30 @@ class SearchService:
             self._query_vectors.popitem(last=False)
         return vector
 
-    async def _catch_up(self, filters: _Filters, *, embed: bool) -> None:
+    @property
+    def read_only(self) -> bool:
+        """Whether the store refuses writes: then a search never catches up."""
+        # A Database or an engine says; any other store is taken as writable.
+        return bool(getattr(self.store, "read_only", False))
+
+    async def pending_memory_keys(self) -> int:
+        """How many memory keys changed since memory search indexed them: a
+        read-only search leaves them out, a writable one indexes them first."""
+        return int(await self.store.read(
+            lambda conn: conn.execute(PENDING_KEYS).fetchone()[0]))
+
+    async def _catch_up(self, filters: _Filters, *, embed: bool) -> _Filters:
         """Bring memory search up to date (embedding too when ``embed``) before a
-        search reads it (vectors of deleted rows: see :meth:`_semantic`)."""
-        if filters.memories:
+        search reads it (vectors of deleted rows: see :meth:`_semantic`); on a
+        read-only store, the filters that leave out the keys still queued."""
+        if not filters.memories:
+            return filters
+        if not self.read_only:
             await self.sync_memories(embed=None if embed else False)
+            return filters
+        queued = await self.store.read(lambda conn: conn.execute(
+            "SELECT 1 FROM memory_search_queue LIMIT 1").fetchone())
+        return replace(filters, skip_queued=True) if queued is not None else filters
 
     async def _run_keyword(self, query: str, k: int, filters: _Filters, *,
                            raw: bool) -> list[SearchHit]:
@@ -516,8 +543,7 @@ class SearchService:
                 info = self.vectors.describe(conn, name, current)
                 if info is not None:
                     out["indexes"][name] = info
-            out["pending_memory_keys"] = conn.execute(
-                "SELECT count(*) FROM memory_search_queue").fetchone()[0]
+            out["pending_memory_keys"] = conn.execute(PENDING_KEYS).fetchone()[0]
             return out
 
         return await self.store.read(read)
@@ -663,21 +689,27 @@ class SearchService:
         indexes = (("chunks", filters.documents, _chunk_filter, _document_hits),
                    ("memories", filters.memories, _memory_filter, _memory_hits))
 
+        read_only = self.read_only
+
         def run(conn: Connection, check: bool = True) -> list[SearchHit] | None:
             # Vectors of deleted rows are purged first (None: purge, then again);
             # checked here, not by purge(), to spare a search a round trip.
             if check and conn.execute("SELECT 1 FROM vector_garbage LIMIT 1").fetchone():
                 return None
+            dead = _dead_chunks(conn) if read_only else 0
             hits: list[SearchHit] = []
             for name, wanted_here, id_filter, to_hits in indexes:
                 backend = self.vectors.searchable(conn, name, wanted) if wanted_here else None
                 if backend is None:
                     continue
-                found = backend.search(conn, vector, k, id_filter=id_filter(filters))
+                n = k + dead if name == "chunks" else k
+                found = backend.search(conn, vector, n, id_filter=id_filter(filters))
                 hits.extend(to_hits(conn, found, self.dialect))
             hits.sort(key=lambda h: -h.score)
             return hits[:k]
 
+        if read_only:  # nothing to purge with: see _dead_chunks
+            return await self.store.read(lambda conn: run(conn, check=False)) or []
         hits = await self.store.read(run)
         if hits is None:
             await self.purge()
@@ -864,6 +896,14 @@ def _chunk_filter(filters: _Filters) -> IdFilter | None:
                     "AND d.document_type = ?", "c.id", (filters.document_type,))
 
 
+def _dead_chunks(conn: Connection) -> int:
+    """Chunk vectors whose chunk is gone and which a read-only search cannot
+    purge: it asks for that many more (they find no row and are left out).
+    Memory vectors need no such care: their filter selects live items only."""
+    return int(conn.execute(
+        "SELECT count(*) FROM vector_garbage WHERE index_name = 'chunks'").fetchone()[0])
+
+
 def _memory_terms(sql: str, params: list[Any], filters: _Filters) -> tuple[str, list[Any]]:
     if filters.namespace_bounds is not None:
         exact, low, high = filters.namespace_bounds
@@ -872,6 +912,8 @@ def _memory_terms(sql: str, params: list[Any], filters: _Filters) -> tuple[str, 
     if filters.memory_type is not None:
         sql += " AND i.memory_type = ?"
         params.append(filters.memory_type)
+    if filters.skip_queued:
+        sql += NOT_QUEUED
     return sql, params
 
 
