@@ -104,9 +104,10 @@ PG_GET_SESSION = GET_SESSION.replace(
     "(SELECT string_agg(e.event::text, ',' ORDER BY e.seq) FROM session_events AS e "
     "WHERE e.session_id = sessions.id) AS events")
 # PostgreSQL's append_event in one statement, a function (sql/postgresql/010):
-# it locks the session row, then (if the session is writable) takes the next
-# seq, inserts the event, merges the state keys into their scopes (``||``, as
-# the Python path's dict.update) and writes the audit row. It returns the
+# if the session is writable, it updates (so locks) its row, merging the own
+# state keys, takes the next seq, inserts the event, merges the shared keys
+# into their scopes (``||``, as the Python path's dict.update) and writes the
+# audit row. It returns the
 # session's status (NULL: no such session) and the seq (NULL: nothing written,
 # the session is read-only), and the service raises as it would have.
 PG_APPEND = (

@@ -106,7 +106,8 @@ class Statements:
     and ``store.write(...)`` run it on every ``Store``) and returns one ``Fetched``
     per statement. An engine may send the statements itself instead of calling
     it: PostgreSQL's sends them from the event loop, all in one round trip
-    (a write's with its BEGIN and COMMIT), without a thread hop.
+    (a write's with its BEGIN and COMMIT, or alone if it is one statement),
+    without a thread hop.
     """
 
     __slots__ = ("named", "operation", "statements")

@@ -72,9 +72,10 @@ BEGIN
     SELECT (SELECT version FROM new) INTO new_version;
 END $$;
 
--- The session row locked first, so appends to one session take seqs one after
--- the other. The state delta comes split by scope: the session's own keys, and
--- the app's and the user's (NULL when none), each merged into the stored object
+-- The session row is updated (and so locked) first, so appends to one session
+-- take seqs one after the other; a session that is not writable is left as it
+-- was. The state delta comes split by scope: the session's own keys, and the
+-- app's and the user's (NULL when none), each merged into the stored object
 -- (||), so concurrent sessions of one app lose no key.
 CREATE OR REPLACE FUNCTION memkit_append_event(
     p_sid text, p_event jsonb, p_at timestamp, p_own jsonb, p_app jsonb, p_user jsonb,
@@ -84,16 +85,17 @@ DECLARE
     app text;
     usr text;
 BEGIN
-    SELECT s.status, s.app_name, s.user_id INTO session_status, app, usr
-    FROM sessions AS s WHERE s.id = p_sid FOR UPDATE;
-    IF NOT FOUND OR session_status NOT IN ('created', 'active', 'paused') THEN
+    UPDATE sessions AS s SET state = s.state || p_own, last_update_time = p_at
+    WHERE s.id = p_sid AND s.status IN ('created', 'active', 'paused')
+    RETURNING s.status, s.app_name, s.user_id INTO session_status, app, usr;
+    IF NOT FOUND THEN  -- no such session (NULL), or its status
+        SELECT s.status INTO session_status FROM sessions AS s WHERE s.id = p_sid;
         RETURN;
     END IF;
     event_seq := coalesce(
         (SELECT max(e.seq) FROM session_events AS e WHERE e.session_id = p_sid), 0) + 1;
     INSERT INTO session_events (session_id, seq, event, created_at)
     VALUES (p_sid, event_seq, p_event, p_at);
-    UPDATE sessions SET state = state || p_own, last_update_time = p_at WHERE id = p_sid;
     IF p_app IS NOT NULL THEN
         INSERT INTO app_states (app_name, state, updated_at) VALUES (app, p_app, p_at)
         ON CONFLICT (app_name) DO UPDATE SET state = app_states.state || excluded.state,
