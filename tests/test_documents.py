@@ -6,14 +6,25 @@ import asyncio
 import json
 import os
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
-from abathur_memkit import AlreadyExistsError, Database, InvalidInputError, NotFoundError
+from abathur_memkit import (
+    AlreadyExistsError,
+    Database,
+    EmbeddingError,
+    InvalidInputError,
+    NotFoundError,
+)
 from abathur_memkit.cli import main
+from abathur_memkit.embeddings import HashingEmbedder
+from abathur_memkit.search import chunk_markdown
+from abathur_memkit.search.backends import backend_unavailable
+from abathur_memkit.search.chunking import embedding_text
 from abathur_memkit.search.documents import DocumentIndexService, SyncSummary
 from abathur_memkit.search.watch import watch_directory
 
@@ -143,7 +154,8 @@ async def test_sync_added_changed_unchanged_deleted(hdb: Database, corpus: Path)
     third = await hdb.documents.sync_directory(corpus, progress=False)
     assert third.changed == ["guides/sessions.md"] and third.added == ["ops/new.md"]
     assert third.removed == ["ops/backups.md"] and third.unchanged == 9
-    assert third.embedded_chunks == 4 + 1  # only the changed and the new file
+    # Only the new file and the changed chunk: the other 3 took their old vectors.
+    assert third.embedded_chunks == 1 + 1 and third.reused_chunks == 3
     assert third.to_dict()["removed"] == ["ops/backups.md"]
     paths = [d["file_path"] for d in await hdb.documents.list_all_documents()]
     assert str(corpus / "ops" / "backups.md") not in paths and len(paths) == 11
@@ -220,6 +232,263 @@ async def test_front_matter_type_and_default_type(hdb: Database, corpus: Path) -
     assert rows["sessions.md"]["title"] == "Session lifecycle"
     assert rows["untyped.md"]["document_type"] == "report"
     assert rows["backups.md"]["metadata"]["relative_path"] == "ops/backups.md"
+
+
+# -- a changed file re-embeds only its changed chunks -----------------------------------
+
+BACKENDS = ["vec", "vss", "pgvector"]
+
+RUNBOOK = """# Runbook
+
+How the service is run, day to day.
+
+## Deploy
+
+{deploy}
+
+## Rollback
+
+Roll back with the previous release tag; the database needs no migration back.
+
+## Alerts
+
+The pager goes to the on-call engineer first, then to the team lead after ten minutes.
+"""
+# Long enough to be cut into two windows: the second one's text does not start
+# with its heading line, so the heading reaches the embedder through the path.
+DEPLOY = " ".join(f"Step {n}: run the pipeline stage {n} and wait for it." for n in range(18))
+
+
+class Counting:
+    """A real embedder (hashing) that records the texts sent to it and, given
+    ``fail_on``, fails a call holding a text that contains it."""
+
+    def __init__(self, dimensions: int = 384) -> None:
+        self.inner = HashingEmbedder(dimensions)
+        self.sent: list[str] = []
+        self.fail_on: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.inner.name
+
+    @property
+    def dimensions(self) -> int:
+        return self.inner.dimensions
+
+    async def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
+        self.sent.extend(texts)
+        if self.fail_on is not None and any(self.fail_on in t for t in texts):
+            raise EmbeddingError("the embedding server is down")
+        return await self.inner.embed_documents(texts)
+
+    async def embed_query(self, text: str) -> np.ndarray:
+        return await self.inner.embed_query(text)
+
+
+def backend_target(request: pytest.FixtureRequest, tmp_path: Path, backend: str,
+                   name: str = "db") -> str | Path:
+    if backend == "vss" and backend_unavailable("vss") is not None:
+        pytest.skip(f"sqlite-vss cannot load here: {backend_unavailable('vss')}")
+    if backend == "pgvector":
+        return str(request.getfixturevalue("pg_memkit_dsn" if name == "db" else "pg_dsn"))
+    return tmp_path / f"{name}.db"
+
+
+async def stored_vectors(db: Database) -> dict[str, np.ndarray]:
+    """Every chunk's stored vector by the text its embedder was given; all chunks have one."""
+    docs = db.documents
+
+    def read(conn: Any) -> dict[str, np.ndarray]:
+        rows = conn.execute("SELECT id, heading_path, text, embedding_model "
+                            "FROM document_chunks").fetchall()
+        assert rows and all(r[3] is not None for r in rows)
+        backend = docs.vectors.searchable(conn, "chunks", docs.vectors.made_by(
+            docs.settings.embedder))
+        assert backend is not None
+        found = backend.get(conn, [int(r[0]) for r in rows])
+        assert set(found) == {int(r[0]) for r in rows} and backend.count(conn) == len(rows)
+        return {embedding_text(r[1], r[2]): found[int(r[0])] for r in rows}
+
+    await db.search.purge()
+    return await db.read(read)
+
+
+async def assert_as_embedded_from_scratch(db: Database) -> None:
+    vectors = await stored_vectors(db)
+    fresh = await HashingEmbedder().embed_documents(list(vectors))
+    np.testing.assert_allclose(np.stack(list(vectors.values())), fresh, atol=1e-6)
+
+
+def chunk_texts(text: str) -> list[str]:
+    return [c.embedding_text() for c in chunk_markdown(text)]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_an_edit_re_embeds_only_the_changed_chunks(
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    runbook = folder / "runbook.md"
+    before = RUNBOOK.format(deploy=DEPLOY)
+    runbook.write_text(before)
+    (folder / "other.md").write_text("# Other\n\nAn unrelated page about backups.\n")
+    embedder = Counting()
+    async with Database(backend_target(request, tmp_path, backend), embedder=embedder,
+                        vector_backend=backend) as db:
+        first = await db.documents.sync_directory(folder, progress=False)
+        assert first.embedded_chunks == len(embedder.sent) == 6 and first.reused_chunks == 0
+        embedder.sent.clear()
+
+        after = before.replace("then to the team lead after ten minutes",
+                               "then to the incident commander after five minutes")
+        runbook.write_text(after)
+        second = await db.documents.sync_directory(folder, progress=False)
+        changed = [t for t in chunk_texts(after) if t not in chunk_texts(before)]
+        assert len(changed) == 1 and "incident commander" in changed[0]
+        assert embedder.sent == changed  # only the edited paragraph's chunk
+        assert second.embedded_chunks == 1 and second.reused_chunks == 4
+        assert second.changed == ["runbook.md"] and second.synced == 1 and second.ok
+        assert "embedded 1 chunk with hashing-lexical-v1 (4 chunks reused)" in str(second)
+        assert second.to_dict()["reused_chunks"] == 4
+        assert {d["sync_status"] for d in await db.documents.list_all_documents()} == {"synced"}
+        await assert_as_embedded_from_scratch(db)
+        queries = ["who gets paged first", "incident commander", "pipeline stage 17",
+                   "roll back a release"]
+        got = [[(h.heading, h.text, round(h.score, 5)) for h in
+                await db.search.search(q, 5, mode=mode, source="documents")]
+               for q in queries for mode in ("semantic", "hybrid")]
+        blob = (await db.documents.get_document(str(runbook.resolve())))["embedding_blob"]  # type: ignore[index]
+
+        # Bytes changed but not one chunk (blank lines at the end): nothing to embed.
+        runbook.write_text(after + "\n\n\n")
+        embedder.sent.clear()
+        third = await db.documents.sync_directory(folder, progress=False)
+        assert embedder.sent == [] and third.embedded_chunks == 0 and third.reused_chunks == 5
+        assert "nothing to embed: every chunk has its hashing-lexical-v1 vector " \
+            "(5 chunks reused)" in str(third)
+        assert third.synced == 1
+        await assert_as_embedded_from_scratch(db)
+
+    # The same results as a from-scratch index of the edited folder.
+    runbook.write_text(after)
+    async with Database(backend_target(request, tmp_path, backend, "fresh"),
+                        embedder="hashing", vector_backend=backend) as fresh:
+        await fresh.documents.sync_directory(folder, progress=False)
+        expected = [[(h.heading, h.text, round(h.score, 5)) for h in
+                     await fresh.search.search(q, 5, mode=mode, source="documents")]
+                    for q in queries for mode in ("semantic", "hybrid")]
+        assert got == expected
+        fresh_blob = (await fresh.documents.get_document(str(runbook.resolve())))["embedding_blob"]  # type: ignore[index]
+        np.testing.assert_allclose(np.frombuffer(blob, np.float32),
+                                   np.frombuffer(fresh_blob, np.float32), atol=1e-6)
+
+
+async def test_a_changed_heading_re_embeds_the_chunks_it_heads(db_target: str | Path,
+                                                                tmp_path: Path) -> None:
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    runbook = folder / "runbook.md"
+    text = RUNBOOK.format(deploy=DEPLOY)
+    runbook.write_text(text)
+    embedder = Counting()
+    async with Database(db_target, embedder=embedder) as db:
+        await db.documents.sync_directory(folder, progress=False)
+        old = {(c.heading_text, c.text) for c in chunk_markdown(text)}
+
+        # The section's own heading: its first window starts with the heading line
+        # (new text), the second has the same text under a new heading path.
+        renamed = text.replace("## Deploy", "## Shipping")
+        runbook.write_text(renamed)
+        embedder.sent.clear()
+        summary = await db.documents.sync_directory(folder, progress=False)
+        shipping = [c for c in chunk_markdown(renamed) if c.heading == "Shipping"]
+        assert len(shipping) == 2 and not shipping[1].text.startswith("#")
+        assert any(text_ == shipping[1].text for _, text_ in old)  # same body, new heading
+        assert embedder.sent == [c.embedding_text() for c in shipping]
+        assert summary.embedded_chunks == 2 and summary.reused_chunks == 3
+        await assert_as_embedded_from_scratch(db)
+
+        # The title heads every chunk: all of them are embedded again.
+        retitled = renamed.replace("# Runbook", "# Operations")
+        runbook.write_text(retitled)
+        embedder.sent.clear()
+        summary = await db.documents.sync_directory(folder, progress=False)
+        assert embedder.sent == chunk_texts(retitled)
+        assert summary.embedded_chunks == 5 and summary.reused_chunks == 0
+        await assert_as_embedded_from_scratch(db)
+
+
+async def test_a_model_change_still_re_embeds_every_chunk(db_target: str | Path,
+                                                          tmp_path: Path) -> None:
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    runbook = folder / "runbook.md"
+    text = RUNBOOK.format(deploy=DEPLOY)
+    runbook.write_text(text)
+    async with Database(db_target, embedder=Counting()) as db:
+        await db.documents.sync_directory(folder, progress=False)
+    edited = text.replace("ten minutes", "five minutes")
+    runbook.write_text(edited)
+    other = Counting(128)  # same name, other dimensions: another model's vectors
+    async with Database(db_target, embedder=other) as db:
+        summary = await db.documents.sync_directory(folder, progress=False)
+        assert summary.reembedded_all and summary.reused_chunks == 0
+        assert summary.embedded_chunks == 5 and sorted(other.sent) == sorted(chunk_texts(edited))
+        status = await db.search.status()
+        assert status["indexes"]["chunks"]["dimensions"] == 128
+        assert status["indexes"]["chunks"]["vectors"] == 5
+
+
+async def test_a_failed_embedding_keeps_only_vectors_of_current_text(
+    db_target: str | Path, tmp_path: Path
+) -> None:
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    runbook = folder / "runbook.md"
+    text = RUNBOOK.format(deploy=DEPLOY)
+    runbook.write_text(text)
+    embedder = Counting()
+    async with Database(db_target, embedder=embedder) as db:
+        await db.documents.sync_directory(folder, progress=False)
+        edited = text.replace("previous release tag", "last good release tag")
+        runbook.write_text(edited)
+        embedder.fail_on = "last good release"
+        failed = await db.documents.sync_directory(folder, progress=False)
+        assert failed.failed == [("runbook.md", "the embedding server is down")]
+        assert failed.embedded_chunks == 0 and failed.reused_chunks == 4
+        doc = (await db.documents.list_all_documents())[0]
+        assert doc["sync_status"] == "failed"
+        # The reused vectors are those of the text now stored; the edited chunk has none.
+        chunks = await db.documents.get_chunks(doc["id"])
+        assert [c["embedding_model"] is None for c in chunks] == \
+            ["last good release" in c["text"] for c in chunks]
+        # Edited again while failed: the vectors it still has are reused again.
+        edited = edited.replace("ten minutes", "five minutes")
+        runbook.write_text(edited)
+        embedder.fail_on = None
+        embedder.sent.clear()
+        done = await db.documents.sync_directory(folder, progress=False)
+        assert done.ok and done.synced == 1 and done.reused_chunks == 3
+        assert sorted(embedder.sent) == sorted(
+            t for t in chunk_texts(edited) if "last good release" in t or "five minutes" in t)
+        await assert_as_embedded_from_scratch(db)
+
+
+async def test_index_document_upsert_reuses_vectors_too(db_target: str | Path) -> None:
+    embedder = Counting()
+    async with Database(db_target, embedder=embedder) as db:
+        text = RUNBOOK.format(deploy=DEPLOY)
+        await db.documents.index_document("runbook.md", "Runbook", text)
+        await db.documents.embed_pending(progress=False)
+        embedder.sent.clear()
+        edited = text.replace("ten minutes", "five minutes")
+        await db.documents.index_document("runbook.md", "Runbook", edited, upsert=True)
+        result = await db.documents.embed_pending(progress=False)
+        assert result.embedded_chunks == 1 and result.synced == ["runbook.md"]
+        assert embedder.sent == [t for t in chunk_texts(edited) if "five minutes" in t]
+        await assert_as_embedded_from_scratch(db)
 
 
 # -- watch ---------------------------------------------------------------------------

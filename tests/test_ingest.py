@@ -15,6 +15,7 @@ import pytest
 from abathur_memkit import Database, InvalidInputError
 from abathur_memkit.bench.ingest import run_ingest
 from abathur_memkit.bench.pydocs import DEFAULT_HTML
+from abathur_memkit.bench.resync import edit_paragraph, run_resync
 from abathur_memkit.embeddings import HashingEmbedder, MiniLMEmbedder
 from abathur_memkit.embeddings.base import Vectors
 from abathur_memkit.embeddings.minilm import (
@@ -194,3 +195,28 @@ async def test_ingest_bench_smoke(tmp_path: Path) -> None:
     assert report.min_cosine >= 0.999
     assert report.peak("old") > 0 and report.peak("new") > 0
     assert "ratio" in report.table() and report.to_dict()["chunks"] == report.chunks
+
+
+def test_edit_paragraph_changes_one_prose_paragraph() -> None:
+    text = ("# Title\n\n```\ncode line one two three four five six seven eight\n```\n\n"
+            "- a list item with more than eight words in it, really\n\n"
+            "Prose with more than eight words in this one paragraph here.\n")
+    edited = edit_paragraph(text, "1-a.md")
+    assert edited == text.replace("paragraph here.", "paragraph here. This sentence was "
+                                  "added by edit 1-a.md.")
+    assert edit_paragraph("# Only\n\nshort words\n", "x") is None
+
+
+@pytest.mark.skipif(NO_PYDOCS, reason="the Python docs are not installed "
+                                      "(apt-get install python3.11-doc)")
+async def test_resync_bench_smoke(tmp_path: Path) -> None:
+    report = await run_resync(tmp_path, step=400, files=1, rounds=2, embedder=HashingEmbedder())
+    assert report.pages == report.files == 1 and report.chunks > 0
+    assert [(r[0], r[1]) for r in report.runs] == [("before", 1), ("after", 1),
+                                                   ("after", 2), ("before", 2)]
+    for path, _, embedded, reused, written, _ in report.runs:
+        if path == "before":
+            assert embedded == written and reused == 0
+        else:
+            assert 0 < embedded < written and embedded + reused == written
+    assert "re-sync (median)" in report.table() and report.to_dict()["ratio"] > 0

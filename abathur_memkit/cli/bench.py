@@ -75,6 +75,10 @@ def register(subparsers: Any) -> None:
                         help="take every STEP-th page of the docs corpus (default 8)")
     ingest.add_argument("--rounds", type=positive_int, default=2,
                         help="old/new sync pairs, interleaved (default 2)")
+    ingest.add_argument("--resync", type=positive_int, metavar="N",
+                        help="instead: edit one paragraph in each of N pages per round and "
+                             "time the re-sync, every chunk of a changed page embedded again "
+                             "(before) vs only its changed chunks (after), interleaved")
 
 
 def _suite(suites: Any, name: str, help: str, sample: str, handler: Any, *,
@@ -262,6 +266,13 @@ async def cmd_bench_ingest(args: argparse.Namespace) -> int:
     from ..bench.ingest import run_ingest
 
     html = _docs_html(args)
+    if args.resync:
+        from ..bench.resync import run_resync
+
+        resync = await run_resync(args.dir, html_root=html, step=args.step, files=args.resync,
+                                  rounds=args.rounds, progress=_say)
+        _finish(args, resync.to_dict(), resync.table())
+        return 0
     report = await run_ingest(args.dir, html_root=html, step=args.step, rounds=args.rounds,
                               progress=_say)
     document = report.to_dict()

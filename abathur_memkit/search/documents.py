@@ -5,7 +5,10 @@ row per file and its chunks in ``document_chunks`` (full-text indexed by
 triggers on SQLite, by a generated ``tsvector`` column on PostgreSQL).
 ``sync_directory`` walks a folder: unchanged files (same SHA-256) are skipped,
 changed ones re-chunked, gone ones removed from the index (never from disk);
-then the chunks without vectors are embedded in batches.
+then the chunks without vectors are embedded in batches. A re-chunked file's
+chunk whose embedding text (headings and text) an old chunk of it had takes
+that chunk's vector in the same transaction, when the index's model is still
+the embedder's: only new or changed text is embedded again.
 
 ``sync_status`` moves ``pending`` (new, not yet embedded) → ``synced``; a
 changed file or a new embedding model makes a synced document ``stale``
@@ -136,6 +139,9 @@ class SyncSummary:
     skipped: list[tuple[str, str]] = field(default_factory=list)
     chunks_written: int = 0
     embedded_chunks: int = 0
+    # Chunks of changed files that took the vector of an old chunk with the same
+    # embedding text instead of being embedded again.
+    reused_chunks: int = 0
     synced: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)
     model: str | None = None
@@ -158,16 +164,17 @@ class SyncSummary:
             f"({len(self.added)} added, {len(self.changed)} changed, {self.unchanged} unchanged, "
             f"{len(self.removed)} removed, {len(self.skipped)} skipped)",
         ]
+        reused = f" ({_plural(self.reused_chunks, 'chunk')} reused)" if self.reused_chunks else ""
         if self.model is not None and not (self.embedded_chunks or self.failed):
-            lines.append(f"nothing to embed: every chunk has its {self.model} vector")
+            lines.append(f"nothing to embed: every chunk has its {self.model} vector{reused}")
         elif self.model is not None:
             lines.append(
-                f"embedded {_plural(self.embedded_chunks, 'chunk')} with {self.model}; "
+                f"embedded {_plural(self.embedded_chunks, 'chunk')} with {self.model}{reused}; "
                 f"{_plural(self.synced, 'document')} synced, {len(self.failed)} failed"
                 + (" (model changed: everything re-embedded)" if self.reembedded_all else "")
             )
         else:
-            lines.append(f"{self.chunks_written} chunks written; no embedder, so keyword "
+            lines.append(f"{self.chunks_written} chunks written{reused}; no embedder, so keyword "
                          "search only (documents stay pending)")
         lines += [f"  removed  {p}" for p in self.removed]
         lines += [f"  skipped  {p}: {r}" for p, r in self.skipped]
@@ -201,6 +208,9 @@ class DocumentIndexService:
     """The document index: ``db.documents`` or ``DocumentIndexService(store, settings)``.
 
     ``settings`` default to the store's own (``Database.search_settings``).
+    A changed document's chunks whose embedding text is unchanged keep their
+    vectors; ``reuse=False`` embeds every chunk of it again (the cost a
+    re-sync had before, which ``memkit bench ingest --resync`` compares).
     """
 
     def __init__(
@@ -211,6 +221,7 @@ class DocumentIndexService:
         max_tokens: int = DEFAULT_MAX_TOKENS,
         overlap: int = DEFAULT_OVERLAP,
         embed_group: int = EMBED_GROUP,
+        reuse: bool = True,
     ) -> None:
         chunk_markdown("", max_tokens=max_tokens, overlap=overlap)  # validates both
         self.store = store
@@ -221,6 +232,7 @@ class DocumentIndexService:
         self.max_tokens = max_tokens
         self.overlap = overlap
         self.embed_group = require_int(embed_group, "embed_group", minimum=1)
+        self.reuse = require_bool(reuse, "reuse")
 
     # -- the seed API ------------------------------------------------------------
 
@@ -255,7 +267,7 @@ class DocumentIndexService:
                     "SELECT 1 FROM document_index WHERE file_path = ?", (path,)).fetchone():
                 raise AlreadyExistsError(
                     f"Document {path} already exists (pass upsert=True to replace it)")
-            return self._upsert(conn, path, title, digest, chunks, document_type, meta)
+            return self._upsert(conn, path, title, digest, chunks, document_type, meta)[0]
 
         return await self.store.write(write)
 
@@ -583,7 +595,8 @@ class DocumentIndexService:
         that cannot be listed (removed meanwhile) are skipped with the reason, and
         a skipped file leaves the index. Only changed files are read whole. Then,
         with an embedder (``embed=None`` means: if the database has one),
-        chunks without vectors are embedded. ``document_type`` applies to
+        chunks without vectors are embedded: a changed file's unchanged chunks
+        keep their vectors (``reused_chunks``). ``document_type`` applies to
         files whose front matter names none.
         """
         started = time.perf_counter()
@@ -607,11 +620,11 @@ class DocumentIndexService:
             skipped += unread
 
             def write(conn: Connection, prepared: list[_Prepared] = prepared) -> int:
-                for _, path, title, digest, chunks, dtype, meta in prepared:
-                    self._upsert(conn, path, title, digest, chunks, dtype, meta)
-                return sum(len(p[4]) for p in prepared)
+                return sum(self._upsert(conn, path, title, digest, chunks, dtype, meta)[1]
+                           for _, path, title, digest, chunks, dtype, meta in prepared)
 
-            summary.chunks_written += await self.store.write(write)
+            summary.reused_chunks += await self.store.write(write)
+            summary.chunks_written += sum(len(p[4]) for p in prepared)
             for relative, path, *_ in prepared:
                 (summary.changed if path in existing else summary.added).append(relative)
         summary.skipped = sorted((relative, reason) for _, relative, reason in skipped)
@@ -675,8 +688,11 @@ class DocumentIndexService:
         chunks: Sequence[Chunk],
         document_type: str | None,
         metadata: str | None,
-    ) -> int:
+    ) -> tuple[int, int]:
+        """Write a document and its chunks; return its id and how many chunks
+        took an old chunk's vector (see ``_reuse``)."""
         now = timestamp()
+        reusable = None
         row = conn.execute(
             "SELECT id, content_hash, sync_status, metadata FROM document_index "
             "WHERE file_path = ?", (path,)).fetchone()
@@ -687,7 +703,7 @@ class DocumentIndexService:
                 "updated_at = ? WHERE id = ? AND (title IS DISTINCT FROM ? "
                 "OR document_type IS DISTINCT FROM ? OR metadata IS DISTINCT FROM ?)",
                 (title, document_type, merged, now, row[0], title, document_type, merged))
-            return int(row[0])
+            return int(row[0]), 0
         if row is None:
             doc_id = int(conn.execute(
                 "INSERT INTO document_index (file_path, title, document_type, content_hash, "
@@ -698,6 +714,7 @@ class DocumentIndexService:
         else:
             doc_id = int(row[0])
             status = "pending" if row[2] == "pending" else "stale"
+            reusable = self._reusable(conn, doc_id) if self.reuse else None
             conn.execute("DELETE FROM document_chunks WHERE document_id = ?", (doc_id,))
             conn.execute(
                 "UPDATE document_index SET title = ?, document_type = ?, content_hash = ?, "
@@ -710,7 +727,44 @@ class DocumentIndexService:
             "end_offset, token_count, text) VALUES (?, ?, ?, ?, ?, ?, ?)",
             [(doc_id, c.index, c.heading_text, c.start, c.end, c.tokens, c.text)
              for c in chunks])
-        return doc_id
+        return doc_id, self._reuse(conn, doc_id, chunks, reusable)
+
+    def _reusable(self, conn: Connection, doc_id: int) -> _Reusable | None:
+        """Old chunks of a document about to be re-chunked whose vectors the new
+        chunks may take: embedding text -> chunk id, only of vectors made by the
+        index's current model (the embedder's, when there is one)."""
+        wanted = None
+        if self.settings.has_embedder:  # created already: chunking asked its window
+            embedder = self.settings.embedder
+            wanted = (embedder.name, embedder.dimensions)
+        made = self.vectors.current(conn, "chunks", wanted)
+        if made is None:
+            return None
+        rows = conn.execute(
+            "SELECT id, heading_path, text FROM document_chunks WHERE document_id = ? "
+            "AND embedding_model = ? AND embedding_dimensions = ?", (doc_id, *made))
+        by_text = {embedding_text(str(h), str(t)): int(i) for i, h, t in rows}
+        return (made, by_text) if by_text else None
+
+    def _reuse(
+        self, conn: Connection, doc_id: int, chunks: Sequence[Chunk], reusable: _Reusable | None
+    ) -> int:
+        """Give each new chunk whose embedding text an old chunk had that chunk's
+        vector (the old rows are gone; their vectors stay until purged), so only
+        new text is embedded. Returns how many chunks took one."""
+        if reusable is None:
+            return 0
+        made, by_text = reusable
+        ids = {int(r[1]): int(r[0]) for r in conn.execute(
+            "SELECT id, chunk_index FROM document_chunks WHERE document_id = ?", (doc_id,))}
+        pairs = [(by_text[key], ids[c.index]) for c in chunks
+                 if (key := c.embedding_text()) in by_text]
+        copied = self.vectors.copy_vectors(conn, "chunks", pairs)
+        if copied:
+            conn.executemany(
+                "UPDATE document_chunks SET embedding_model = ?, embedding_dimensions = ? "
+                "WHERE id = ?", [(*made, i) for i in copied])
+        return len(copied)
 
     async def _set_status(self, doc_id: int, status: str, error: str | None) -> None:
         def update(conn: Connection) -> None:
@@ -780,6 +834,8 @@ def _merge(old: str | None, new: str | None) -> str:
 
 # (absolute path, path shown in the summary, reason) of a file or folder not indexed.
 _Skip = tuple[str, str, str]
+# (model, dimensions) of the chunk index, and an old chunk's id by its embedding text.
+_Reusable = tuple[tuple[str, int], dict[str, int]]
 # (relative path, absolute path, title, digest, chunks, document type, metadata JSON).
 _Prepared = tuple[str, str, str, str, list[Chunk], str | None, str | None]
 

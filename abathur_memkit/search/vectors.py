@@ -103,6 +103,38 @@ class VectorIndexes:
         )
         return backend, row is not None
 
+    def current(
+        self, conn: Connection, name: str, wanted: tuple[str, int] | None = None
+    ) -> tuple[str, int] | None:
+        """(model, dimensions) of index ``name`` when its stored vectors can be
+        reused as they are: vector search on, the index on the configured
+        backend and, given ``wanted`` (the embedder's model and dimensions),
+        made by it. None otherwise (no index, or one about to be rebuilt)."""
+        if not self.enabled:
+            return None
+        row = _registry(conn, name)
+        if row is None or row["backend"] != self.settings.vector_backend:
+            return None
+        made = (row["model"], row["dimensions"])
+        return made if wanted is None or tuple(wanted) == made else None
+
+    def copy_vectors(
+        self, conn: Connection, name: str, pairs: Sequence[tuple[int, int]]
+    ) -> list[int]:
+        """Store under each target id of ``pairs`` (source, target) its source's
+        vector in index ``name``, as stored (no re-embedding); return the targets
+        that got one (a source without a vector gives none). Any backend: it
+        reads and writes through the backend's own ``get`` and ``upsert``."""
+        row = _registry(conn, name)
+        if row is None or not pairs:
+            return []
+        backend = _backend(name, row)
+        found = backend.get(conn, sorted({source for source, _ in pairs}))
+        copied = [(target, found[source]) for source, target in pairs if source in found]
+        if copied:
+            backend.upsert(conn, [t for t, _ in copied], np.stack([v for _, v in copied]))
+        return [t for t, _ in copied]
+
     def searchable(self, conn: Connection, name: str, wanted: MadeBy) -> VectorBackend | None:
         """The backend of index ``name`` to search with vectors ``wanted`` made,
         None when there is no such index; :class:`StaleIndexError` when another
