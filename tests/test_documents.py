@@ -476,6 +476,44 @@ async def test_a_failed_embedding_keeps_only_vectors_of_current_text(
         await assert_as_embedded_from_scratch(db)
 
 
+class Unloadable(Counting):
+    """Counting, whose model can be made to fail to load (it cannot say its size)."""
+
+    broken = False
+
+    @property
+    def dimensions(self) -> int:
+        if self.broken:
+            raise EmbeddingError("model file is gone")
+        return self.inner.dimensions
+
+
+async def test_an_embedder_that_cannot_load_reuses_nothing_and_fails_no_write(
+    db_target: str | Path, tmp_path: Path
+) -> None:
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    runbook = folder / "runbook.md"
+    text = RUNBOOK.format(deploy=DEPLOY)
+    runbook.write_text(text)
+    embedder = Unloadable()
+    async with Database(db_target, embedder=embedder) as db:
+        await db.documents.sync_directory(folder, progress=False)
+        runbook.write_text(text.replace("previous release tag", "last good release tag"))
+        embedder.broken = True
+        with pytest.raises(EmbeddingError, match="model file is gone"):
+            await db.documents.sync_directory(folder, progress=False)
+        # The new text was written, with no vector taken from the old chunks.
+        doc = (await db.documents.list_all_documents())[0]
+        chunks = await db.documents.get_chunks(doc["id"])
+        assert any("last good release" in c["text"] for c in chunks)
+        assert all(c["embedding_model"] is None for c in chunks)
+        embedder.broken = False
+        done = await db.documents.sync_directory(folder, progress=False)
+        assert done.ok and done.embedded_chunks == len(chunks) and done.reused_chunks == 0
+        await assert_as_embedded_from_scratch(db)
+
+
 async def test_index_document_upsert_reuses_vectors_too(db_target: str | Path) -> None:
     embedder = Counting()
     async with Database(db_target, embedder=embedder) as db:

@@ -653,7 +653,14 @@ class DocumentIndexService:
 
     def _chunk(self, content: str) -> list[Chunk]:
         # Chunks fit the embedder's token window, so no chunk's end goes unembedded.
-        window = token_window(self.settings.embedder) if self.settings.has_embedder else None
+        window = None
+        if self.settings.has_embedder:
+            embedder = self.settings.embedder
+            window = token_window(embedder)
+            if self.reuse:
+                # Asked now, off the writer: the write that keeps vectors asks too,
+                # and a model that must load to answer would load under the write lock.
+                self._made_by()
         return chunk_markdown(content, max_tokens=self.max_tokens, overlap=self.overlap,
                               window=window)
 
@@ -735,8 +742,9 @@ class DocumentIndexService:
         index's current model (the embedder's, when there is one)."""
         wanted = None
         if self.settings.has_embedder:  # created already: chunking asked its window
-            embedder = self.settings.embedder
-            wanted = (embedder.name, embedder.dimensions)
+            wanted = self._made_by()
+            if wanted is None:
+                return None
         made = self.vectors.current(conn, "chunks", wanted)
         if made is None:
             return None
@@ -745,6 +753,15 @@ class DocumentIndexService:
             "AND embedding_model = ? AND embedding_dimensions = ?", (doc_id, *made))
         by_text = {embedding_text(str(h), str(t)): int(i) for i, h, t in rows}
         return (made, by_text) if by_text else None
+
+    def _made_by(self) -> tuple[str, int] | None:
+        """The embedder's (model, dimensions); None when it cannot say (its model
+        fails to load): then nothing is reused, and embedding reports the error."""
+        embedder = self.settings.embedder
+        try:
+            return embedder.name, embedder.dimensions
+        except Exception:
+            return None
 
     def _reuse(
         self, conn: Connection, doc_id: int, chunks: Sequence[Chunk], reusable: _Reusable | None
