@@ -73,7 +73,8 @@ class Database(AsyncOpen):
         _refuse_keyword_dsn(path)
         if is_dsn(path):
             self._engine = _postgresql(path, driver=driver, extensions=extensions,
-                                       read_only=read_only, migrate=migrate, observer=observer)
+                                       read_only=read_only, migrate=migrate,
+                                       group_commit=group_commit, observer=observer)
         else:
             self._engine = SQLiteEngine(
                 path, driver=driver, readers=readers, extensions=extensions,
@@ -181,12 +182,12 @@ class Database(AsyncOpen):
 
     @property
     def group_commit(self) -> bool:
-        """Whether writes that arrive together share one transaction (SQLite)."""
-        return isinstance(self._engine, SQLiteEngine) and self._engine.group_commit
+        """Whether writes that arrive together share one transaction."""
+        return self._engine.group_commit
 
     @group_commit.setter
     def group_commit(self, value: bool) -> None:
-        self._sqlite("group_commit").group_commit = bool(value)
+        self._engine.group_commit = require_bool(value, "group_commit")
 
     @property
     def engine(self) -> SQLiteEngine | PostgreSQLEngine:
@@ -380,7 +381,7 @@ def _refuse_keyword_dsn(path: object) -> None:
 
 def _postgresql(
     dsn: str, *, driver: str | None, extensions: Sequence[str], read_only: bool, migrate: bool,
-    observer: LatencyRecorder | None,
+    group_commit: bool, observer: LatencyRecorder | None,
 ) -> PostgreSQLEngine:
     if driver is not None or extensions:
         raise InvalidInputError("driver and extensions are SQLite settings: "
@@ -388,4 +389,5 @@ def _postgresql(
     require_extra("postgres", "A PostgreSQL database")
     from .engines.postgresql import PostgreSQLEngine
 
-    return PostgreSQLEngine(dsn, read_only=read_only, migrate=migrate, observer=observer)
+    return PostgreSQLEngine(dsn, read_only=read_only, migrate=migrate,
+                            group_commit=group_commit, observer=observer)

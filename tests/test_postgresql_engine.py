@@ -378,6 +378,76 @@ async def test_a_connection_lost_while_idle_is_not_switched_over(pg_memkit_dsn: 
         assert len(written.rows) == 1 and await eng.read(_count) == 1
 
 
+_PUT_XMIN = INSERT_MEMORY.replace("RETURNING id", "RETURNING id, xmin::text")
+
+
+def _put(key: str, version: int = 1) -> Statements:
+    return Statements("put", (_PUT_XMIN, ("user:a", key, "1", version, AT)))
+
+
+async def _slow_write(eng: PostgreSQLEngine) -> None:
+    # A write of one statement that holds the writer while the others queue.
+    await eng.write(Statements("slow", ("SELECT pg_sleep(0.2)", ())))
+
+
+@pytest.mark.parametrize("group_commit", [True, False])
+async def test_writes_that_arrive_together_share_a_transaction(
+        pg_memkit_dsn: str, group_commit: bool) -> None:
+    async with PostgreSQLEngine(pg_memkit_dsn, group_commit=group_commit) as eng:
+        slow = asyncio.ensure_future(_slow_write(eng))
+        await asyncio.sleep(0.05)
+        results = await asyncio.gather(*(eng.write(_put(f"k{n}")) for n in range(10)))
+        await slow
+        ids = [r[0].rows[0][0] for r in results]
+        transactions = {r[0].rows[0][1] for r in results}
+        assert len(set(ids)) == 10 and await eng.read(_count) == 10
+        # Grouped: the ten queued behind the slow write commit in one transaction.
+        assert len(transactions) == (1 if group_commit else 10)
+
+
+async def test_a_write_that_fails_in_a_group_fails_alone(pg_memkit_dsn: str) -> None:
+    async with PostgreSQLEngine(pg_memkit_dsn) as eng:
+        await eng.write(_put("taken"))
+        slow = asyncio.ensure_future(_slow_write(eng))
+        await asyncio.sleep(0.05)
+        keys = ["k0", "k1", "taken", "k3"]  # "taken" breaks the unique (namespace, key, version)
+        results = await asyncio.gather(*(eng.write(_put(k)) for k in keys),
+                                       return_exceptions=True)
+        await slow
+        assert isinstance(results[2], InvalidInputError)
+        assert [isinstance(r, list) for r in results] == [True, True, False, True]
+        assert await eng.read(_count) == 4  # "taken" once, and the three others
+
+
+async def test_a_write_cancelled_while_queued_is_dropped(pg_memkit_dsn: str) -> None:
+    async with PostgreSQLEngine(pg_memkit_dsn) as eng:
+        slow = asyncio.ensure_future(_slow_write(eng))
+        await asyncio.sleep(0.05)
+        dropped = asyncio.ensure_future(eng.write(_put("dropped")))
+        kept = asyncio.ensure_future(eng.write(_put("kept")))
+        await asyncio.sleep(0.01)
+        dropped.cancel()
+        await slow
+        await kept
+        with pytest.raises(asyncio.CancelledError):
+            await dropped
+        assert await eng.read(_count) == 1
+
+
+async def test_close_runs_the_queued_writes_first(pg_memkit_dsn: str) -> None:
+    eng = PostgreSQLEngine(pg_memkit_dsn)
+    await eng.initialize()
+    slow = asyncio.ensure_future(_slow_write(eng))
+    await asyncio.sleep(0.05)
+    queued = [asyncio.ensure_future(eng.write(_put(f"k{n}"))) for n in range(5)]
+    await asyncio.sleep(0.01)
+    await eng.close()
+    assert slow.done() and all(write.done() for write in queued)
+    await asyncio.gather(slow, *queued)
+    async with PostgreSQLEngine(pg_memkit_dsn) as again:
+        assert await again.read(_count) == 5
+
+
 async def test_statements_write_in_one_transaction(engine: PostgreSQLEngine) -> None:
     put = (INSERT_MEMORY, ("user:a", "k", "1", 1, AT))
     first, second = await engine.write(Statements("put", put, (INSERT_MEMORY.replace(

@@ -38,7 +38,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from ...errors import InvalidInputError, MemkitError, SchemaError
-from ...inputs import require_int, require_text, show
+from ...inputs import require_bool, require_int, require_text, show
 from ..interface import CallObserver, Connection, Params, Statements
 from . import schema
 from .connection import SESSION_SETTINGS, PgConnection, PgCursor, Row, configure, row_factory
@@ -79,6 +79,7 @@ class PostgreSQLEngine:
         retries: int = 5,
         timeout: float = 30.0,
         observer: CallObserver | None = None,
+        group_commit: bool = True,
     ) -> None:
         #: The DSN as given (``postgresql://user@host/db`` or ``key=value`` pairs).
         self.path = require_text(dsn, "dsn", max_length=None)
@@ -98,6 +99,9 @@ class PostgreSQLEngine:
         self.timeout = float(timeout)
         #: Writes refused, no migration.
         self.read_only = bool(read_only)
+        #: Whether writes of one statement that arrive together share one
+        #: transaction (see ``loop_statements``).
+        self.group_commit = require_bool(group_commit, "group_commit")
         self._migrate = bool(migrate) and not self.read_only
         self._pool: ConnectionPool[psycopg.Connection[Row]] | None = None
         self._executor: ThreadPoolExecutor | None = None
@@ -173,6 +177,8 @@ class PostgreSQLEngine:
         """Let the calls already running finish, then close every connection."""
         if self.observer is not None and self._pool is not None and not self.read_only:
             await self.observer.flush(self)
+        if self._loop is not None:
+            await self._loop.drained()  # the writes queued for a group commit first
         pool, executor, loop = self._pool, self._executor, self._loop
         self._pool = self._executor = self._loop = None
         if loop is not None:
@@ -205,7 +211,7 @@ class PostgreSQLEngine:
             raise MemkitError(f"{self._where} is open read-only: writes are not allowed")
         started = time.perf_counter()
         if isinstance(fn, Statements) and (loop := self._on_this_loop()) is not None:
-            result = cast(T, await loop.write(fn, self._begin_write))
+            result = cast(T, await loop.write(fn, self._begin_write, group=self.group_commit))
         else:
             result = await self._submit(self._write_call, fn)
         if self.observer is not None:

@@ -11,7 +11,9 @@ from psycopg_pool import PoolTimeout
 
 from ...errors import InvalidInputError, MemkitError
 
-__all__ = ["RETRY", "conflicts", "lost_during_commit", "retry_delay", "translate"]
+__all__ = [
+    "RETRY", "LostDuringCommit", "conflicts", "lost_during_commit", "retry_delay", "translate",
+]
 
 #: Errors after which the same transaction, run again, may succeed.
 RETRY = (pg_errors.SerializationFailure, pg_errors.DeadlockDetected)
@@ -45,8 +47,12 @@ def conflicts(where: str, attempts: int, exc: Exception) -> MemkitError:
         f"the transaction failed {attempts} times on {where} (concurrent writers): {exc}")
 
 
+class LostDuringCommit(MemkitError):
+    """The connection went while COMMIT was on its way: nobody can tell the outcome."""
+
+
 def lost_during_commit(where: str) -> MemkitError:
     """The connection went while COMMIT was on its way: nobody can tell the outcome."""
-    return MemkitError(
+    return LostDuringCommit(
         f"the connection to {where} was lost during COMMIT: the write may or may not "
         "have been applied")

@@ -9,6 +9,13 @@ between its BEGIN and its COMMIT. A write of one statement goes alone, its own
 transaction: one message each way, on a connection whose transactions default
 to read-write (the others' default to read-only, so a read cannot write).
 
+Group commit: while a write of one statement runs, the next ones queue and then
+go together, in one transaction pipelined in one round trip, each with its own
+result; the server commits once for them all. If any of them fails, the group
+is rolled back and each runs again alone, so a bad write fails alone and the
+others commit. One group runs at a time, so two groups never wait on each
+other's locks. Nothing is answered before its COMMIT.
+
 The connections belong to the event loop that first used them; a call from
 another loop, or after ``close``, goes through the worker threads as any call does.
 """
@@ -18,18 +25,24 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from typing import Any
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import psycopg
 
 from ...errors import MemkitError
 from ..interface import Fetched, Statements
 from .connection import SESSION_SETTINGS, column_names, configure, statement
-from .errors import RETRY, conflicts, lost_during_commit, retry_delay, translate
+from .errors import RETRY, LostDuringCommit, conflicts, lost_during_commit, retry_delay, translate
 
 __all__ = ["LoopStatements"]
 
+T = TypeVar("T")
+
 _SNAPSHOT = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
+#: The most writes one group commits.
+_GROUP_LIMIT = 64
 _READS = "SET default_transaction_read_only = on; SET default_transaction_isolation = DEFAULT"
 
 
@@ -39,6 +52,14 @@ class _Connection(psycopg.AsyncConnection[Any]):
     #: True: read-write at the engine's write isolation, for a write sent alone;
     #: False: read-only, as every connection of the engine starts.
     writes = False
+
+
+@dataclass
+class _Queued:
+    """A write of one statement waiting for the next group; its caller awaits ``future``."""
+
+    writes: Statements
+    future: asyncio.Future[list[Fetched]] = field(repr=False)
 
 
 class LoopStatements:
@@ -69,6 +90,11 @@ class LoopStatements:
         self._opened = 0  # connections open or opening, idle or not
         self._waiting: deque[asyncio.Future[_Connection | None]] = deque()
         self._closed = False
+        # Group commit: whether a write of one statement runs, and those waiting.
+        self._writing = False
+        self._queued: deque[_Queued] = deque()
+        self._drainer: asyncio.Task[None] | None = None
+        self._idle_waiters: list[asyncio.Future[None]] = []
 
     def serves(self, loop: asyncio.AbstractEventLoop) -> bool:
         """Whether calls from ``loop`` can use these connections."""
@@ -92,20 +118,53 @@ class LoopStatements:
             await asyncio.sleep(retry_delay(attempt))
         raise AssertionError("unreachable")
 
-    async def write(self, writes: Statements, begin: str) -> list[Fetched]:
+    async def write(self, writes: Statements, begin: str, *, group: bool = False) -> list[Fetched]:
         """Run the statements in one transaction (``begin`` opens it, unless there
-        is one statement: it is its own); each one's rows.
+        is one statement: it is its own); each one's rows. With ``group``, a
+        write of one statement that arrives while another runs joins the next
+        group commit.
 
         Run again after a serialization failure or a deadlock. A lost connection
         is reported, never retried: the COMMIT went with the statements.
         """
-        alone = len(writes.statements) == 1
+        if len(writes.statements) != 1:
+            return await self._attempts(lambda conn: _write(conn, writes, begin), writes=False)
+        if not group:
+            return [await self._alone(writes)]
+        if self._writing:
+            entry = _Queued(writes, asyncio.get_running_loop().create_future())
+            self._queued.append(entry)
+            return await entry.future  # cancelled while queued: dropped from the group
+        self._writing = True
+        try:
+            return [await self._alone(writes)]
+        finally:
+            self._next_group()
+
+    async def drained(self) -> None:
+        """Return when no write of one statement runs or waits (before closing)."""
+        while self._writing:
+            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._idle_waiters.append(waiter)
+            await waiter
+
+    def _set_idle(self) -> None:
+        self._writing = False
+        waiters, self._idle_waiters = self._idle_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def _alone(self, writes: Statements) -> Fetched:
+        return await self._attempts(lambda conn: _one(conn, writes), writes=True)
+
+    async def _attempts(
+        self, call: Callable[[_Connection], Awaitable[T]], *, writes: bool
+    ) -> T:
         for attempt in range(self.retries + 1):
-            conn = await self._take(writes=alone)
+            conn = await self._take(writes=writes)
             try:
-                if alone:
-                    return [await _one(conn, writes)]
-                return await _write(conn, writes, begin)
+                return await call(conn)
             except RETRY as exc:
                 _close(conn)
                 if attempt == self.retries:
@@ -120,6 +179,64 @@ class LoopStatements:
                 self._give_back(conn)
             await asyncio.sleep(retry_delay(attempt))
         raise AssertionError("unreachable")
+
+    def _next_group(self) -> None:
+        """After a write of one statement: run the queued ones, or mark none running."""
+        if self._drainer is not None:
+            return
+        if self._queued:
+            self._drainer = asyncio.get_running_loop().create_task(self._drain())
+        else:
+            self._set_idle()
+
+    async def _drain(self) -> None:
+        try:
+            while group := self._group():
+                await self._commit_group(group)
+                # The callers just answered run first: their next writes join the
+                # next group instead of each going alone.
+                await asyncio.sleep(0)
+        finally:
+            for entry in self._queued:  # normally none: the loop is shutting down
+                entry.future.cancel()
+            self._queued.clear()
+            self._drainer = None
+            self._set_idle()
+
+    def _group(self) -> list[_Queued]:
+        group: list[_Queued] = []
+        while self._queued and len(group) < _GROUP_LIMIT:
+            entry = self._queued.popleft()
+            if not entry.future.done():  # done: its caller was cancelled
+                group.append(entry)
+        return group
+
+    async def _commit_group(self, group: list[_Queued]) -> None:
+        try:
+            if len(group) > 1:
+                try:
+                    results = await self._attempts(
+                        lambda conn: _write_group(conn, [e.writes for e in group]), writes=True)
+                except LostDuringCommit as exc:  # nobody can tell: each caller is told so
+                    for entry in group:
+                        _answer(entry, exc)
+                    return
+                except MemkitError:
+                    pass  # one failed, or conflicts outlasted the retries: each alone below
+                else:
+                    for entry, fetched in zip(group, results, strict=True):
+                        _answer(entry, [fetched])
+                    return
+            for entry in group:
+                try:
+                    outcome: list[Fetched] | Exception = [await self._alone(entry.writes)]
+                except Exception as exc:
+                    outcome = exc
+                _answer(entry, outcome)
+        except BaseException:  # cancelled: the loop is shutting down
+            for entry in group:
+                entry.future.cancel()
+            raise
 
     def close(self) -> None:
         """Close the idle connections; one in use closes when it comes back."""
@@ -270,6 +387,28 @@ async def _read(conn: psycopg.AsyncConnection[Any], reads: Statements,
         if snapshot:
             await conn.execute("ROLLBACK")  # a read has nothing to commit
     return [Fetched(_names(cursor, reads), await cursor.fetchall()) for cursor in cursors]
+
+
+async def _write_group(conn: psycopg.AsyncConnection[Any],
+                       group: list[Statements]) -> list[Fetched]:
+    """Writes of one statement each, in one transaction (the connection's
+    default: read-write), pipelined; each one's rows."""
+    async with conn.pipeline():
+        await conn.execute("BEGIN")
+        cursors = [await conn.cursor().execute(*statement(*writes.statements[0]))
+                   for writes in group]
+        await conn.execute("COMMIT")
+    return [Fetched(_names(cursor, writes), await cursor.fetchall())
+            for cursor, writes in zip(cursors, group, strict=True)]
+
+
+def _answer(entry: _Queued, outcome: list[Fetched] | BaseException) -> None:
+    if entry.future.done():
+        return
+    if isinstance(outcome, BaseException):
+        entry.future.set_exception(outcome)
+    else:
+        entry.future.set_result(outcome)
 
 
 async def _write(conn: psycopg.AsyncConnection[Any], writes: Statements,
