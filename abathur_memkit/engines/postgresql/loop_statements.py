@@ -32,6 +32,7 @@ from typing import Any, TypeVar
 import psycopg
 
 from ...errors import MemkitError
+from ..group_commit import GroupQueue
 from ..interface import Fetched, Statements
 from .connection import SESSION_SETTINGS, column_names, configure, statement
 from .errors import RETRY, LostDuringCommit, conflicts, lost_during_commit, retry_delay, translate
@@ -90,11 +91,8 @@ class LoopStatements:
         self._opened = 0  # connections open or opening, idle or not
         self._waiting: deque[asyncio.Future[_Connection | None]] = deque()
         self._closed = False
-        # Group commit: whether a write of one statement runs, and those waiting.
-        self._writing = False
-        self._queued: deque[_Queued] = deque()
-        self._drainer: asyncio.Task[None] | None = None
-        self._idle_waiters: list[asyncio.Future[None]] = []
+        # Group commit: the writes of one statement waiting for the next group.
+        self._queue: GroupQueue[_Queued] = GroupQueue(self._commit_group, _GROUP_LIMIT)
 
     def serves(self, loop: asyncio.AbstractEventLoop) -> bool:
         """Whether calls from ``loop`` can use these connections."""
@@ -131,29 +129,18 @@ class LoopStatements:
             return await self._attempts(lambda conn: _write(conn, writes, begin), writes=False)
         if not group:
             return [await self._alone(writes)]
-        if self._writing:
-            entry = _Queued(writes, asyncio.get_running_loop().create_future())
-            self._queued.append(entry)
-            return await entry.future  # cancelled while queued: dropped from the group
-        self._writing = True
+        loop = asyncio.get_running_loop()
+        if self._queue.loop is loop:
+            return await self._queue.join(_Queued(writes, loop.create_future()))  # type: ignore[no-any-return]
+        self._queue.loop = loop
         try:
             return [await self._alone(writes)]
         finally:
-            self._next_group()
+            self._queue.done()
 
     async def drained(self) -> None:
         """Return when no write of one statement runs or waits (before closing)."""
-        while self._writing:
-            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            self._idle_waiters.append(waiter)
-            await waiter
-
-    def _set_idle(self) -> None:
-        self._writing = False
-        waiters, self._idle_waiters = self._idle_waiters, []
-        for waiter in waiters:
-            if not waiter.done():
-                waiter.set_result(None)
+        await self._queue.idle()
 
     async def _alone(self, writes: Statements) -> Fetched:
         return await self._attempts(lambda conn: _one(conn, writes), writes=True)
@@ -179,37 +166,6 @@ class LoopStatements:
                 self._give_back(conn)
             await asyncio.sleep(retry_delay(attempt))
         raise AssertionError("unreachable")
-
-    def _next_group(self) -> None:
-        """After a write of one statement: run the queued ones, or mark none running."""
-        if self._drainer is not None:
-            return
-        if self._queued:
-            self._drainer = asyncio.get_running_loop().create_task(self._drain())
-        else:
-            self._set_idle()
-
-    async def _drain(self) -> None:
-        try:
-            while group := self._group():
-                await self._commit_group(group)
-                # The callers just answered run first: their next writes join the
-                # next group instead of each going alone.
-                await asyncio.sleep(0)
-        finally:
-            for entry in self._queued:  # normally none: the loop is shutting down
-                entry.future.cancel()
-            self._queued.clear()
-            self._drainer = None
-            self._set_idle()
-
-    def _group(self) -> list[_Queued]:
-        group: list[_Queued] = []
-        while self._queued and len(group) < _GROUP_LIMIT:
-            entry = self._queued.popleft()
-            if not entry.future.done():  # done: its caller was cancelled
-                group.append(entry)
-        return group
 
     async def _commit_group(self, group: list[_Queued]) -> None:
         try:

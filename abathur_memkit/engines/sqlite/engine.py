@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import collections
 import contextlib
 import itertools
 import logging
@@ -39,6 +38,7 @@ import aiosqlite
 
 from ...errors import DatabaseFileError, InvalidInputError, MemkitError
 from ...inputs import require_int, require_text, show
+from ..group_commit import GroupQueue
 from ..interface import AsyncOpen, CallObserver, Connection, Engine
 from . import files, schema
 from .driver import Driver, load_extension, select_driver
@@ -148,13 +148,8 @@ class SQLiteEngine(AsyncOpen):
         self._file_id: tuple[int, int] | None = None
         #: Writes that arrive while a write transaction runs share the next one.
         self.group_commit = bool(group_commit)
-        # The loop whose writes are running (None when idle), the writes that
-        # wait for the next group, the task that runs the groups, and close()
-        # calls waiting for the writes to finish.
-        self._write_loop: asyncio.AbstractEventLoop | None = None
-        self._queued: collections.deque[_QueuedWrite] = collections.deque()
-        self._drainer: asyncio.Task[None] | None = None
-        self._idle_waiters: list[asyncio.Future[None]] = []
+        # The writes that wait for the next group, and the loop whose writes run.
+        self._queue: GroupQueue[_QueuedWrite] = GroupQueue(self._commit_group, _GROUP_LIMIT)
         #: Told of every read and write and how long it took (e.g. latency metrics).
         self.observer = observer
         # Runs the writer's WAL checkpoints off its thread (file databases that write).
@@ -208,7 +203,7 @@ class SQLiteEngine(AsyncOpen):
 
         Writes already waiting for a group-commit transaction run first.
         """
-        await self._wait_for_writes()
+        await self._queue.idle()
         if self.observer is not None and self._writer is not None and not self.read_only:
             await self.observer.flush(self)
         readers, writer = self._readers, self._writer
@@ -466,72 +461,19 @@ class SQLiteEngine(AsyncOpen):
         if not self.group_commit:
             return await self._call(writer, self._in_write_txn, writer._conn, fn)
         loop = asyncio.get_running_loop()
-        if self._write_loop is loop:
-            return await self._join_group(loop, fn)  # type: ignore[no-any-return]
-        if self._write_loop is not None:
+        writes = self._queue
+        if writes.loop is loop:
+            return await writes.join(_QueuedWrite(fn, loop.create_future()))  # type: ignore[no-any-return]
+        if writes.loop is not None:
             # Another event loop (another thread) is writing: its groups resolve
             # futures on that loop only, so this write runs on its own.
             return await self._call(writer, self._in_write_txn, writer._conn, fn)
         # The writer is idle: this write runs alone, as without group commit.
-        self._write_loop = loop
+        writes.loop = loop
         try:
             return await self._call(writer, self._in_write_txn, writer._conn, fn)
         finally:
-            self._run_queued()
-
-    async def _join_group(
-        self, loop: asyncio.AbstractEventLoop, fn: Callable[[Any], Any]
-    ) -> Any:
-        entry = _QueuedWrite(fn, loop.create_future())
-        self._queued.append(entry)
-        return await entry.future
-
-    def _run_queued(self) -> None:
-        """After a write: run the writes that queued meanwhile, or mark the writer idle."""
-        if self._drainer is not None:
-            return
-        if self._queued:
-            self._drainer = asyncio.get_running_loop().create_task(self._drain())
-        else:
-            self._set_idle()
-
-    def _set_idle(self) -> None:
-        self._write_loop = None
-        waiters, self._idle_waiters = self._idle_waiters, []
-        for waiter in waiters:
-            if not waiter.done():
-                waiter.set_result(None)
-
-    async def _wait_for_writes(self) -> None:
-        loop = asyncio.get_running_loop()
-        if self._write_loop is loop:
-            waiter: asyncio.Future[None] = loop.create_future()
-            self._idle_waiters.append(waiter)
-            await waiter
-
-    async def _drain(self) -> None:
-        """Run the queued writes, a group per transaction, until none is left."""
-        try:
-            while group := self._next_group():
-                await self._commit_group(group)
-                # The callers just answered run first: their next writes join
-                # the next group instead of each starting a transaction alone.
-                await asyncio.sleep(0)
-        finally:
-            # Normally empty; not when the loop shuts down and cancels this task.
-            for entry in self._queued:
-                entry.future.cancel()
-            self._queued.clear()
-            self._drainer = None
-            self._set_idle()
-
-    def _next_group(self) -> list[_QueuedWrite]:
-        group: list[_QueuedWrite] = []
-        while self._queued and len(group) < _GROUP_LIMIT:
-            entry = self._queued.popleft()
-            if not entry.future.done():  # done: its caller was cancelled
-                group.append(entry)
-        return group
+            writes.done()
 
     async def _commit_group(self, group: list[_QueuedWrite]) -> None:
         writer = self._writer
@@ -549,7 +491,7 @@ class SQLiteEngine(AsyncOpen):
                 entry.future.cancel()
             raise
         # Writes that never ran (an earlier one ended the transaction) go first next time.
-        self._queued.extendleft(reversed([e for e in group if not e.ran]))
+        self._queue.waiting.extendleft(reversed([e for e in group if not e.ran]))
         for entry in group:
             if entry.ran and not entry.future.done():
                 if entry.error is not None:
