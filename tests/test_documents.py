@@ -320,6 +320,16 @@ async def assert_as_embedded_from_scratch(db: Database) -> None:
     np.testing.assert_allclose(np.stack(list(vectors.values())), fresh, atol=1e-6)
 
 
+def runbook_folder(tmp_path: Path) -> tuple[Path, Path, str]:
+    """A folder holding runbook.md (RUNBOOK): the folder, the file and its text."""
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    runbook = folder / "runbook.md"
+    text = RUNBOOK.format(deploy=DEPLOY)
+    runbook.write_text(text)
+    return folder, runbook, text
+
+
 def chunk_texts(text: str) -> list[str]:
     return [c.embedding_text() for c in chunk_markdown(text)]
 
@@ -387,11 +397,7 @@ async def test_an_edit_re_embeds_only_the_changed_chunks(
 
 async def test_a_changed_heading_re_embeds_the_chunks_it_heads(db_target: str | Path,
                                                                 tmp_path: Path) -> None:
-    folder = tmp_path / "docs"
-    folder.mkdir()
-    runbook = folder / "runbook.md"
-    text = RUNBOOK.format(deploy=DEPLOY)
-    runbook.write_text(text)
+    folder, runbook, text = runbook_folder(tmp_path)
     embedder = Counting()
     async with Database(db_target, embedder=embedder) as db:
         await db.documents.sync_directory(folder, progress=False)
@@ -422,11 +428,7 @@ async def test_a_changed_heading_re_embeds_the_chunks_it_heads(db_target: str | 
 
 async def test_a_model_change_still_re_embeds_every_chunk(db_target: str | Path,
                                                           tmp_path: Path) -> None:
-    folder = tmp_path / "docs"
-    folder.mkdir()
-    runbook = folder / "runbook.md"
-    text = RUNBOOK.format(deploy=DEPLOY)
-    runbook.write_text(text)
+    folder, runbook, text = runbook_folder(tmp_path)
     async with Database(db_target, embedder=Counting()) as db:
         await db.documents.sync_directory(folder, progress=False)
     edited = text.replace("ten minutes", "five minutes")
@@ -444,11 +446,7 @@ async def test_a_model_change_still_re_embeds_every_chunk(db_target: str | Path,
 async def test_a_failed_embedding_keeps_only_vectors_of_current_text(
     db_target: str | Path, tmp_path: Path
 ) -> None:
-    folder = tmp_path / "docs"
-    folder.mkdir()
-    runbook = folder / "runbook.md"
-    text = RUNBOOK.format(deploy=DEPLOY)
-    runbook.write_text(text)
+    folder, runbook, text = runbook_folder(tmp_path)
     embedder = Counting()
     async with Database(db_target, embedder=embedder) as db:
         await db.documents.sync_directory(folder, progress=False)
@@ -491,11 +489,7 @@ class Unloadable(Counting):
 async def test_an_embedder_that_cannot_load_reuses_nothing_and_fails_no_write(
     db_target: str | Path, tmp_path: Path
 ) -> None:
-    folder = tmp_path / "docs"
-    folder.mkdir()
-    runbook = folder / "runbook.md"
-    text = RUNBOOK.format(deploy=DEPLOY)
-    runbook.write_text(text)
+    folder, runbook, text = runbook_folder(tmp_path)
     embedder = Unloadable()
     async with Database(db_target, embedder=embedder) as db:
         await db.documents.sync_directory(folder, progress=False)
