@@ -9,7 +9,9 @@ statements in one round trip. Otherwise a write's statements are pipelined:
 each waits for the server only when its rows or its row count are read, so a
 write costs a round trip per result it reads, plus its COMMIT. Connections are
 read-only by default (``default_transaction_read_only``): a read that tries to
-write fails, and ``write`` opens its transaction ``READ WRITE``.
+write fails, and ``write`` opens its transaction ``READ WRITE`` (a write of one
+statement sent from the event loop goes on a connection set to read-write,
+alone or group-committed with others: see ``loop_statements``).
 
 ``write`` runs ``fn`` in one transaction. A serialization failure or a
 deadlock rolls it back and runs ``fn`` again (bounded, with jitter), and so
