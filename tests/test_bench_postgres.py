@@ -25,6 +25,7 @@ from abathur_memkit.bench.postgres import (
     server_pids,
 )
 from abathur_memkit.cli import main
+from abathur_memkit.errors import InvalidInputError
 
 pytest.importorskip("psycopg", reason="the PostgreSQL benchmark needs the [postgres] extra")
 
@@ -78,8 +79,13 @@ async def test_raw_rows_commit_baselines_pinning_and_skips(
     assert result.copy_rate > 0
     assert {when: len(r.samples_ns) for when, r in result.commits.items()} == {"start": 3,
                                                                                "end": 3}
+    assert {when: (len(near.samples_ns), len(idle.samples_ns))
+            for when, (near, idle) in result.round_trips.items()} == {"start": (3, 3),
+                                                                      "end": (3, 3)}
     text = result.table()
     assert "durable commit baseline (start)" in text and "durable commit baseline (end)" in text
+    assert "round trip of SELECT 1 (start)" in text and "after 8 ms idle" in text
+    assert "each operation 20 times in a row" in text
     # memkit's rows are either measured or skipped as not ported, never half of each.
     skipped = {op: reason for s, op, reason in result.skipped if s == "memkit"}
     assert set(skipped) | _measured(result, "memkit") == MEMKIT_OPS
@@ -173,8 +179,16 @@ def test_bench_postgres_cli_writes_json(
     assert {"raw: get_latest", "durable commit baseline (start)",
             "durable commit baseline (end)"} <= names
     assert set(document["commit_baseline"]) == {"start", "end"}
+    assert set(document["round_trip"]["end"]) == {"back_to_back_p50_ms", "after_idle_p50_ms",
+                                                  "idle_ms"}
+    assert document["block"] == 5  # --quick's
     assert len(document["targets"]) == 5
     assert "get_memory / raw psycopg get_latest, p50" in capsys.readouterr().out
+
+
+def test_sizes_refuse_a_block_below_one() -> None:
+    with pytest.raises(InvalidInputError, match="block must be an int >= 1"):
+        PostgresSizes(block=0)
 
 
 def test_bench_postgres_refuses_a_dsn_that_is_not_a_uri(

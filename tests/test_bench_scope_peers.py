@@ -43,6 +43,19 @@ def test_bench_peers_without_the_extra_exits_2(
     assert "pip install 'abathur-memkit[peers]'" in capsys.readouterr().err
 
 
+async def test_rounds_run_each_operation_block_times_in_a_row() -> None:
+    calls: list[str] = []
+
+    def op(name: str) -> peers.Op:
+        async def call() -> None:
+            calls.append(name)
+        return call
+
+    results = await peers._rounds({"a": op("a"), "b": op("b")}, rounds=5, warmup=1, block=2)
+    assert "".join(calls) == "ab" + "aabb" + "aabb" + "ab"  # warm-up, then 2, 2, 1 in a row
+    assert {name: len(r.samples_ns) for name, r in results.items()} == {"a": 5, "b": 5}
+
+
 @pytest.mark.skipif(bool(missing_peers()), reason="the [peers] extra (LangGraph, ADK) is not "
                     "installed; it is kept out of [all] for its size")
 async def test_peers_bench_runs_every_system(tmp_path: Path) -> None:

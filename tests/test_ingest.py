@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from abathur_memkit import Database, InvalidInputError
-from abathur_memkit.bench.ingest import run_ingest
+from abathur_memkit.bench.ingest import encoder_flops, run_ingest
 from abathur_memkit.bench.pydocs import DEFAULT_HTML
 from abathur_memkit.bench.resync import edit_paragraph, run_resync
 from abathur_memkit.embeddings import HashingEmbedder, MiniLMEmbedder
@@ -195,6 +195,15 @@ async def test_ingest_bench_smoke(tmp_path: Path) -> None:
     assert report.min_cosine >= 0.999
     assert report.peak("old") > 0 and report.peak("new") > 0
     assert "ratio" in report.table() and report.to_dict()["chunks"] == report.chunks
+    assert report.model_gflops > 0 and report.gemm_gflops > 0
+    assert "ceiling: the new path's model runs" in report.table()
+
+
+def test_encoder_flops_counts_minilm_l6() -> None:
+    # 6 layers x 2 x (4 x 384^2 + 2 x 384 x 1536) per token: ~21.2 MFLOP, the
+    # usual count for its 21M encoder weights; attention adds 6 x 4 x 384 per token^2.
+    assert encoder_flops(1) == 21_233_664 + 9_216
+    assert encoder_flops(128) == 128 * 21_233_664 + 128 * 128 * 9_216
 
 
 def test_edit_paragraph_changes_one_prose_paragraph() -> None:

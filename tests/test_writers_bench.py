@@ -20,8 +20,9 @@ async def test_writers_bench_measures_every_mode_in_one_run(tmp_path: Path) -> N
 
     names = [r.name for r in result.report.results]
     assert names == ["serial_writes", "writers_5_group_commit", "writers_5_no_group_commit",
-                     "single_writer_group_commit", "single_writer_no_group_commit"]
-    serial, grouped, ungrouped, single, _ = result.report.results
+                     "floor_raw_batches_of_5", "single_writer_group_commit",
+                     "single_writer_no_group_commit"]
+    serial, grouped, ungrouped, floor, single, _ = result.report.results
     assert grouped.extra["vs_no_group_commit"] == pytest.approx(grouped.ops / ungrouped.ops)
     assert len(serial.samples_ns) == len(grouped.samples_ns) == 2  # one chunk per round
     assert grouped.extra["baseline"] == "serial_writes"
@@ -30,13 +31,24 @@ async def test_writers_bench_measures_every_mode_in_one_run(tmp_path: Path) -> N
     assert [t[0] for t in result.targets] == [
         "writers_5_group_commit vs serial", "writers_5_group_commit with audit",
         "single-writer p50 vs group_commit=False"]
+    assert floor.extra["vs_serial"] == pytest.approx(floor.ops / serial.ops)
     table = result.table()
     assert "per round" in table and "load average" in table
-    # Every write committed with its audit row: warm-up + 3 modes x 2 rounds + 2 x latency.
+    assert "floor: the same rows by raw batches" in table
+    assert "12,000/s allows 83 µs" in table
+    # Every write committed with its audit row: warm-up + 4 modes x 2 rounds + 2 x latency.
     async with Database(path) as db:
         row = await db.fetchone("SELECT (SELECT count(*) FROM memory_entries) AS rows, "
                                 "(SELECT count(*) FROM audit) AS audit")
-    assert row == {"rows": 5 + 3 * 2 * 50 + 2 * (10 + 5), "audit": 5 + 3 * 2 * 50 + 2 * 15}
+        floors = await db.fetchall(
+            "SELECT m.key, a.memory_entry_id FROM memory_entries m LEFT JOIN audit a "
+            "ON a.memory_entry_id = m.id WHERE m.namespace LIKE 'app:bench:floor%'")
+        heads = await db.fetchone("SELECT count(*) AS n FROM memory_heads "
+                                  "WHERE namespace LIKE 'app:bench:floor%'")
+    assert row == {"rows": 5 + 4 * 2 * 50 + 2 * (10 + 5), "audit": 5 + 4 * 2 * 50 + 2 * 15}
+    # The floor wrote what a write writes: a row, its audit row, and the triggers' head.
+    assert len(floors) == 2 * 50 and all(r["memory_entry_id"] is not None for r in floors)
+    assert len({r["key"] for r in floors}) == 100 and heads == {"n": 100}
 
 
 def test_bench_writers_command_prints_targets_as_json(

@@ -17,6 +17,12 @@ in ABBA order), and again with each text cut to a random number of its words
 are compared (min cosine). Each sync runs in its own process, so its peak RSS
 (``getrusage``) is its path's alone; the process peak is the model-alone
 phase's (both embedders).
+
+The ceiling: the encoder's float32 arithmetic per text follows from its token
+count, so the model-alone rate is also GFLOP/s, set beside numpy's float32
+matrix product of the encoder's largest shape on the same machine, in the same
+run. Their ratio bounds how much faster any runtime could embed the same
+vectors in float32 here (int8 matmuls change them).
 """
 
 from __future__ import annotations
@@ -43,7 +49,37 @@ from ..search.documents import EMBED_GROUP, DocumentIndexService
 from ..search.vectors import embed_texts
 from .pydocs import DEFAULT_HTML, corpus_pages, write_corpus
 
-__all__ = ["IngestReport", "run_ingest"]
+__all__ = ["IngestReport", "encoder_flops", "run_ingest"]
+
+# all-MiniLM-L6-v2's encoder: layers, hidden width, feed-forward width.
+_LAYERS, _HIDDEN, _FFN = 6, 384, 1536
+#: The encoder's largest matrix product (tokens x hidden @ hidden x ffn), timed in numpy.
+GEMM_SHAPE = (4096, _HIDDEN, _FFN)
+
+
+def encoder_flops(tokens: int) -> int:
+    """Float32 operations of the encoder on one text of ``tokens`` tokens: the
+    projections and the feed-forward (2 per multiply-add) and attention's two
+    products, which grow with the square of the length."""
+    per_layer = 2 * tokens * (4 * _HIDDEN * _HIDDEN + 2 * _HIDDEN * _FFN) \
+        + 2 * 2 * tokens * tokens * _HIDDEN
+    return _LAYERS * per_layer
+
+
+def _gemm_gflops(repeats: int = 20) -> float:
+    """numpy's float32 GEMM rate at ``GEMM_SHAPE`` (its BLAS, its default threads)."""
+    rows, inner, cols = GEMM_SHAPE
+    rng = np.random.default_rng(5)
+    a = rng.random((rows, inner), dtype=np.float32)
+    b = rng.random((inner, cols), dtype=np.float32)
+    for _ in range(3):
+        a @ b
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - start)
+    return 2 * rows * inner * cols / best / 1e9
 
 
 @dataclass
@@ -55,6 +91,8 @@ class IngestReport:
     model: dict[str, float] = field(default_factory=dict)
     min_cosine: float = 0.0
     peak_rss_mb: float = 0.0
+    model_gflops: float = 0.0  # the new path's float32 GFLOP/s, model alone
+    gemm_gflops: float = 0.0  # numpy's float32 GEMM here, same run
 
     def rate(self, path: str) -> float:
         return statistics.median(r[2] for r in self.runs if r[0] == path)
@@ -81,6 +119,11 @@ class IngestReport:
                 f"{self.model['new-mixed']:.1f} passages/s "
                 f"({self.model['new-mixed'] / self.model['old-mixed']:.2f}x)",
                 f"min cosine old vs new vectors: {self.min_cosine:.6f}",
+                f"ceiling: the new path's model runs {self.model_gflops:.1f} GFLOP/s of "
+                f"float32 math; numpy's float32 GEMM {GEMM_SHAPE} here {self.gemm_gflops:.1f} "
+                f"GFLOP/s, so the same math could go at most "
+                f"{self.gemm_gflops / self.model_gflops:.2f}x faster (end to end at most "
+                f"{self.ratio * self.gemm_gflops / self.model_gflops:.2f}x the old path)",
                 f"peak RSS of a sync (own process): old {self.peak('old'):.0f} MB, "
                 f"new {self.peak('new'):.0f} MB; of the model-alone phase "
                 f"(both embedders): {self.peak_rss_mb:.0f} MB"]
@@ -92,7 +135,8 @@ class IngestReport:
                          for p, n, r, mb in self.runs],
                 "old_chunks_per_s": self.rate("old"), "new_chunks_per_s": self.rate("new"),
                 "ratio": self.ratio, "model_passages_per_s": self.model,
-                "min_cosine": self.min_cosine, "peak_rss_mb": self.peak_rss_mb}
+                "min_cosine": self.min_cosine, "peak_rss_mb": self.peak_rss_mb,
+                "model_gflops": self.model_gflops, "gemm_gflops": self.gemm_gflops}
 
 
 def _sync_child(corpus: Path, path: str, db_path: Path) -> dict[str, float]:
@@ -193,8 +237,13 @@ async def run_ingest(
             rows = await db.fetchall("SELECT heading_path, text FROM document_chunks "
                                      "ORDER BY document_id, chunk_index")
         texts = [embedding_text(str(r["heading_path"]), str(r["text"])) for r in rows]
-        report.tokens_mean = float(np.mean([embedders["new"].count_tokens(t) for t in texts]))
+        cap = embedders["new"].max_tokens
+        tokens = [min(embedders["new"].count_tokens(t), cap) for t in texts]
+        report.tokens_mean = float(np.mean(tokens))
         await _model_alone(report, texts, embedders)
+        report.model_gflops = (sum(encoder_flops(n) for n in tokens) * report.model["new"]
+                               / len(texts) / 1e9)
+        report.gemm_gflops = _gemm_gflops()
         say("the model alone, both ways, on the texts cut to mixed lengths")
         await _model_alone(report, _mixed(texts), embedders, tag="-mixed")
     report.peak_rss_mb = _peak_rss_mb()

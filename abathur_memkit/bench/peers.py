@@ -138,19 +138,22 @@ class PeersResult:
         return "\n".join(lines)
 
 
-async def _rounds(ops: dict[str, Op], rounds: int, warmup: int) -> dict[str, Result]:
-    """Each op once per round, in turn; per-call latencies after the warm-up."""
+async def _rounds(ops: dict[str, Op], rounds: int, warmup: int,
+                  block: int = 1) -> dict[str, Result]:
+    """``rounds`` calls of each op, ``block`` in a row, the ops in turn; per-call
+    latencies after the warm-up."""
     for _ in range(warmup):
         for op in ops.values():
             await op()
     gc.collect()
     samples: dict[str, list[int]] = {name: [] for name in ops}
     clock = time.perf_counter_ns
-    for _ in range(rounds):
+    for done in range(0, rounds, block):
         for name, op in ops.items():
-            start = clock()
-            await op()
-            samples[name].append(clock() - start)
+            for _ in range(min(block, rounds - done)):
+                start = clock()
+                await op()
+                samples[name].append(clock() - start)
     return {name: Result.from_samples(name, values) for name, values in samples.items()}
 
 

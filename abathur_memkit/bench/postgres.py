@@ -4,8 +4,16 @@ One run, one server (a DSN, or a pgserver this starts), one new database per
 system, dropped at the end: raw psycopg (a bare versioned key-value table and
 an audit table, async connections), memkit (``Database(dsn)``), LangGraph's
 ``AsyncPostgresStore`` and Google ADK's ``DatabaseSessionService`` (SQLAlchemy
-on asyncpg). Each round calls every system once, in turn, as in
-``bench peers``, so all see the machine at the same moment.
+on asyncpg). Each round calls every system's operation ``block`` times in a
+row (20 by default), in turn, so all see the machine at the same moments.
+
+Calls in a row, not one each: when the server's CPU has sat idle for a few
+milliseconds (as it does during a peer's slow call), this VM takes ~0.3-0.6 ms
+to wake it, and a call after another system's paid that on each round trip
+(memkit's ``append_event`` p50 1.48 ms one call per round, 0.94 ms in rows of
+20; ADK's 8.8 and 9.1 ms). The round trip of ``SELECT 1`` back to back and
+after 8 ms idle is printed with each commit baseline; ``block=1`` gives the
+one-call-per-round figures.
 
 The client process is pinned to one CPU and, when the server runs on this
 machine (the pid of our backend is a local ``postgres`` process), the
@@ -74,6 +82,8 @@ RAW_PUT = ("INSERT INTO kv (namespace, key, version, value) "
 RAW_AUDIT = "INSERT INTO kv_audit (namespace, key, version, action) VALUES (%s, %s, %s, 'add')"
 RAW_COPY = "COPY kv (namespace, key, version, value) FROM STDIN"
 COMMIT = "INSERT INTO commits (n) VALUES (%s)"
+#: The pause before the second round-trip probe, about one of ADK's calls.
+IDLE_MS = 8
 
 SYSTEMS = ("raw", "memkit", "langgraph", "adk")
 Op = Callable[[], Awaitable[Any]]
@@ -86,17 +96,20 @@ class PostgresSizes(PeerSizes):
     writes: int = 2_000  # per system in each concurrent-writers run
     writers: int = 8
     commits: int = 300  # one-row commits in each baseline
+    block: int = 20  # calls of one operation in a row, per round
 
     def __post_init__(self) -> None:
         if self.sessions < 2 or self.writers < 2:
             raise InvalidInputError("the postgres benchmark needs sessions >= 2 (one takes "
                                     "the appends) and writers >= 2")
+        if isinstance(self.block, bool) or not isinstance(self.block, int) or self.block < 1:
+            raise InvalidInputError(f"block must be an int >= 1, got {self.block!r}")
 
     @classmethod
     def quick(cls) -> PostgresSizes:
         peers = PeerSizes.quick()
         return cls(**{f.name: getattr(peers, f.name) for f in fields(PeerSizes)},
-                   writes=80, commits=20)
+                   writes=80, commits=20, block=5)
 
 
 @dataclass
@@ -106,17 +119,21 @@ class PostgresResult:
     skipped: list[tuple[str, str, str]]  # system, operation, reason
     targets: list[tuple[str, str, str, bool | None]]
     commits: dict[str, Result]  # "start"/"end": the durable-commit baseline
+    # "start"/"end": SELECT 1's round trip, back to back and after 8 ms idle
+    round_trips: dict[str, tuple[Result, Result]]
     pinning: str
     versions: dict[str, str]
     copy_rate: float = 0.0
     load: str = ""
+    block: int = 1
 
     @property
     def missed(self) -> bool:
         return any(met is False for *_, met in self.targets)
 
     def table(self) -> str:
-        lines = [_commit_line("start", self.commits["start"]), "",
+        lines = [_commit_line("start", self.commits["start"]),
+                 _round_trip_line("start", *self.round_trips["start"]), "",
                  f"{'system':<10} {'operation':<36} {'p50':>10} {'rate':>12}"]
         entries: list[tuple[str, str, Result | str]] = [*self.rows, *self.skipped]
         order = [*SYSTEMS, "pgvector"]
@@ -135,11 +152,12 @@ class PostgresResult:
                 lines.append(f"{'raw':<10} {'COPY (the fill)':<36} {'':>10} "
                              f"{self.copy_rate:>10,.0f}/s")
         lines += ["", *target_lines(self.targets), "",
-                  _commit_line("end", self.commits["end"]), f"pinning: {self.pinning}",
+                  _commit_line("end", self.commits["end"]),
+                  _round_trip_line("end", *self.round_trips["end"]), f"pinning: {self.pinning}",
                   f"load average (1/5/15 min): {self.load}",
                   "versions: " + ", ".join(f"{k} {v}" for k, v in self.versions.items()),
-                  "p50 per call, one call of each system per round; a rate of a latency "
-                  "row is 1 / its mean."]
+                  f"p50 per call; each round calls each operation {self.block} times in a "
+                  "row, the systems in turn; a rate of a latency row is 1 / its mean."]
         return "\n".join(lines)
 
     def to_json(self) -> dict[str, Any]:
@@ -150,6 +168,10 @@ class PostgresResult:
             skipped=[{"system": s, "operation": o, "reason": r} for s, o, r in self.skipped],
             commit_baseline={when: {"p50_ms": r.p50_ms, "mean_ms": r.stats.mean_ms}
                              for when, r in self.commits.items()},
+            round_trip={when: {"back_to_back_p50_ms": near.p50_ms,
+                               "after_idle_p50_ms": idle.p50_ms, "idle_ms": IDLE_MS}
+                        for when, (near, idle) in self.round_trips.items()},
+            block=self.block,
             copy_rows_per_s=self.copy_rate, pinning=self.pinning, load_average=self.load,
             versions=self.versions)
         return document
@@ -158,6 +180,11 @@ class PostgresResult:
 def _commit_line(when: str, result: Result) -> str:
     return (f"durable commit baseline ({when}): p50 {result.p50_ms:.3f} ms, mean "
             f"{result.stats.mean_ms:.3f} ms over {len(result.samples_ns)} one-row commits")
+
+
+def _round_trip_line(when: str, near: Result, idle: Result) -> str:
+    return (f"round trip of SELECT 1 ({when}): p50 {near.p50_ms * 1000:.0f} µs back to back, "
+            f"{idle.p50_ms * 1000:.0f} µs after {IDLE_MS} ms idle")
 
 
 def knn_bench(n: int = 100_000, dims: int = 768) -> KnnBench:
@@ -470,6 +497,25 @@ async def _commit_baseline(dsn: str, commits: int) -> Result:
     return Result.from_samples("durable commit", samples, unit="commit")
 
 
+async def _round_trips(dsn: str, count: int) -> tuple[Result, Result]:
+    """SELECT 1's round trip right after another, and after ``IDLE_MS`` of idling."""
+    import psycopg
+
+    near: list[int] = []
+    idle: list[int] = []
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        await conn.execute("SELECT 1")
+        for _ in range(count):
+            for samples in (near, idle):
+                if samples is idle:
+                    time.sleep(IDLE_MS / 1000)  # the whole process idle, as during I/O
+                start = time.perf_counter_ns()
+                await conn.execute("SELECT 1")
+                samples.append(time.perf_counter_ns() - start)
+    return (Result.from_samples("round trip, back to back", near),
+            Result.from_samples(f"round trip, after {IDLE_MS} ms idle", idle))
+
+
 async def _interleaved(run: _Run, ops: dict[tuple[str, str], Op]) -> None:
     """Each op once per round, in turn (as ``bench peers``); an op that fails is skipped."""
     working: dict[str, Op] = {}
@@ -482,7 +528,7 @@ async def _interleaved(run: _Run, ops: dict[tuple[str, str], Op]) -> None:
             working[f"{system}\0{operation}"] = op
     if not working:
         return
-    results = await _rounds(working, run.sizes.rounds, run.sizes.warmup)
+    results = await _rounds(working, run.sizes.rounds, run.sizes.warmup, run.sizes.block)
     for name, result in results.items():
         system, _, operation = name.partition("\0")
         run.add(system, operation, result)
@@ -741,27 +787,30 @@ async def run_postgres(
         load_before = _load()
         with _pinned(pin, pids) as pinning:
             say(f"pinning: {pinning}")
-            commits, knn_targets = await _measure(run, missing, knn, writers_only)
+            commits, trips, knn_targets = await _measure(run, missing, knn, writers_only)
         await stack.aclose()
     for when, result in commits.items():
         result.name = f"durable commit baseline ({when})"
         run.report.add([result])
     return PostgresResult(run.report, run.rows, run.skipped,
                           _targets(run, sizes.writers, writers_only) + knn_targets, commits,
-                          pinning,
+                          trips, pinning,
                           _versions(server_version), run.copy_rate,
                           load=f"before {load_before}, after {_load()} on "
-                               f"{os.cpu_count()} CPUs")
+                               f"{os.cpu_count()} CPUs", block=sizes.block)
 
 
 async def _measure(run: _Run, missing: dict[str, list[str]], knn: KnnBench | None,
                    writers_only: bool = False,
-                   ) -> tuple[dict[str, Result], list[tuple[str, str, str, bool | None]]]:
-    """Every system in turn, between the two commit baselines."""
+                   ) -> tuple[dict[str, Result], dict[str, tuple[Result, Result]],
+                              list[tuple[str, str, str, bool | None]]]:
+    """Every system in turn, between the two baselines (commits, round trips)."""
     sizes, say = run.sizes, run.say
     await _open_raw(run)
     start = await _commit_baseline(run.dsns["raw"], sizes.commits)
     say(_commit_line("start", start))
+    trips = {"start": await _round_trips(run.dsns["raw"], sizes.commits)}
+    say(_round_trip_line("start", *trips["start"]))
     say(f"filling {sizes.memories:,} memories and {sizes.sessions} sessions of "
         f"{sizes.events_per_session} events in each system")
     await _open_memkit(run)
@@ -779,4 +828,5 @@ async def _measure(run: _Run, missing: dict[str, list[str]], knn: KnnBench | Non
         say("KNN")
         knn_targets = await _knn(run, knn)
     end = await _commit_baseline(run.dsns["raw"], sizes.commits)
-    return {"start": start, "end": end}, knn_targets
+    trips["end"] = await _round_trips(run.dsns["raw"], sizes.commits)
+    return {"start": start, "end": end}, trips, knn_targets

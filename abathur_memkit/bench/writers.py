@@ -5,7 +5,12 @@ In one run, on one file database, pinned to one CPU like ``bench core``:
 - one writer awaiting its writes in sequence (the serial rate);
 - 50 asyncio writers at once, group commit on (the default);
 - the same 50 writers with ``group_commit`` off (each write its own transaction);
-- per-await latency of a single writer, group commit on vs off, alternating.
+- per-await latency of a single writer, group commit on vs off, alternating;
+- the floor: the same rows (each write's memory row and its audit row) put in
+  by a raw connection, ``writers`` per transaction, each table's rows in one
+  ``executemany`` or ``INSERT … SELECT`` (memkit's batch insert's statements):
+  no Python per write, no reads, no savepoints. No group commit can beat it,
+  so its rate bounds what the targets can ask of this machine.
 
 Every write is an ``add_memory`` or ``update_memory`` with its audit row. The
 throughput modes run in chunks interleaved round by round, so each sees the
@@ -25,7 +30,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..database import Database
+from ..memory import AUDIT_FOR_RANGE
+from ..memory import INSERT as INSERT_MEMORY
+from ..values import timestamp
 from . import Report, Result, measure_pair, one_cpu, target_lines
+from .peers import _connect_raw
 
 __all__ = ["WritersReport", "WritersSizes", "run_writers"]
 
@@ -103,6 +112,29 @@ class _Workload:
         return time.perf_counter_ns() - start
 
 
+class _Floor:
+    """The floor's rows, ``group`` per transaction, on a raw connection of its own."""
+
+    def __init__(self, path: Path, group: int) -> None:
+        self.conn = _connect_raw(path)
+        self.group = group
+        self.counter = itertools.count()
+
+    def run(self, count: int) -> int:
+        conn, start = self.conn, time.perf_counter_ns()
+        for done in range(0, count, self.group):
+            now = timestamp()
+            rows = [(f"app:bench:floor{n % self.group}", f"key{n}", f'{{"n":{n}}}', "semantic",
+                     1, "{}", "agent:bench", "agent:bench", now, now)
+                    for n in itertools.islice(self.counter, min(self.group, count - done))]
+            conn.execute("BEGIN IMMEDIATE")
+            conn.executemany(INSERT_MEMORY, rows)
+            last = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
+            conn.execute(AUDIT_FOR_RANGE, (None, last - len(rows) + 1, last))
+            conn.execute("COMMIT")
+        return time.perf_counter_ns() - start
+
+
 async def run_writers(
     path: str | Path,
     sizes: WritersSizes | None = None,
@@ -128,12 +160,18 @@ async def _run_writers(
     async with Database(path) as db:
         work = _Workload(db)
         concurrent = sizes.chunk - sizes.chunk % sizes.writers
+        floor = _Floor(path, sizes.writers)
+
+        async def floor_run() -> int:
+            return floor.run(concurrent)
+
         modes: dict[str, tuple[bool, Callable[[], Awaitable[int]]]] = {
             "serial_writes": (True, lambda: work.serial(sizes.chunk)),
             f"writers_{sizes.writers}_group_commit":
                 (True, lambda: work.concurrent(sizes.writers, concurrent)),
             f"writers_{sizes.writers}_no_group_commit":
                 (False, lambda: work.concurrent(sizes.writers, concurrent)),
+            f"floor_raw_batches_of_{sizes.writers}": (True, floor_run),
         }
         samples: dict[str, list[int]] = {name: [] for name in modes}
         say(f"warm-up, then {sizes.rounds} rounds of {sizes.chunk:,} writes per mode")
@@ -149,20 +187,36 @@ async def _run_writers(
         say(f"single-writer latency, group commit on vs off, {sizes.latency_rounds:,} each")
         latency = await _single_writer(db, work, sizes)
         db.group_commit = True
-    serial, grouped, ungrouped = (
+        floor.conn.close()
+    serial, grouped, ungrouped, raw = (
         Result(name, samples[name], count=concurrent if i else sizes.chunk)
         for i, name in enumerate(modes))
-    for result in (serial, grouped, ungrouped):
+    for result in (serial, grouped, ungrouped, raw):
         result.extra["cpu_us_per_write"] = cpu_ns[result.name] / 1e3 / (
             result.count * len(result.samples_ns))
     grouped.compare_rate(serial, target=TARGET_RATIO)
     vs_ungrouped = grouped.ops / ungrouped.ops if ungrouped.ops else 0.0
     grouped.extra.update(writes_per_second=grouped.ops, vs_no_group_commit=vs_ungrouped)
-    out.report.add([serial, grouped, ungrouped, *latency])
-    out.lines = [*_noise(samples, [serial, grouped, ungrouped], load_before),
-                 f"{grouped.name} vs {ungrouped.name}: {vs_ungrouped:.2f}x"]
+    raw.extra.update(writes_per_second=raw.ops, vs_serial=raw.ops / serial.ops)
+    out.report.add([serial, grouped, ungrouped, raw, *latency])
+    out.lines = [*_noise(samples, [serial, grouped, ungrouped, raw], load_before),
+                 f"{grouped.name} vs {ungrouped.name}: {vs_ungrouped:.2f}x",
+                 *_floor_lines(serial, grouped, raw)]
     out.targets = _targets(serial, grouped, latency[0])
     return out
+
+
+def _floor_lines(serial: Result, grouped: Result, raw: Result) -> list[str]:
+    """What the targets need per write, against what the floor's rows cost."""
+    need_ratio = 1e6 / (TARGET_RATIO * serial.ops) if serial.ops else 0.0
+    need_rate = 1e6 / TARGET_WRITES_PER_SECOND
+    return [
+        f"floor: the same rows by raw batches {raw.ops:,.0f} writes/s "
+        f"({raw.ops / serial.ops:.2f}x serial), CPU {raw.extra['cpu_us_per_write']:.1f} µs "
+        f"per write; group commit reaches {grouped.ops / raw.ops:.2f}x the floor's rate",
+        f"on one CPU, {TARGET_RATIO:g}x serial allows {need_ratio:.0f} µs of CPU per write "
+        f"and {TARGET_WRITES_PER_SECOND:,}/s allows {need_rate:.0f} µs",
+    ]
 
 
 async def _single_writer(db: Database, work: _Workload, sizes: WritersSizes) -> list[Result]:

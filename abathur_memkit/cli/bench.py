@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +40,10 @@ def register(subparsers: Any) -> None:
     pg.add_argument("--knn", action="store_true",
                     help="also run the pgvector KNN benchmark (abathur_memkit.bench.pgvector) "
                          "at 100,000 x 768 (--quick: 2,000 x 64); takes minutes")
+    pg.add_argument("--block", type=positive_int, default=None,
+                    help="calls of one operation in a row before the next system's turn "
+                         "(default 20; 1: one call per system per round, each then pays "
+                         "the server's wake-up after the others' calls)")
     pg.add_argument("--writers-only", action="store_true",
                     help="only raw psycopg's and memkit's writes from 1 and from 8 concurrent "
                          "writers (no peers, no single calls): the write rate alone, faster")
@@ -157,9 +162,8 @@ async def cmd_bench_core(args: argparse.Namespace) -> int:
 
 
 async def cmd_bench_scope(args: argparse.Namespace) -> int:
-    from dataclasses import replace
-
     from ..bench.scope import ScopeSizes, run_scope
+
     sizes = ScopeSizes.quick() if args.quick else ScopeSizes()
     if args.memories:
         # Above 100k the old queries take seconds each: fewer rounds of them.
@@ -200,6 +204,8 @@ async def cmd_bench_postgres(args: argparse.Namespace) -> int:
     from ..bench.postgres import PostgresSizes, knn_bench, local_server, run_postgres
 
     sizes = PostgresSizes.quick() if args.quick else PostgresSizes()
+    if args.block is not None:
+        sizes = replace(sizes, block=args.block)
     knn = (knn_bench(*((2_000, 64) if args.quick else (100_000, 768)))
            if args.knn else None)
     with nullcontext(args.dsn) if args.dsn else local_server() as server:
@@ -210,8 +216,6 @@ async def cmd_bench_postgres(args: argparse.Namespace) -> int:
 
 
 async def cmd_bench_search(args: argparse.Namespace) -> int:
-    from dataclasses import replace
-
     from ..bench.search import SearchSizes, run_search
     from ..errors import InvalidInputError
 
