@@ -351,6 +351,43 @@ def _index_then_change_memories(tmp_path: Path, capsys: pytest.CaptureFixture[st
     return db
 
 
+def test_search_says_which_memories_have_no_vector_yet(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    db, docs = tmp_path / "agents.db", tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.md").write_text("# Busy\n\nSQLITE_BUSY means the database is locked.\n")
+    code, _, err = run(capsys, "index", str(db), str(docs), "--embedder", "hashing",
+                       "--no-progress")
+    assert code == 0, err
+
+    async def keyword_only() -> None:
+        # A writable keyword search indexes the new memory's text, not its vector.
+        async with Database(db, embedder="hashing") as d:
+            await d.memory.add_memory("user:a", "echo", "locked forever", "semantic", "t")
+            await d.search.search("locked", 5, mode="keyword", source="memories")
+            assert await d.search.unembedded_memories() == 1
+
+    asyncio.run(keyword_only())
+    before = fingerprint(db)
+    argv = ("search", str(db), "locked", "--source", "memories", "--chunks", "--json")
+    code, out, err = run(capsys, *argv, "--mode", "semantic")
+    data = json.loads(out)
+    assert code == 0 and data["hits"] == [] and data["unembedded_memories"] == 1
+    assert data["pending_memory_keys"] == 0
+    assert err == (f"memkit: 1 memory is indexed for keyword search only (semantic matching "
+                   f"cannot find them): run `memkit index {db}` to embed them\n")
+    code, out, err = run(capsys, *argv, "--mode", "keyword")
+    assert code == 0 and err == "" and [h["key"] for h in json.loads(out)["hits"]] == ["echo"]
+    assert json.loads(out)["unembedded_memories"] == 0  # keyword search needs no vector
+    assert fingerprint(db) == before
+    code, out, err = run(capsys, "index", str(db), "--no-progress")
+    assert code == 0 and "1 memory embedded" in out, (out, err)
+    code, out, err = run(capsys, *argv, "--mode", "semantic")
+    data = json.loads(out)
+    assert code == 0 and err == "" and data["unembedded_memories"] == 0
+    assert [h["key"] for h in data["hits"]] == ["echo"]
+
+
 def test_search_with_memory_changes_pending_leaves_the_file_as_it_was(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     db = _index_then_change_memories(tmp_path, capsys)

@@ -563,10 +563,14 @@ async def test_memory_search_follows_every_kind_of_write(mdb: Database) -> None:
     assert set(await keys(mdb, "ship", "keyword")) == \
         {"session:s1/draft", "project:p/plan", "project:p/ship"}
     assert await keys(mdb, "ship", "keyword", memory_type="procedural") == ["project:p/plan"]
-    assert (await mdb.search.status())["pending_memory_keys"] == 0
+    status = await mdb.search.status()
+    assert status["pending_memory_keys"] == 0
+    # The keyword searches since the last semantic one indexed text, not vectors.
+    assert status["unembedded_memories"] == await mdb.search.unembedded_memories() >= 3
     await mdb.search.sync_memories()  # keyword searches index text; this embeds too
     await mdb.search.purge()
     status = await mdb.search.status()
+    assert status["unembedded_memories"] == 0
     # one vector per live key, none for old versions
     assert status["indexes"]["memories"]["vectors"] == 5
 

@@ -184,8 +184,11 @@ async def cmd_search(args: argparse.Namespace) -> int:
     async with db:
         hits = await db.search.search(args.query, args.k, mode=mode, group=group, **filters)
         pending = await db.search.pending_memory_keys()
+        # Keyword search reads them; semantic search needs their vectors.
+        unembedded = 0 if mode == "keyword" else await db.search.unembedded_memories()
     data = {"query": args.query, "mode": mode, "group": group,
-            "pending_memory_keys": pending, "hits": [h.to_dict() for h in hits]}
+            "pending_memory_keys": pending, "unembedded_memories": unembedded,
+            "hits": [h.to_dict() for h in hits]}
     columns = _HIT_COLUMNS if group == "chunk" else _DOCUMENT_COLUMNS
     emit_rows(args, data["hits"], columns, document=data, text=_hits_text(hits))
     memories = args.source == "memories" or (args.source == "all" and args.document_type is None)
@@ -193,6 +196,10 @@ async def cmd_search(args: argparse.Namespace) -> int:
         print(f"memkit: {_plural(pending, 'memory key', 'memory keys')} changed since the "
               f"last index (left out of these results): run `memkit index {args.db}` to "
               "include them", file=sys.stderr)
+    if unembedded and memories:
+        print(f"memkit: {_plural(unembedded, 'memory is', 'memories are')} indexed for "
+              f"keyword search only (semantic matching cannot find them): run "
+              f"`memkit index {args.db}` to embed them", file=sys.stderr)
     return 0
 
 

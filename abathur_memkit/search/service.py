@@ -106,6 +106,8 @@ MEMORY_KEYWORD = (
 )
 QUEUED_KEYS = "SELECT namespace, key FROM memory_search_queue LIMIT ?"
 PENDING_KEYS = "SELECT count(*) FROM memory_search_queue"
+# Memories indexed for keyword search only (a keyword search caught up without embedding).
+UNEMBEDDED = "SELECT count(*) FROM memory_search_items WHERE embedding_model IS NULL"
 # A read-only search's memory filter: keys changed since they were indexed are left out.
 NOT_QUEUED = (" AND NOT EXISTS (SELECT 1 FROM memory_search_queue q "
               "WHERE q.namespace = i.namespace AND q.key = i.key)")
@@ -503,6 +505,13 @@ class SearchService:
         return int(await self.store.read(
             lambda conn: conn.execute(PENDING_KEYS).fetchone()[0]))
 
+    async def unembedded_memories(self) -> int:
+        """How many indexed memories have no vector yet (a keyword search indexed
+        them without embedding): a read-only semantic search cannot find them,
+        a writable one embeds them first."""
+        return int(await self.store.read(
+            lambda conn: conn.execute(UNEMBEDDED).fetchone()[0]))
+
     async def _catch_up(self, filters: _Filters, *, embed: bool) -> _Filters:
         """Bring memory search up to date (embedding too when ``embed``) before a
         search reads it (vectors of deleted rows: see :meth:`_semantic`); on a
@@ -544,6 +553,7 @@ class SearchService:
                 if info is not None:
                     out["indexes"][name] = info
             out["pending_memory_keys"] = conn.execute(PENDING_KEYS).fetchone()[0]
+            out["unembedded_memories"] = conn.execute(UNEMBEDDED).fetchone()[0]
             return out
 
         return await self.store.read(read)
