@@ -426,6 +426,44 @@ async def test_a_changed_heading_re_embeds_the_chunks_it_heads(db_target: str | 
         await assert_as_embedded_from_scratch(db)
 
 
+async def test_a_renamed_or_copied_file_takes_the_indexed_files_vectors(
+    db_target: str | Path, tmp_path: Path
+) -> None:
+    folder, runbook, text = runbook_folder(tmp_path)
+    embedder = Counting()
+    async with Database(db_target, embedder=embedder) as db:
+        await db.documents.sync_directory(folder, progress=False)
+        embedder.sent.clear()
+        runbook.rename(folder / "ops.md")
+        moved = await db.documents.sync_directory(folder, progress=False)
+        assert embedder.sent == [] and moved.embedded_chunks == 0
+        assert moved.reused_chunks == 5 and moved.synced == 1 and moved.ok
+        assert moved.added == ["ops.md"] and moved.removed == ["runbook.md"]
+        await assert_as_embedded_from_scratch(db)
+        hits = await db.search.search("who gets paged first", 3, mode="semantic",
+                                      source="documents")
+        assert hits and {h.file_path for h in hits} == {str((folder / "ops.md").resolve())}
+
+        # A copy (the original stays) and an edited copy: only the edit is embedded.
+        # A copy (the original stays) takes its vectors; a file with other bytes
+        # is embedded whole, even where its text matches another file's.
+        edited = text.replace("ten minutes", "five minutes")
+        (folder / "copy.md").write_text(text)
+        (folder / "edited.md").write_text(edited)
+        copied = await db.documents.sync_directory(folder, progress=False)
+        assert copied.reused_chunks == 5 and copied.embedded_chunks == 5
+        assert sorted(embedder.sent) == sorted(chunk_texts(edited))
+        await assert_as_embedded_from_scratch(db)
+
+    # reuse=False: a renamed file is embedded again, as before.
+    (folder / "copy.md").rename(folder / "again.md")
+    embedder.sent.clear()
+    async with Database(db_target, embedder=embedder) as db:
+        db.documents.reuse = False
+        again = await db.documents.sync_directory(folder, progress=False)
+        assert again.reused_chunks == 0 and again.embedded_chunks == 5
+
+
 async def test_a_model_change_still_re_embeds_every_chunk(db_target: str | Path,
                                                           tmp_path: Path) -> None:
     folder, runbook, text = runbook_folder(tmp_path)

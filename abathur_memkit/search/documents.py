@@ -596,8 +596,9 @@ class DocumentIndexService:
         a skipped file leaves the index. Only changed files are read whole. Then,
         with an embedder (``embed=None`` means: if the database has one),
         chunks without vectors are embedded: a changed file's unchanged chunks
-        keep their vectors (``reused_chunks``). ``document_type`` applies to
-        files whose front matter names none.
+        keep their vectors, and a new file with the bytes of one already
+        indexed (renamed, moved or copied) takes that file's (``reused_chunks``).
+        ``document_type`` applies to files whose front matter names none.
         """
         started = time.perf_counter()
         _check_type(document_type)
@@ -615,12 +616,16 @@ class DocumentIndexService:
         summary.scanned = len(scanned) + len(skipped)
         todo = [f for f in scanned if existing.get(f.path) != f.digest]
         summary.unchanged = len(scanned) - len(todo)
+        # A new file with an indexed file's bytes (a rename, a move, a copy) can
+        # take that file's vectors: its chunks are the same texts.
+        same_bytes = {digest: path for path, digest in existing.items()}
         for batch in _batches(todo):
             prepared, unread = await asyncio.to_thread(self._prepare_files, batch, document_type)
             skipped += unread
 
             def write(conn: Connection, prepared: list[_Prepared] = prepared) -> int:
-                return sum(self._upsert(conn, path, title, digest, chunks, dtype, meta)[1]
+                return sum(self._upsert(conn, path, title, digest, chunks, dtype, meta,
+                                        None if path in existing else same_bytes.get(digest))[1]
                            for _, path, title, digest, chunks, dtype, meta in prepared)
 
             summary.reused_chunks += await self.store.write(write)
@@ -695,9 +700,11 @@ class DocumentIndexService:
         chunks: Sequence[Chunk],
         document_type: str | None,
         metadata: str | None,
+        same_as: str | None = None,
     ) -> tuple[int, int]:
         """Write a document and its chunks; return its id and how many chunks
-        took an old chunk's vector (see ``_reuse``)."""
+        took an old chunk's vector (see ``_reuse``): of its own old chunks, or,
+        for a new document, of ``same_as`` (the path of one with its bytes)."""
         now = timestamp()
         reusable = None
         row = conn.execute(
@@ -718,6 +725,10 @@ class DocumentIndexService:
                 "VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?) RETURNING id",
                 (path, title, document_type, digest, len(chunks), metadata or "{}", now,
                  now)).fetchone()[0])
+            if same_as is not None and self.reuse:
+                source = conn.execute("SELECT id FROM document_index WHERE file_path = ?",
+                                      (same_as,)).fetchone()
+                reusable = None if source is None else self._reusable(conn, int(source[0]))
         else:
             doc_id = int(row[0])
             status = "pending" if row[2] == "pending" else "stale"
@@ -737,9 +748,10 @@ class DocumentIndexService:
         return doc_id, self._reuse(conn, doc_id, chunks, reusable)
 
     def _reusable(self, conn: Connection, doc_id: int) -> _Reusable | None:
-        """Old chunks of a document about to be re-chunked whose vectors the new
-        chunks may take: embedding text -> chunk id, only of vectors made by the
-        index's current model (the embedder's, when there is one)."""
+        """Chunks of a document (about to be re-chunked, or with a new file's
+        bytes) whose vectors new chunks may take: embedding text -> chunk id,
+        only of vectors made by the index's current model (the embedder's, when
+        there is one)."""
         wanted = None
         if self.settings.has_embedder:  # created already: chunking asked its window
             wanted = self._made_by()
@@ -766,9 +778,9 @@ class DocumentIndexService:
     def _reuse(
         self, conn: Connection, doc_id: int, chunks: Sequence[Chunk], reusable: _Reusable | None
     ) -> int:
-        """Give each new chunk whose embedding text an old chunk had that chunk's
-        vector (the old rows are gone; their vectors stay until purged), so only
-        new text is embedded. Returns how many chunks took one."""
+        """Give each new chunk whose embedding text an old chunk had a copy of
+        that chunk's vector (an old row deleted already keeps its vector until
+        purged), so only new text is embedded. Returns how many chunks took one."""
         if reusable is None:
             return 0
         made, by_text = reusable
