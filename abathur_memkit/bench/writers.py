@@ -11,8 +11,9 @@ In one run, on one file database, pinned to one CPU like ``bench core``:
   table's rows in one ``executemany`` or ``INSERT … SELECT`` (memkit's batch
   insert's statements): no Python per write, no reads, no savepoints. No group
   commit can spend less CPU per write, so the floor's CPU per write bounds what
-  the targets can ask of this machine. (Its rate is not a bound: its
-  checkpoints run on its own thread, memkit's on a thread of their own.)
+  the targets can ask of this machine. (Its rate is not a bound: its connection
+  runs its own checkpoints, fsyncs and all, where memkit's writer leaves them
+  to a thread of their own.)
 
 Every write is an ``add_memory`` or ``update_memory`` with its audit row. The
 throughput modes run in chunks interleaved round by round, so each sees the
