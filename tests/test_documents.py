@@ -444,7 +444,6 @@ async def test_a_renamed_or_copied_file_takes_the_indexed_files_vectors(
                                       source="documents")
         assert hits and {h.file_path for h in hits} == {str((folder / "ops.md").resolve())}
 
-        # A copy (the original stays) and an edited copy: only the edit is embedded.
         # A copy (the original stays) takes its vectors; a file with other bytes
         # is embedded whole, even where its text matches another file's.
         edited = text.replace("ten minutes", "five minutes")

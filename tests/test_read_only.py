@@ -327,15 +327,21 @@ def test_a_file_with_a_hot_journal_is_refused_not_rolled_back(
 # -- search reads the index as it stands -------------------------------------------------
 
 
-def _index_then_change_memories(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Path:
-    """A closed file whose memory search index is behind by three keys (queued by the
-    triggers): alpha updated, bravo deleted, delta added; charlie unchanged."""
+def _indexed(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Path:
+    """agents.db with a one-page document index made by the hashing embedder."""
     db, docs = tmp_path / "agents.db", tmp_path / "docs"
     docs.mkdir()
     (docs / "a.md").write_text("# Busy\n\nSQLITE_BUSY means the database is locked.\n")
     code, _, err = run(capsys, "index", str(db), str(docs), "--embedder", "hashing",
                        "--no-progress")
     assert code == 0, err
+    return db
+
+
+def _index_then_change_memories(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Path:
+    """A closed file whose memory search index is behind by three keys (queued by the
+    triggers): alpha updated, bravo deleted, delta added; charlie unchanged."""
+    db = _indexed(tmp_path, capsys)
 
     async def change() -> None:
         async with Database(db, embedder="hashing") as d:
@@ -353,12 +359,7 @@ def _index_then_change_memories(tmp_path: Path, capsys: pytest.CaptureFixture[st
 
 def test_search_says_which_memories_have_no_vector_yet(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    db, docs = tmp_path / "agents.db", tmp_path / "docs"
-    docs.mkdir()
-    (docs / "a.md").write_text("# Busy\n\nSQLITE_BUSY means the database is locked.\n")
-    code, _, err = run(capsys, "index", str(db), str(docs), "--embedder", "hashing",
-                       "--no-progress")
-    assert code == 0, err
+    db = _indexed(tmp_path, capsys)
 
     async def keyword_only() -> None:
         # A writable keyword search indexes the new memory's text, not its vector.
