@@ -389,6 +389,39 @@ def test_search_says_which_memories_have_no_vector_yet(
     assert [h["key"] for h in data["hits"]] == ["echo"]
 
 
+def test_search_says_which_documents_have_chunks_with_no_vector(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    db = _indexed(tmp_path, capsys)
+    (tmp_path / "docs" / "b.md").write_text("# Retry\n\nRetry a busy write with backoff.\n")
+    code, _, err = run(capsys, "index", str(db), str(tmp_path / "docs"), "--no-embed",
+                       "--no-progress")
+    assert code == 0, err
+    before = fingerprint(db)
+    argv = ("search", str(db), "retry with backoff", "--chunks", "--json")
+    code, out, err = run(capsys, *argv, "--mode", "semantic", "--source", "documents")
+    data = json.loads(out)
+    assert code == 0 and data["unembedded_documents"] == 1
+    assert "Retry" not in {h["heading"] for h in data["hits"]}
+    assert err == (f"memkit: 1 document has chunks with no vector yet (semantic matching "
+                   f"cannot find them): run `memkit index {db}` to embed them\n")
+    for extra in (("--mode", "keyword"), ("--mode", "semantic", "--source", "memories")):
+        code, out, err = run(capsys, *argv, *extra)
+        assert code == 0 and err == "", extra
+    assert fingerprint(db) == before
+    code, out, err = run(capsys, "index", str(db), "--no-progress", "--json")
+    assert code == 0, err
+    assert json.loads(out)["documents"] == {"embedded_chunks": 1,
+                                            "synced": [str(tmp_path.resolve() / "docs" /
+                                                           "b.md")],
+                                            "failed": []}
+    code, out, err = run(capsys, *argv, "--mode", "semantic", "--source", "documents")
+    data = json.loads(out)
+    assert code == 0 and err == "" and data["unembedded_documents"] == 0
+    assert data["hits"][0]["heading"] == "Retry"
+    code, out, _ = run(capsys, "index", str(db))
+    assert code == 0 and out.strip() == "search is up to date: nothing to index"
+
+
 def test_search_with_memory_changes_pending_leaves_the_file_as_it_was(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     db = _index_then_change_memories(tmp_path, capsys)

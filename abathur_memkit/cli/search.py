@@ -19,13 +19,15 @@ __all__ = ["register"]
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "index", help="index a folder of markdown files (creates DB if missing), "
-                      "or without FOLDER the memories changed since the last index",
+                      "or without FOLDER what search cannot see yet (memories changed since "
+                      "the last index, chunks with no vector)",
         **example("memkit index agents.db design_docs/",
                   "memkit index agents.db design_docs/ --no-embed --pattern 'guides/**/*.md'",
                   "memkit index agents.db"))
     _database(p)
     p.add_argument("directory", metavar="FOLDER", nargs="?",
-                   help="markdown folder (without it: bring memory search up to date)")
+                   help="markdown folder (without it: bring memory search up to date and "
+                        "embed the chunks that have no vector)")
     _common(p, embedder_default=None,
             default_help="default, or without FOLDER the one the index was built with")
     p.add_argument("--pattern", default="**/*.md", help="glob under FOLDER (default: **/*.md)")
@@ -148,21 +150,35 @@ async def cmd_index(args: argparse.Namespace) -> int:
 
 
 async def _index_memories(args: argparse.Namespace) -> int:
-    """``memkit index DB``: index the memory keys written since the last index
-    (what a read-only ``memkit search`` leaves out), with the index's embedder."""
+    """``memkit index DB``: index what a read-only ``memkit search`` cannot see yet
+    (memory keys written since the last index, memories and document chunks with
+    no vector), with the index's embedder."""
     _require_database(args.db)
     db = await _open(args, embed=not args.no_embed)
+    progress = False if args.no_progress else None
     async with db:
         if args.reembed and not args.no_embed:
-            await db.search.reembed(progress=False if args.no_progress else None)
+            await db.search.reembed(progress=progress)
         counts = await db.search.sync_memories()
+        documents = None
+        # Checked first: embedding with nothing to embed would still write the index's row.
+        if db.has_embedder and await db.documents.unembedded_documents():
+            documents = await db.documents.embed_pending(progress=progress, retry_failed=True)
     changed, embedded = counts["changed"], counts["embedded"]
-    text = "memory search is up to date: nothing to index"
+    lines = []
     if changed or embedded:
-        text = (f"{_plural(changed, 'memory key', 'memory keys')} indexed, "
-                f"{_plural(embedded, 'memory', 'memories')} embedded")
-    emit(args, {"memories": counts}, text)
-    return 0
+        lines.append(f"{_plural(changed, 'memory key', 'memory keys')} indexed, "
+                     f"{_plural(embedded, 'memory', 'memories')} embedded")
+    data: dict[str, Any] = {"memories": counts}
+    if documents is not None:
+        data["documents"] = {"embedded_chunks": documents.embedded_chunks,
+                             "synced": documents.synced, "failed": documents.failed}
+        lines.append(f"{_plural(documents.embedded_chunks, 'document chunk', 'document chunks')}"
+                     f" embedded, {_plural(len(documents.synced), 'document', 'documents')} "
+                     "synced")
+        lines += [f"failed: {path}: {error}" for path, error in documents.failed]
+    emit(args, data, "\n".join(lines) or "search is up to date: nothing to index")
+    return 1 if documents is not None and documents.failed else 0
 
 
 def _plural(n: int, one: str, many: str) -> str:
@@ -185,13 +201,19 @@ async def cmd_search(args: argparse.Namespace) -> int:
         hits = await db.search.search(args.query, args.k, mode=mode, group=group, **filters)
         pending = await db.search.pending_memory_keys()
         # Keyword search reads them; semantic search needs their vectors.
-        unembedded = 0 if mode == "keyword" else await db.search.unembedded_memories()
+        semantic = mode != "keyword"
+        unembedded = await db.search.unembedded_memories() if semantic else 0
+        unembedded_docs = await db.documents.unembedded_documents() if semantic else 0
     data = {"query": args.query, "mode": mode, "group": group,
             "pending_memory_keys": pending, "unembedded_memories": unembedded,
-            "hits": [h.to_dict() for h in hits]}
+            "unembedded_documents": unembedded_docs, "hits": [h.to_dict() for h in hits]}
     columns = _HIT_COLUMNS if group == "chunk" else _DOCUMENT_COLUMNS
     emit_rows(args, data["hits"], columns, document=data, text=_hits_text(hits))
     memories = args.source == "memories" or (args.source == "all" and args.document_type is None)
+    if unembedded_docs and args.source != "memories":
+        print(f"memkit: {_plural(unembedded_docs, 'document has', 'documents have')} chunks "
+              f"with no vector yet (semantic matching cannot find them): run "
+              f"`memkit index {args.db}` to embed them", file=sys.stderr)
     if pending and memories:
         print(f"memkit: {_plural(pending, 'memory key', 'memory keys')} changed since the "
               f"last index (left out of these results): run `memkit index {args.db}` to "

@@ -99,6 +99,10 @@ PENDING_DOCUMENTS = (
     f"SELECT {_COLUMNS} FROM document_index WHERE sync_status IN ('pending', 'stale') "
     "ORDER BY last_synced_at LIMIT ?"
 )
+# Documents with a chunk that has no vector: indexed without embedding, or it failed.
+UNEMBEDDED_DOCUMENTS = (
+    "SELECT count(DISTINCT document_id) FROM document_chunks WHERE embedding_model IS NULL"
+)
 
 
 class _Sql(NamedTuple):
@@ -405,6 +409,13 @@ class DocumentIndexService:
         await self.store.write(lambda conn: conn.execute(
             "UPDATE document_index SET sync_status = 'stale' WHERE file_path = ?", (file_path,)))
         return True
+
+    async def unembedded_documents(self) -> int:
+        """How many documents have a chunk with no vector yet (synced with
+        ``embed=False``, or their embedding failed): semantic search cannot find
+        those chunks; ``embed_pending(retry_failed=True)`` embeds them."""
+        return int(await self.store.read(
+            lambda conn: conn.execute(UNEMBEDDED_DOCUMENTS).fetchone()[0]))
 
     async def get_pending_documents(self, limit: int = 100) -> list[dict[str, Any]]:
         """Documents waiting for embeddings (pending or stale), oldest sync first."""

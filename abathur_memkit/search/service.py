@@ -36,7 +36,7 @@ from ..inputs import DOCUMENT_TYPES, require_document_type, require_int, require
 from ..memory import MEMORY_TYPES
 from ..namespaces import prefix_bounds
 from .backends import IdFilter, Neighbour, _check_k, id_list
-from .documents import DocumentIndexService
+from .documents import UNEMBEDDED_DOCUMENTS, DocumentIndexService
 from .fusion import reciprocal_rank_fusion, score_fusion
 from .settings import SearchSettings, settings_of
 from .vectors import EMBED_BATCH, INDEXES, StaleIndexError, VectorIndexes, embed_texts
@@ -554,6 +554,7 @@ class SearchService:
                     out["indexes"][name] = info
             out["pending_memory_keys"] = conn.execute(PENDING_KEYS).fetchone()[0]
             out["unembedded_memories"] = conn.execute(UNEMBEDDED).fetchone()[0]
+            out["unembedded_documents"] = conn.execute(UNEMBEDDED_DOCUMENTS).fetchone()[0]
             return out
 
         return await self.store.read(read)
