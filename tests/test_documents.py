@@ -465,14 +465,23 @@ async def test_a_renamed_or_copied_file_takes_the_indexed_files_vectors(
 
 async def test_documents_with_unembedded_chunks_are_counted(db_target: str | Path,
                                                             tmp_path: Path) -> None:
-    folder, _, _ = runbook_folder(tmp_path)
-    async with Database(db_target, embedder=Counting()) as db:
+    folder, runbook, text = runbook_folder(tmp_path)
+    embedder = Counting()
+    async with Database(db_target, embedder=embedder) as db:
         await db.documents.sync_directory(folder, embed=False, progress=False)
         assert await db.documents.unembedded_documents() == 1
         assert (await db.search.status())["unembedded_documents"] == 1
         await db.documents.embed_pending()
         assert await db.documents.unembedded_documents() == 0
         assert (await db.search.status())["unembedded_documents"] == 0
+        # A failed embedding leaves the edited chunk without a vector: counted.
+        runbook.write_text(text.replace("ten minutes", "five minutes"))
+        embedder.fail_on = "five minutes"
+        failed = await db.documents.sync_directory(folder, progress=False)
+        assert failed.failed and await db.documents.unembedded_documents() == 1
+        embedder.fail_on = None
+        await db.documents.embed_pending(retry_failed=True)
+        assert await db.documents.unembedded_documents() == 0
 
 
 async def test_a_model_change_still_re_embeds_every_chunk(db_target: str | Path,

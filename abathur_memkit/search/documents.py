@@ -99,9 +99,12 @@ PENDING_DOCUMENTS = (
     f"SELECT {_COLUMNS} FROM document_index WHERE sync_status IN ('pending', 'stale') "
     "ORDER BY last_synced_at LIMIT ?"
 )
-# Documents with a chunk that has no vector: indexed without embedding, or it failed.
+# Documents embed_pending(retry_failed=True) would embed: waiting, with a chunk that has
+# no vector. From the documents' rows, not a scan of every chunk's.
 UNEMBEDDED_DOCUMENTS = (
-    "SELECT count(DISTINCT document_id) FROM document_chunks WHERE embedding_model IS NULL"
+    "SELECT count(*) FROM document_index d WHERE d.sync_status IN ('pending', 'stale', "
+    "'failed') AND EXISTS (SELECT 1 FROM document_chunks c WHERE c.document_id = d.id "
+    "AND c.embedding_model IS NULL)"
 )
 
 
@@ -411,9 +414,10 @@ class DocumentIndexService:
         return True
 
     async def unembedded_documents(self) -> int:
-        """How many documents have a chunk with no vector yet (synced with
-        ``embed=False``, or their embedding failed): semantic search cannot find
-        those chunks; ``embed_pending(retry_failed=True)`` embeds them."""
+        """How many documents wait for embedding (pending, stale or failed) with a
+        chunk that has no vector yet (synced with ``embed=False``, or their
+        embedding failed): semantic search cannot find those chunks;
+        ``embed_pending(retry_failed=True)`` embeds them."""
         return int(await self.store.read(
             lambda conn: conn.execute(UNEMBEDDED_DOCUMENTS).fetchone()[0]))
 
