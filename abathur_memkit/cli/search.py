@@ -197,20 +197,22 @@ async def cmd_search(args: argparse.Namespace) -> int:
     filters = {"source": args.source, "document_type": args.document_type,
                "namespace_prefix": args.namespace_prefix, "memory_type": args.memory_type}
     group = "chunk" if args.chunks else "document"
+    memories = args.source == "memories" or (args.source == "all" and args.document_type is None)
+    documents = args.source != "memories"
+    # Keyword search reads them; semantic search needs their vectors.
+    semantic = mode != "keyword"
     async with db:
         hits = await db.search.search(args.query, args.k, mode=mode, group=group, **filters)
         pending = await db.search.pending_memory_keys()
-        # Keyword search reads them; semantic search needs their vectors.
-        semantic = mode != "keyword"
-        unembedded = await db.search.unembedded_memories() if semantic else 0
-        unembedded_docs = await db.documents.unembedded_documents() if semantic else 0
+        unembedded = await db.search.unembedded_memories() if semantic and memories else 0
+        unembedded_docs = (await db.documents.unembedded_documents()
+                           if semantic and documents else 0)
     data = {"query": args.query, "mode": mode, "group": group,
             "pending_memory_keys": pending, "unembedded_memories": unembedded,
             "unembedded_documents": unembedded_docs, "hits": [h.to_dict() for h in hits]}
     columns = _HIT_COLUMNS if group == "chunk" else _DOCUMENT_COLUMNS
     emit_rows(args, data["hits"], columns, document=data, text=_hits_text(hits))
-    memories = args.source == "memories" or (args.source == "all" and args.document_type is None)
-    if unembedded_docs and args.source != "memories":
+    if unembedded_docs:
         print(f"memkit: {_plural(unembedded_docs, 'document has', 'documents have')} chunks "
               f"with no vector yet (semantic matching cannot find them): run "
               f"`memkit index {args.db}` to embed them", file=sys.stderr)
@@ -218,7 +220,7 @@ async def cmd_search(args: argparse.Namespace) -> int:
         print(f"memkit: {_plural(pending, 'memory key', 'memory keys')} changed since the "
               f"last index (left out of these results): run `memkit index {args.db}` to "
               "include them", file=sys.stderr)
-    if unembedded and memories:
+    if unembedded:
         print(f"memkit: {_plural(unembedded, 'memory is', 'memories are')} indexed for "
               f"keyword search only (semantic matching cannot find them): run "
               f"`memkit index {args.db}` to embed them", file=sys.stderr)
